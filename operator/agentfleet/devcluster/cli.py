@@ -1,0 +1,100 @@
+"""`agentfleet dev cluster up|down|status|env|build`: the local control plane from a shell."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agentfleet.devcluster import build
+from agentfleet.devcluster.cluster import LocalCluster, is_running
+
+app = typer.Typer(
+    help="A real local Kubernetes control plane (etcd, apiserver, controllers, kwok).",
+    no_args_is_help=True,
+)
+console = Console(stderr=True)
+
+DEFAULT_DIR = Path(os.environ.get("AGENTFLEET_CLUSTER_DIR", "_output/cluster"))
+DirOption = typer.Option(
+    DEFAULT_DIR, "--dir", help="Where the cluster keeps its data, logs and kubeconfig."
+)
+
+
+def _log(message: str) -> None:
+    console.print(f"[dim]agentfleet:[/] {message}")
+
+
+@app.command()
+def up(
+    directory: Path = DirOption,
+    nodes: Path = typer.Option(Path("tests/e2e/nodes"), help="Directory or file of Node YAML."),
+    upstream_crds: bool = typer.Option(True, help="Install the Istio, KEDA and Gateway API CRDs."),
+) -> None:
+    """Build (once) and start the cluster; print the KUBECONFIG export."""
+    files = sorted(nodes.glob("*.yaml")) if nodes.is_dir() else [nodes]
+    state = LocalCluster(directory, _log).up(nodes=files, upstream_crds=upstream_crds)
+    typer.echo(f"export KUBECONFIG={state.kubeconfig}")
+
+
+@app.command()
+def down(directory: Path = DirOption) -> None:
+    """Stop exactly the processes `up` started and delete the cluster's data."""
+    LocalCluster(directory, _log).down()
+    _log("cluster stopped and its data removed")
+
+
+@app.command()
+def env(directory: Path = DirOption) -> None:
+    """Print exports for `eval "$(agentfleet dev cluster env)"`: KUBECONFIG, and PATH with
+    the pinned kubectl and helm first (not whatever kubectl the machine has)."""
+    state = LocalCluster(directory, _log).state()
+    if not state:
+        raise typer.Exit(_fail(f"no cluster in {directory}; run `agentfleet dev cluster up`"))
+    typer.echo(f"export KUBECONFIG={state.kubeconfig}")
+    bins = [str(c.dir / "bin") for c in (build.KUBERNETES, build.HELM) if c.is_built()]
+    if bins:
+        typer.echo(f'export PATH="{":".join(bins)}:$PATH"')
+
+
+@app.command()
+def status(directory: Path = DirOption) -> None:
+    """Show the cluster's processes, ports and start time."""
+    state = LocalCluster(directory, _log).state()
+    if not state:
+        raise typer.Exit(_fail(f"no cluster in {directory}"))
+    table = Table(
+        "process",
+        "pid",
+        "port",
+        "running",
+        title=f"{state.server} (up in {state.startup_seconds} s)",
+    )
+    for name, proc in state.processes.items():
+        alive = is_running(int(str(proc["pid"])), str(proc["binary"]))
+        table.add_row(
+            name, str(proc["pid"]), str(state.ports.get(name, "")), "yes" if alive else "[red]no[/]"
+        )
+    Console().print(table)
+
+
+@app.command("build")
+def build_cmd() -> None:
+    """Build or reuse every pinned binary and upstream CRD set, and report the cache."""
+    build.toolchain(_log)
+    table = Table(
+        "component", "version", "cold build (s)", "MiB", title=f"cache: {build.cache_root()}"
+    )
+    for row in build.build_report():
+        table.add_row(
+            *(str(row.get(k, "")) for k in ("component", "version", "build_seconds", "megabytes"))
+        )
+    Console().print(table)
+
+
+def _fail(message: str) -> int:
+    console.print(f"[red]error:[/] {message}")
+    return 1

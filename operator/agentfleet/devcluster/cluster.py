@@ -1,0 +1,434 @@
+"""Start and stop a real single-machine Kubernetes control plane as local processes.
+
+etcd, kube-apiserver, kube-controller-manager (garbage collection, Deployments, HPA),
+kube-scheduler and kwok (simulated nodes whose Pods become Ready), all on loopback with
+free ports, all data in one directory. `down` stops exactly the processes `up` started
+(checked by pid *and* executable, so a recycled pid is never killed) and removes the data.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from agentfleet.devcluster import build
+from agentfleet.devcluster.certs import PKI
+
+Log = Callable[[str], None]
+START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+SERVICE_CIDR = "10.96.0.0/16"
+
+
+class ClusterError(RuntimeError):
+    """The control plane could not be started; the message includes the failing log's tail."""
+
+
+@dataclass
+class ClusterState:
+    directory: str
+    kubeconfig: str
+    server: str
+    ports: dict[str, int] = field(default_factory=dict)
+    processes: dict[str, dict[str, object]] = field(default_factory=dict)  # name -> pid, binary
+    startup_seconds: float = 0.0
+
+    @classmethod
+    def load(cls, directory: Path) -> ClusterState | None:
+        path = directory / "state.json"
+        return cls(**json.loads(path.read_text())) if path.exists() else None
+
+    def save(self) -> None:
+        (Path(self.directory) / "state.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def is_running(pid: int, binary: str) -> bool:
+    """The pid is alive *and* still runs the binary we started (pids get recycled)."""
+    try:
+        return os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(binary)
+    except OSError:
+        return False
+
+
+def _stop_process(pid: int, binary: str, grace_seconds: float = 10.0) -> None:
+    if not is_running(pid, binary):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline and is_running(pid, binary):
+        time.sleep(0.1)
+    if is_running(pid, binary):
+        os.kill(pid, signal.SIGKILL)
+
+
+class LocalCluster:
+    def __init__(self, directory: Path, log: Log = print) -> None:
+        self.dir = directory.resolve()
+        self.log = log
+        self.pki = PKI(self.dir / "pki")
+        self.kubeconfig = self.dir / "kubeconfig"
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def state(self) -> ClusterState | None:
+        return ClusterState.load(self.dir)
+
+    def is_up(self) -> bool:
+        state = self.state()
+        if state is None:
+            return False
+        return all(
+            is_running(int(str(p["pid"])), str(p["binary"])) for p in state.processes.values()
+        )
+
+    def up(self, nodes: Iterable[Path] = (), upstream_crds: bool = True) -> ClusterState:
+        if self.is_up():
+            state = self.state()
+            assert state is not None
+            self.log(f"cluster already running; KUBECONFIG={state.kubeconfig}")
+            return state
+        self.down()  # clear a half-dead previous run
+        tools = build.toolchain(self.log)
+        started = time.monotonic()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "logs").mkdir(exist_ok=True)
+        self.pki.create()
+        names = (
+            "etcd",
+            "etcd-peer",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kwok",
+        )
+        ports = dict(zip(names, free_ports(len(names)), strict=True))
+        state = ClusterState(
+            directory=str(self.dir),
+            kubeconfig=str(self.kubeconfig),
+            server=f"https://127.0.0.1:{ports['kube-apiserver']}",
+            ports=ports,
+        )
+        try:
+            self._start_etcd(tools, ports, state)
+            self._start_apiserver(tools, ports, state)
+            self._write_kubeconfig(state.server)
+            self._start_controllers(tools, ports, state)
+            self._apply_nodes(tools, list(nodes))
+            if upstream_crds:
+                self._install_upstream_crds(tools)
+            self._wait_settled(tools, has_nodes=bool(list(nodes)))
+        except BaseException:
+            state.save()
+            self.down(keep_logs=True)
+            raise
+        state.startup_seconds = round(time.monotonic() - started, 1)
+        state.save()
+        self.log(f"cluster up in {state.startup_seconds} s; export KUBECONFIG={self.kubeconfig}")
+        return state
+
+    def down(self, keep_logs: bool = False) -> None:
+        state = self.state()
+        if state:
+            for name in reversed(START_ORDER):
+                proc = state.processes.get(name)
+                if proc:
+                    _stop_process(int(str(proc["pid"])), str(proc["binary"]))
+        if not self.dir.exists():
+            return
+        if keep_logs:
+            for child in self.dir.iterdir():
+                if child.name not in ("logs", "state.json"):
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+        else:
+            shutil.rmtree(self.dir)
+
+    # --- processes ---------------------------------------------------------------------------
+
+    def _spawn(self, name: str, binary: Path, args: list[str], state: ClusterState) -> None:
+        log_file = open(self.dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 (owned by the child)
+        proc = subprocess.Popen(
+            [str(binary), *args],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.dir,
+        )
+        log_file.close()
+        self._procs[name] = proc
+        state.processes[name] = {"pid": proc.pid, "binary": str(binary)}
+        state.save()
+
+    def _wait(
+        self, what: str, check: Callable[[], bool], timeout: float, name: str | None = None
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if name and self._procs[name].poll() is not None:
+                raise ClusterError(
+                    f"{name} exited with {self._procs[name].returncode} while waiting for "
+                    f"{what}:\n{self.log_tail(name)}"
+                )
+            try:
+                if check():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise ClusterError(
+            f"timed out after {timeout:.0f} s waiting for {what}"
+            + (f":\n{self.log_tail(name)}" if name else "")
+        )
+
+    def log_tail(self, name: str, lines: int = 25) -> str:
+        path = self.dir / "logs" / f"{name}.log"
+        return (
+            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            if path.exists()
+            else ""
+        )
+
+    def _start_etcd(
+        self, tools: build.Toolchain, ports: dict[str, int], state: ClusterState
+    ) -> None:
+        client = f"http://127.0.0.1:{ports['etcd']}"
+        peer = f"http://127.0.0.1:{ports['etcd-peer']}"
+        self._spawn(
+            "etcd",
+            tools.bin["etcd"],
+            [
+                "--name=default",
+                f"--data-dir={self.dir / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=default={peer}",
+                "--unsafe-no-fsync",  # a throwaway test cluster: speed over durability
+                "--quota-backend-bytes=8589934592",
+                "--log-level=warn",
+            ],
+            state,
+        )
+        self._wait(
+            "etcd health",
+            lambda: (
+                b'"health":"true"' in urllib.request.urlopen(f"{client}/health", timeout=2).read()
+            ),
+            60,
+            "etcd",
+        )
+
+    def _start_apiserver(
+        self, tools: build.Toolchain, ports: dict[str, int], state: ClusterState
+    ) -> None:
+        pki = self.pki.path
+        self._spawn(
+            "kube-apiserver",
+            tools.bin["kube-apiserver"],
+            [
+                f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
+                f"--secure-port={ports['kube-apiserver']}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--tls-cert-file={pki('apiserver.crt')}",
+                f"--tls-private-key-file={pki('apiserver.key')}",
+                f"--client-ca-file={pki('ca.crt')}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki('sa.pub')}",
+                f"--service-account-signing-key-file={pki('sa.key')}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                # The "kubernetes" Service cannot point at loopback; nothing in-cluster needs it.
+                "--endpoint-reconciler-type=none",
+                "--authorization-mode=RBAC",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--max-requests-inflight=800",
+                "--max-mutating-requests-inflight=400",
+                f"--cert-dir={self.dir / 'apiserver-certs'}",
+                "--v=1",
+            ],
+            state,
+        )
+        context = self.admin_tls_context()
+        url = f"https://127.0.0.1:{ports['kube-apiserver']}/readyz"
+        self._wait(
+            "kube-apiserver /readyz",
+            lambda: urllib.request.urlopen(url, context=context, timeout=2).status == 200,
+            90,
+            "kube-apiserver",
+        )
+
+    def admin_tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.pki.path("ca.crt")))
+        context.load_cert_chain(str(self.pki.path("admin.crt")), str(self.pki.path("admin.key")))
+        return context
+
+    def _write_kubeconfig(self, server: str) -> None:
+        def b64(name: str) -> str:
+            return base64.b64encode(self.pki.path(name).read_bytes()).decode()
+
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "agentfleet-dev",
+            "clusters": [
+                {
+                    "name": "agentfleet-dev",
+                    "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")},
+                }
+            ],
+            "users": [
+                {
+                    "name": "agentfleet-admin",
+                    "user": {
+                        "client-certificate-data": b64("admin.crt"),
+                        "client-key-data": b64("admin.key"),
+                    },
+                }
+            ],
+            "contexts": [
+                {
+                    "name": "agentfleet-dev",
+                    "context": {
+                        "cluster": "agentfleet-dev",
+                        "user": "agentfleet-admin",
+                        "namespace": "default",
+                    },
+                }
+            ],
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config))
+        self.kubeconfig.chmod(0o600)
+
+    def _start_controllers(
+        self, tools: build.Toolchain, ports: dict[str, int], state: ClusterState
+    ) -> None:
+        kubeconfig = str(self.kubeconfig)
+        auth = [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+        ]
+        self._spawn(
+            "kube-controller-manager",
+            tools.bin["kube-controller-manager"],
+            [
+                *auth,
+                f"--secure-port={ports['kube-controller-manager']}",
+                f"--cert-dir={self.dir / 'controller-manager-certs'}",
+                f"--service-account-private-key-file={self.pki.path('sa.key')}",
+                f"--root-ca-file={self.pki.path('ca.crt')}",
+                "--use-service-account-credentials=true",
+                "--controllers=*",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--concurrent-deployment-syncs=10",
+                "--concurrent-replicaset-syncs=10",
+                "--concurrent-gc-syncs=40",
+                "--v=1",
+            ],
+            state,
+        )
+        self._spawn(
+            "kube-scheduler",
+            tools.bin["kube-scheduler"],
+            [
+                *auth,
+                f"--secure-port={ports['kube-scheduler']}",
+                f"--cert-dir={self.dir / 'scheduler-certs'}",
+                "--v=1",
+            ],
+            state,
+        )
+        self._spawn(
+            "kwok",
+            tools.bin["kwok"],
+            [
+                f"--kubeconfig={kubeconfig}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--manage-nodes-with-label-selector=",
+                "--cidr=10.0.0.1/16",
+                "--node-ip=10.0.0.1",
+                # Without leases the node controller marks every node NotReady after ~50 s.
+                "--node-lease-duration-seconds=40",
+                f"--server-address=127.0.0.1:{ports['kwok']}",
+                *(f"--config={stage}" for stage in tools.kwok_stages),
+            ],
+            state,
+        )
+
+    # --- cluster contents --------------------------------------------------------------------
+
+    def kubectl(self, tools: build.Toolchain, *args: str, timeout: float = 120) -> str:
+        proc = subprocess.run(
+            [str(tools.bin["kubectl"]), f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if proc.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed:\n{proc.stderr.strip()}")
+        return proc.stdout
+
+    def _apply_nodes(self, tools: build.Toolchain, nodes: list[Path]) -> None:
+        # `create`, not `apply`: a Node's status (capacity, GPUs) is only taken on creation.
+        for path in nodes:
+            self.kubectl(tools, "create", "-f", str(path))
+
+    def _install_upstream_crds(self, tools: build.Toolchain) -> None:
+        for source in sorted(p for p in tools.upstream_crds.iterdir() if p.is_dir()):
+            self.kubectl(tools, "apply", "--server-side", "--force-conflicts", "-f", str(source))
+        self.kubectl(tools, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+
+    def _wait_settled(self, tools: build.Toolchain, has_nodes: bool) -> None:
+        """Usable means: the controller-manager creates ServiceAccounts and kwok nodes are Ready."""
+        self._wait(
+            "the default ServiceAccount (controller-manager up)",
+            lambda: (
+                "default"
+                in self.kubectl(
+                    tools, "get", "serviceaccount", "default", "-o", "name", "--ignore-not-found"
+                )
+            ),
+            90,
+            "kube-controller-manager",
+        )
+        if has_nodes:
+            self.kubectl(
+                tools,
+                "wait",
+                "--for=condition=Ready",
+                "node",
+                "--all",
+                "--timeout=90s",
+                timeout=100,
+            )
