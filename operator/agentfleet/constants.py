@@ -1,0 +1,83 @@
+"""Every name a user can see: API coordinates, ports, label keys, condition types and reasons.
+
+Imported by the operator, the renderers and the tests alike, so a rename happens in one place.
+"""
+
+from typing import Final
+
+GROUP: Final = "agentfleet.io"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "AIAgent"
+PLURAL: Final = "aiagents"
+SINGULAR: Final = "aiagent"
+SHORT_NAME: Final = "aia"
+CRD_NAME: Final = f"{PLURAL}.{GROUP}"
+
+# One field manager for every write the operator makes (server-side apply and status).
+FIELD_MANAGER: Final = "agentfleet"
+
+# The container that runs the agent, and its fixed ports (same in every agent Pod).
+CONTAINER_NAME: Final = "agent"
+
+
+class Port:
+    """Name, number and Service appProtocol of one of the four fixed agent ports."""
+
+    def __init__(self, name: str, number: int, app_protocol: str, endpoint_key: str) -> None:
+        self.name = name
+        self.number = number
+        self.app_protocol = app_protocol
+        self.endpoint_key = endpoint_key
+
+
+HTTP: Final = Port("http", 8080, "http", "http")
+GRPC: Final = Port("grpc", 9090, "grpc", "grpc")
+METRICS: Final = Port("http-metrics", 9091, "http", "metrics")
+HEALTH: Final = Port("http-health", 8081, "http", "health")
+PORTS: Final = (HTTP, GRPC, METRICS, HEALTH)
+
+LIVENESS_PATH: Final = "/healthz"
+READINESS_PATH: Final = "/readyz"
+METRICS_PATH: Final = "/metrics"
+
+# Labels: Kubernetes recommended labels plus our own.
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_AGENT_TYPE: Final = f"{GROUP}/agent-type"
+APP_NAME: Final = "aiagent"
+PART_OF: Final = "agentfleet"
+MANAGED_BY: Final = "agentfleet-operator"
+
+# On every child: a digest of what we last applied, so an unchanged agent costs no write.
+ANNOTATION_APPLIED_HASH: Final = f"{GROUP}/applied-hash"
+
+# GPU resources and node labels (NVIDIA GPU Feature Discovery, AMD node labeller).
+GPU_RESOURCE: Final = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
+NVIDIA_LABEL_PRODUCT: Final = "nvidia.com/gpu.product"
+NVIDIA_LABEL_MEMORY_MIB: Final = "nvidia.com/gpu.memory"
+NVIDIA_LABEL_COUNT: Final = "nvidia.com/gpu.count"
+NVIDIA_LABEL_SHARING: Final = "nvidia.com/gpu.sharing-strategy"
+SHARED_STRATEGIES: Final = ("time-slicing", "mps")
+
+# Conditions (metav1.Condition) and their reasons.
+COND_READY: Final = "Ready"
+COND_RECONCILING: Final = "Reconciling"
+COND_STALLED: Final = "Stalled"
+COND_SCALER_READY: Final = "ScalerReady"
+COND_MESH_READY: Final = "MeshReady"
+
+
+class Reason:
+    AVAILABLE: Final = "Available"
+    PROGRESSING: Final = "Progressing"
+    SCALED_TO_ZERO: Final = "ScaledToZero"
+    INVALID_SPEC: Final = "InvalidSpec"
+    APPLY_FAILED: Final = "ApplyFailed"
+    PROGRESS_DEADLINE_EXCEEDED: Final = "ProgressDeadlineExceeded"
+    RECONCILED: Final = "Reconciled"
+    NOT_IMPLEMENTED: Final = "NotImplemented"
+    DISABLED: Final = "Disabled"
