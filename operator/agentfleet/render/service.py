@@ -1,0 +1,38 @@
+"""ClusterIP Service: `<name>.<namespace>.svc.<domain>` on the four fixed ports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentfleet import constants as c
+from agentfleet.models import AIAgent
+from agentfleet.render.common import object_meta, selector_labels
+
+
+def render(agent: AIAgent) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": object_meta(agent),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": selector_labels(agent),
+                "ports": [
+                    {
+                        "name": port.name,
+                        "port": port.number,
+                        "targetPort": port.name,
+                        "protocol": "TCP",
+                        "appProtocol": port.app_protocol,
+                    }
+                    for port in c.PORTS
+                ],
+            },
+        }
+    ]
+
+
+def endpoints(agent: AIAgent, cluster_domain: str) -> dict[str, str]:
+    host = f"{agent.metadata.name}.{agent.metadata.namespace}.svc.{cluster_domain}"
+    return {port.endpoint_key: f"{host}:{port.number}" for port in c.PORTS}
