@@ -1,0 +1,47 @@
+"""Prometheus metrics of the operator, named like controller-runtime's so dashboards carry over."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONTROLLER = "aiagent"
+
+RECONCILE_TOTAL = Counter(
+    "controller_runtime_reconcile_total",
+    "Total number of reconciliations per controller and result.",
+    ["controller", "result"],
+)
+RECONCILE_ERRORS = Counter(
+    "controller_runtime_reconcile_errors_total",
+    "Total number of reconciliation errors per controller.",
+    ["controller"],
+)
+RECONCILE_TIME = Histogram(
+    "controller_runtime_reconcile_time_seconds",
+    "Length of time per reconciliation per controller.",
+    ["controller"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+ACTIVE_WORKERS = Gauge(
+    "controller_runtime_active_workers",
+    "Number of currently used workers per controller.",
+    ["controller"],
+)
+MAX_CONCURRENT = Gauge(
+    "controller_runtime_max_concurrent_reconciles",
+    "Maximum number of concurrent reconciles per controller.",
+    ["controller"],
+)
+WORKQUEUE_DEPTH = Gauge("workqueue_depth", "Current depth of workqueue.", ["name"])
+WORKQUEUE_ADDS = Counter(
+    "workqueue_adds_total", "Total number of adds handled by workqueue.", ["name"]
+)
+WORKQUEUE_RETRIES = Counter(
+    "workqueue_retries_total", "Total number of retries handled by workqueue.", ["name"]
+)
+
+# Ours: every request that changes (or could change) cluster state, by verb and kind.
+# The zero-writes-when-idle promise is checked against this counter.
+API_WRITES = Counter(
+    "agentfleet_api_writes_total",
+    "Write requests sent to the Kubernetes API server, by verb and kind.",
+    ["verb", "kind"],
+)

@@ -1,0 +1,158 @@
+"""One reconcile of one AIAgent: parse → render → apply what differs → prune → status.
+
+Level-triggered: it reads the latest state from the watch caches (never from an event's
+payload), so reconciling the same key twice in a row is cheap and the second time writes
+nothing. It knows nothing of kopf; handlers.py feeds it keys and caches.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from agentfleet import drift
+from agentfleet.constants import Reason
+from agentfleet.kube import Ref, Rejected
+from agentfleet.models import AIAgent
+from agentfleet.render import desired_objects
+from agentfleet.status import Problem, desired_status, invalid_spec_status
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, name) of an AIAgent
+CHILD_KINDS = ("ServiceAccount", "Service", "Deployment")
+
+
+class Cache(Protocol):
+    """Read-only view of the watched objects."""
+
+    def agent(self, key: Key) -> dict[str, Any] | None: ...
+
+    def owned(self, kind: str, key: Key) -> list[dict[str, Any]]: ...
+
+
+class Writer(Protocol):
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+    async def repair(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def delete(self, ref: Ref, uid: str) -> None: ...
+
+    async def post_event(self, body: dict[str, Any], reason: str, message: str) -> None: ...
+
+
+@dataclass
+class Reconciler:
+    kube: Writer
+    cache: Cache
+    cluster_domain: str = "cluster.local"
+
+    async def reconcile(self, key: Key) -> None:
+        body = self.cache.agent(key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return  # gone or going: ownerReferences let the garbage collector remove children
+        previous = body.get("status") or {}
+        try:
+            agent = AIAgent.from_body(body)
+        except ValidationError as error:
+            generation = body["metadata"].get("generation", 0)
+            await self._write_status(
+                body, invalid_spec_status(generation, describe(error), previous)
+            )
+            return
+
+        problem: Problem | None = None
+        deployment = self._owned(agent, "Deployment", agent.metadata.name)
+        try:
+            fresh = await self._apply_children(agent)
+            deployment = fresh.get("Deployment", deployment)
+        except Rejected as rejected:
+            if rejected.namespace_terminating:
+                return  # the namespace and the agent are going away; writing more is waste
+            problem = Problem(Reason.APPLY_FAILED, str(rejected))
+        status = desired_status(agent, deployment, problem, previous, self.cluster_domain)
+        await self._write_status(body, status)
+
+    async def _apply_children(self, agent: AIAgent) -> dict[str, dict[str, Any]]:
+        """Apply every child that is missing, outdated or drifted; prune the ones not wanted.
+        Returns the newest copy of each desired child (the apply response, or the cache)."""
+        newest: dict[str, dict[str, Any]] = {}
+        wanted: set[tuple[str, str]] = set()
+        for obj in map(drift.stamp, desired_objects(agent)):
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            wanted.add((kind, name))
+            observed = self._owned(agent, kind, name)
+            if drift.is_current(obj, observed):
+                newest[kind] = observed  # type: ignore[assignment]  # is_current implies not None
+                continue
+            log.info("applying %s %s/%s", kind, agent.metadata.namespace, name)
+            newest[kind] = await self._apply(obj, drifted=observed is not None)
+        key = (agent.metadata.namespace, agent.metadata.name)
+        for kind in CHILD_KINDS:
+            for child in self.cache.owned(kind, key):
+                if (kind, child["metadata"]["name"]) not in wanted:
+                    log.info("pruning %s %s/%s", kind, key[0], child["metadata"]["name"])
+                    await self.kube.delete(Ref.of(child), child["metadata"]["uid"])
+        return newest
+
+    async def _apply(self, obj: dict[str, Any], drifted: bool) -> dict[str, Any]:
+        try:
+            return await self.kube.apply(obj)
+        except Rejected as rejected:
+            if not (drifted and rejected.status == 422):
+                raise
+            # Someone else's edit left entries that our apply cannot remove (and that now
+            # clash with ours); a merge patch replaces those lists. If the object itself is
+            # invalid this is refused too, and the agent stalls with the server's message.
+            log.warning(
+                "repairing %s %s/%s: %s",
+                obj["kind"],
+                obj["metadata"]["namespace"],
+                obj["metadata"]["name"],
+                rejected.message,
+            )
+            return await self.kube.repair(obj)
+
+    def _owned(self, agent: AIAgent, kind: str, name: str) -> dict[str, Any] | None:
+        key = (agent.metadata.namespace, agent.metadata.name)
+        return next((o for o in self.cache.owned(kind, key) if o["metadata"]["name"] == name), None)
+
+    async def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
+        previous = body.get("status") or {}
+        if status == previous:
+            return
+        meta = body["metadata"]
+        await self.kube.patch_status(meta["namespace"], meta["name"], status)
+        stalled = _condition(status, "Stalled")
+        if stalled.get("status") == "True" and _condition(previous, "Stalled") != stalled:
+            try:
+                await self.kube.post_event(body, stalled["reason"], stalled["message"])
+            except Exception:  # an Event is a courtesy; the condition already says it all
+                log.warning(
+                    "could not post the %s event for %s/%s",
+                    stalled["reason"],
+                    meta["namespace"],
+                    meta["name"],
+                    exc_info=True,
+                )
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
+
+
+def describe(error: ValidationError) -> str:
+    """pydantic's errors as one sentence naming spec fields, e.g. 'spec.gpu.vram: ...'."""
+    parts = []
+    for item in error.errors()[:3]:
+        where = ".".join(str(p) for p in item["loc"])
+        parts.append(f"{where}: {item['msg']}")
+    more = len(error.errors()) - 3
+    return "invalid spec: " + "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")

@@ -1,0 +1,114 @@
+from typing import Any
+
+from agentfleet.models import AIAgent
+from agentfleet.status import Problem, desired_status, rollout
+from tests.unit.conftest import agent_from
+
+T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
+
+
+def deployment(
+    replicas: int = 3,
+    ready: int = 3,
+    generation: int = 1,
+    observed: int = 1,
+    updated: int | None = None,
+    conditions: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "demo", "generation": generation},
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": observed,
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "updatedReplicas": replicas if updated is None else updated,
+            "conditions": conditions or [],
+        },
+    }
+
+
+def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def test_available_deployment_is_ready(minimal_agent: AIAgent) -> None:
+    status = desired_status(minimal_agent, deployment(), None, None, "cluster.local", T0)
+    assert conditions(status) == {
+        "Ready": ("True", "Available"),
+        "Reconciling": ("False", "Reconciled"),
+        "Stalled": ("False", "Reconciled"),
+    }
+    assert status["observedGeneration"] == 1
+    assert (status["replicas"], status["readyReplicas"], status["availableReplicas"]) == (3, 3, 3)
+    assert status["selector"] == "app.kubernetes.io/instance=demo,app.kubernetes.io/name=aiagent"
+    assert status["endpoints"]["grpc"] == "demo.team-a.svc.cluster.local:9090"
+    assert status["placement"] == {"summary": "cpu"}
+
+
+def test_rollout_in_progress_is_reconciling(minimal_agent: AIAgent) -> None:
+    status = desired_status(minimal_agent, deployment(ready=1), None, None, "cluster.local", T0)
+    assert conditions(status)["Ready"] == ("False", "Progressing")
+    assert conditions(status)["Reconciling"] == ("True", "Progressing")
+    ready = status["conditions"][0]
+    assert ready["message"] == "1 of 3 replicas available"
+
+
+def test_unobserved_generation_is_not_ready_even_if_replicas_are() -> None:
+    state = rollout(deployment(generation=2, observed=1))
+    assert not state.done and "observe" in state.message
+
+
+def test_progress_deadline_is_stalled(minimal_agent: AIAgent) -> None:
+    stuck = deployment(
+        ready=0,
+        conditions=[
+            {
+                "type": "Progressing",
+                "reason": "ProgressDeadlineExceeded",
+                "message": "ReplicaSet demo-1 has timed out progressing.",
+            }
+        ],
+    )
+    status = desired_status(minimal_agent, stuck, None, None, "cluster.local", T0)
+    assert conditions(status)["Stalled"] == ("True", "ProgressDeadlineExceeded")
+    assert conditions(status)["Ready"][0] == "False"
+
+
+def test_problem_is_stalled_with_its_message(minimal_agent: AIAgent) -> None:
+    problem = Problem(
+        "ApplyFailed", "Deployment demo was rejected by the API server (422): bad volume"
+    )
+    status = desired_status(minimal_agent, None, problem, None, "cluster.local", T0)
+    assert conditions(status)["Stalled"] == ("True", "ApplyFailed")
+    assert status["conditions"][0]["message"].endswith("bad volume")
+
+
+def test_transition_time_only_moves_when_status_changes(minimal_agent: AIAgent) -> None:
+    first = desired_status(minimal_agent, deployment(ready=1), None, None, "cluster.local", T0)
+    same = desired_status(minimal_agent, deployment(ready=2), None, first, "cluster.local", T1)
+    assert [c["lastTransitionTime"] for c in same["conditions"]] == [T0, T0, T0]
+    done = desired_status(minimal_agent, deployment(), None, same, "cluster.local", T1)
+    times = {c["type"]: c["lastTransitionTime"] for c in done["conditions"]}
+    assert times == {"Ready": T1, "Reconciling": T1, "Stalled": T0}
+
+
+def test_recomputing_an_unchanged_agent_is_identical(minimal_agent: AIAgent) -> None:
+    first = desired_status(minimal_agent, deployment(), None, None, "cluster.local", T0)
+    assert desired_status(minimal_agent, deployment(), None, first, "cluster.local", T1) == first
+
+
+def test_scaled_to_zero_is_ready() -> None:
+    agent = agent_from({"agentType": "coding", "image": "i", "replicas": 0})
+    status = desired_status(agent, deployment(replicas=0, ready=0), None, None, "cluster.local", T0)
+    assert conditions(status)["Ready"] == ("True", "ScaledToZero")
+
+
+def test_requested_but_unrendered_features_are_reported() -> None:
+    agent = agent_from(
+        {"agentType": "coding", "image": "i", "autoscaling": {"maxReplicas": 5}, "mesh": {}}
+    )
+    status = desired_status(agent, deployment(), None, None, "cluster.local", T0)
+    assert conditions(status)["ScalerReady"] == ("False", "NotImplemented")
+    assert conditions(status)["MeshReady"] == ("False", "NotImplemented")
