@@ -1,0 +1,201 @@
+"""Fixtures shared by every test directory.
+
+Tests marked `cluster` run against a real Kubernetes API server: the one $KUBECONFIG points
+at if it is set (kind, k3d, a cloud cluster), otherwise a local control plane that this
+session builds or reuses, starts, and stops at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUT = ROOT / "_output"
+T = TypeVar("T")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="Rewrite tests/unit/golden/*.yaml from the renderers instead of comparing.",
+    )
+
+
+def eventually(
+    check: Callable[[], T], timeout: float = 90, interval: float = 0.25, what: str = "condition"
+) -> T:
+    """Poll `check` until it neither raises AssertionError nor returns False; return its result."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result is not False:
+                return result
+        except AssertionError as error:
+            last = error
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}: {last}")
+
+
+@dataclass
+class Cluster:
+    kubeconfig: str
+    kubectl_path: str
+    local: bool  # our local control plane (kwok nodes from tests/e2e/nodes)
+
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [self.kubectl_path, f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=120,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    def api(self) -> Any:
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=self.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    from agentfleet.devcluster import build
+    from agentfleet.devcluster.cluster import LocalCluster
+
+    tools = build.toolchain(lambda m: print(m, file=sys.stderr))
+    kubectl = str(tools.bin["kubectl"])
+    existing = os.environ.get("KUBECONFIG")
+    if existing and Path(existing).exists():
+        yield Cluster(existing, kubectl, local=False)
+        return
+    local = LocalCluster(OUTPUT / "test-cluster", lambda m: print(m, file=sys.stderr))
+    state = local.up(nodes=sorted((ROOT / "tests/e2e/nodes").glob("*.yaml")))
+    print(f"\nlocal control plane started in {state.startup_seconds} s", file=sys.stderr)
+    try:
+        yield Cluster(state.kubeconfig, kubectl, local=True)
+    finally:
+        local.down()
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/aiagents.agentfleet.io", "--timeout=60s"
+    )
+
+
+@dataclass
+class Operator:
+    metrics_url: str
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return samples
+
+    def total(self, name: str, **labels: str) -> float:
+        return sum(
+            value
+            for (metric, tags), value in self.metrics().items()
+            if metric == name and all((k, v) in tags for k, v in labels.items())
+        )
+
+    def writes(self) -> float:
+        return self.total("agentfleet_api_writes_total")
+
+    def reconciles(self) -> float:
+        return self.total("controller_runtime_reconcile_total")
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Cluster, crd: None) -> Iterator[Operator]:
+    from agentfleet.devcluster.cluster import free_ports
+
+    metrics_port, health_port = free_ports(2)
+    OUTPUT.mkdir(exist_ok=True)
+    log_path = OUTPUT / "test-operator.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agentfleet",
+                "run",
+                "--verbose",
+                "--metrics-address",
+                "127.0.0.1",
+                "--metrics-port",
+                str(metrics_port),
+                "--health-port",
+                str(health_port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "KUBECONFIG": cluster.kubeconfig},
+        )
+    handle = Operator(f"http://127.0.0.1:{metrics_port}/metrics", log_path, process)
+
+    def healthy() -> bool:
+        assert process.poll() is None, f"operator exited:\n{log_path.read_text()[-3000:]}"
+        try:
+            return (
+                urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=2).status
+                == 200
+            )
+        except OSError:
+            return False
+
+    eventually(healthy, timeout=60, what="the operator's /healthz")
+    try:
+        yield handle
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def wait_for_other_test_namespaces_gone(cluster: Cluster, mine: str) -> None:
+    """Tests that measure the operator's writes must not count another test's teardown."""
+
+    def alone() -> None:
+        names = cluster.kubectl("get", "namespaces", "-o", "name").stdout.split()
+        others = [n for n in names if n.startswith("namespace/t-") and n != f"namespace/{mine}"]
+        assert not others, others
+
+    eventually(alone, timeout=120, what="other test namespaces to be deleted")
