@@ -20,7 +20,7 @@ down() {
 up() {
   "$BIN/agentfleet" dev cluster up --dir "$CLUSTER_DIR"
   eval "$("$BIN/agentfleet" dev cluster env --dir "$CLUSTER_DIR")"
-  kubectl apply --server-side -f crds/
+  kubectl apply --server-side -f crds/aiagents.agentfleet.io.yaml
   kubectl wait --for=condition=Established crd/aiagents.agentfleet.io --timeout=60s
   if [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
     echo "operator already running (pid $(cat "$PIDFILE"))"

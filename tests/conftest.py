@@ -7,6 +7,7 @@ session builds or reuses, starts, and stops at the end.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -99,7 +100,8 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="session")
 def crd(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    crd_file = ROOT / "crds" / "aiagents.agentfleet.io.yaml"
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd_file))
     cluster.kubectl(
         "wait", "--for=condition=Established", "crd/aiagents.agentfleet.io", "--timeout=60s"
     )
@@ -133,12 +135,42 @@ class Operator:
         return self.total("controller_runtime_reconcile_total")
 
 
+def operator_kubeconfig(cluster: Cluster) -> Path:
+    """A kubeconfig with the token of the operator's own ServiceAccount from manifests/operator,
+    so that the tests fail if its RBAC lacks a permission the operator uses."""
+    manifests = ROOT / "manifests" / "operator"
+    cluster.kubectl(
+        "apply", "-f", str(manifests / "namespace.yaml"), "-f", str(manifests / "rbac.yaml")
+    )
+    token = cluster.kubectl(
+        "create", "token", "agentfleet-operator", "-n", "agentfleet-system", "--duration=6h"
+    ).stdout.strip()
+    admin = json.loads(
+        cluster.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json").stdout
+    )
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "operator",
+        "clusters": [{"name": "cluster", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": "agentfleet-operator", "user": {"token": token}}],
+        "contexts": [
+            {"name": "operator", "context": {"cluster": "cluster", "user": "agentfleet-operator"}}
+        ],
+    }
+    path = OUTPUT / "operator.kubeconfig"
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return path
+
+
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster, crd: None) -> Iterator[Operator]:
     from agentfleet.devcluster.cluster import free_ports
 
     metrics_port, health_port = free_ports(2)
     OUTPUT.mkdir(exist_ok=True)
+    kubeconfig = operator_kubeconfig(cluster)
     log_path = OUTPUT / "test-operator.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -157,7 +189,7 @@ def operator(cluster: Cluster, crd: None) -> Iterator[Operator]:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "KUBECONFIG": cluster.kubeconfig},
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
         )
     handle = Operator(f"http://127.0.0.1:{metrics_port}/metrics", log_path, process)
 

@@ -107,11 +107,13 @@ def agent_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -
     memo["controller"].queue.add((namespace or "", name))
 
 
-def _child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def _child_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A child changed or vanished: its owner may need a repair or a status update."""
     key = owner_key(body)
     if key:
-        memo["controller"].queue.add(key)
+        controller = memo["controller"]
+        controller.reconciler.observe_child(type, body)
+        controller.queue.add(key)
 
 
 for _kind, _selector in CHILD_RESOURCES.items():

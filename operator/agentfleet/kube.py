@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from agentfleet import constants as c
 from agentfleet import metrics
+
+log = logging.getLogger(__name__)
 
 # Plural resource names of every kind the operator writes.
 PLURALS = {
@@ -92,9 +95,9 @@ class Kube:
         content_type: str,
         query: list[tuple[str, str]],
     ) -> dict[str, Any]:
-        metrics.API_WRITES.labels(
-            method.lower() if method != "PATCH" else _verb(content_type), ref.kind
-        ).inc()
+        verb = method.lower() if method != "PATCH" else _verb(content_type)
+        metrics.API_WRITES.labels(verb, ref.kind).inc()
+        log.debug("write: %s %s %s/%s", verb, ref.kind, ref.namespace, ref.name)
         try:
             response = await self.api.call_api(
                 path,

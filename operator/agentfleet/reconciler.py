@@ -8,7 +8,7 @@ nothing. It knows nothing of kopf; handlers.py feeds it keys and caches.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -53,10 +53,16 @@ class Reconciler:
     kube: Writer
     cache: Cache
     cluster_domain: str = "cluster.local"
+    # Our own apply responses, kept until the watch cache shows that version or a newer one.
+    # Without them a reconcile that runs before the watch event arrives sees a stale child
+    # and applies it again.
+    applied: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
 
     async def reconcile(self, key: Key) -> None:
         body = self.cache.agent(key)
         if body is None or body["metadata"].get("deletionTimestamp"):
+            for kind in CHILD_KINDS:
+                self.applied.pop((kind, *key), None)
             return  # gone or going: ownerReferences let the garbage collector remove children
         previous = body.get("status") or {}
         try:
@@ -94,6 +100,7 @@ class Reconciler:
                 continue
             log.info("applying %s %s/%s", kind, agent.metadata.namespace, name)
             newest[kind] = await self._apply(obj, drifted=observed is not None)
+            self.applied[(kind, agent.metadata.namespace, name)] = newest[kind]
         key = (agent.metadata.namespace, agent.metadata.name)
         for kind in CHILD_KINDS:
             for child in self.cache.owned(kind, key):
@@ -120,15 +127,40 @@ class Reconciler:
             )
             return await self.kube.repair(obj)
 
+    def observe_child(self, event_type: str, child: dict[str, Any]) -> None:
+        """Called for every watch event of a child: once the cache holds our applied version
+        (or a newer one), or the child is gone, our remembered copy is no longer needed."""
+        meta = child["metadata"]
+        key = (child["kind"], meta["namespace"], meta["name"])
+        ours = self.applied.get(key)
+        if ours is not None and (event_type == "DELETED" or not _older(child, ours)):
+            del self.applied[key]
+
     def _owned(self, agent: AIAgent, kind: str, name: str) -> dict[str, Any] | None:
+        """The newest copy of a child: the watch cache's, or our last apply response while
+        the cache has not caught up with it yet."""
         key = (agent.metadata.namespace, agent.metadata.name)
-        return next((o for o in self.cache.owned(kind, key) if o["metadata"]["name"] == name), None)
+        cached = next(
+            (o for o in self.cache.owned(kind, key) if o["metadata"]["name"] == name), None
+        )
+        ours = self.applied.get((kind, agent.metadata.namespace, name))
+        if ours is None or (cached is not None and not _older(cached, ours)):
+            return cached
+        return ours
 
     async def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
         previous = body.get("status") or {}
         if status == previous:
             return
         meta = body["metadata"]
+        if log.isEnabledFor(logging.DEBUG):
+            changed = sorted(k for k in {*status, *previous} if status.get(k) != previous.get(k))
+            log.debug(
+                "status of %s/%s changed: %s",
+                meta["namespace"],
+                meta["name"],
+                {k: (previous.get(k), status.get(k)) for k in changed},
+            )
         await self.kube.patch_status(meta["namespace"], meta["name"], status)
         stalled = _condition(status, "Stalled")
         if stalled.get("status") == "True" and _condition(previous, "Stalled") != stalled:
@@ -142,6 +174,15 @@ class Reconciler:
                     meta["name"],
                     exc_info=True,
                 )
+
+
+def _older(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Is `a` an older version of the object than `b`? resourceVersions are etcd revisions;
+    Kubernetes calls them opaque, so anything unparsable counts as "not older"."""
+    try:
+        return int(a["metadata"]["resourceVersion"]) < int(b["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:

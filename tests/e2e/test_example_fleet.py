@@ -27,7 +27,8 @@ SEED_REPLICAS = {
 def fleet(cluster: Cluster, operator: Operator) -> Iterator[None]:
     cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "examples"))
     yield
-    cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+    # Waits: the fleet holds GPU slices that later tests' agents need.
+    cluster.kubectl("delete", "namespace", NAMESPACE, "--timeout=120s", check=False)
 
 
 def test_example_fleet_becomes_ready(cluster: Cluster, fleet: None) -> None:

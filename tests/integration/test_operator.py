@@ -12,7 +12,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from agentfleet import constants as c
-from tests.conftest import Cluster, Operator, eventually, wait_for_other_test_namespaces_gone
+from tests.conftest import ROOT, Cluster, Operator, eventually, wait_for_other_test_namespaces_gone
 
 pytestmark = pytest.mark.cluster
 
@@ -95,13 +95,14 @@ def test_kubectl_get_shows_the_truth(cluster: Cluster, operator: Operator, names
             "doc",
             namespace,
             agentType="documentation",
+            replicas=1,
             gpu={"count": 1, "vram": "16Gi", "sharing": "shared"},
         ),
     )
     wait_ready(cluster, namespace, "doc")
     table = cluster.kubectl("get", "aia", "-n", namespace).stdout.split("\n")
     assert table[0].split() == ["NAME", "TYPE", "READY", "REPLICAS", "AVAILABLE", "NODE/GPU", "AGE"]
-    assert table[1].split()[:5] == ["doc", "documentation", "True", "2", "2"]
+    assert table[1].split()[:5] == ["doc", "documentation", "True", "1", "1"]
     assert "1x nvidia >=16Gi shared" in table[1]
     if cluster.local:  # a shared-GPU agent lands only on the time-sliced node
         pods = client.CoreV1Api(cluster.api()).list_namespaced_pod(namespace).items
@@ -275,9 +276,10 @@ def test_unchanged_agent_costs_zero_writes(
     time.sleep(2)  # let the last status write's own watch event be reconciled
     writes, reconciles = operator.writes(), operator.reconciles()
     # Metadata-only changes deliver watch events, so the agent is reconciled again, twice:
-    # once for itself, once for its Deployment (a foreign annotation is not drift).
+    # once for itself, once for its Deployment (a foreign label is not drift). A label, because
+    # annotating a Deployment bumps its generation, which is a real change to report.
     cluster.kubectl("annotate", "aia/quiet", "-n", namespace, "example.com/poke=1")
-    cluster.kubectl("annotate", "deployment/quiet", "-n", namespace, "example.com/poke=1")
+    cluster.kubectl("label", "deployment/quiet", "-n", namespace, "example.com/poke=1")
     eventually(lambda: operator.reconciles() >= reconciles + 2, timeout=30, what="two reconciles")
     time.sleep(2)
     assert operator.writes() == writes
@@ -297,3 +299,19 @@ def test_deleting_the_agent_removes_its_children(
         assert left == ["serviceaccount/default"], left
 
     eventually(children_gone, what="garbage collection of the children")
+
+
+def test_install_manifests_are_accepted_by_the_api_server(
+    cluster: Cluster, operator: Operator
+) -> None:
+    # The operator fixture already runs with manifests/operator/rbac.yaml's identity; here the
+    # rest of the install (CRD, namespace, Deployment) is validated by a server-side dry run.
+    out = cluster.kubectl(
+        "apply",
+        "-k",
+        str(ROOT / "manifests" / "operator"),
+        "--server-side",
+        "--force-conflicts",
+        "--dry-run=server",
+    ).stdout
+    assert "deployment.apps/agentfleet-operator serverside-applied (server dry run)" in out

@@ -26,6 +26,8 @@ class World:
         self.writes: list[tuple[str, str]] = []
         self.reject: str | None = None
         self.reject_repair = False
+        self.version = 0
+        self.lagging = False  # the watch cache has not seen our writes yet
         self.warnings: list[str] = []
 
     # Cache
@@ -33,6 +35,8 @@ class World:
         return self.agents.get(key)
 
     def owned(self, kind: str, key: Key) -> list[dict[str, Any]]:
+        if self.lagging:
+            return []
         return [
             c
             for c in self.children
@@ -47,7 +51,10 @@ class World:
                 obj["kind"], obj["metadata"]["name"], 422, "spec.template: Invalid value"
             )
         stored = copy.deepcopy(obj)
-        stored["metadata"].update(uid=f"uid-{obj['kind']}", generation=1)
+        self.version += 1
+        stored["metadata"].update(
+            uid=f"uid-{obj['kind']}", generation=1, resourceVersion=str(self.version)
+        )
         self.children = [
             c
             for c in self.children
@@ -110,6 +117,22 @@ async def test_second_reconcile_of_an_unchanged_agent_writes_nothing() -> None:
     assert world.writes == []
 
 
+async def test_a_lagging_watch_cache_does_not_cause_a_second_apply() -> None:
+    world, reconciler = make_world()
+    world.lagging = True
+    await reconciler.reconcile(KEY)
+    await reconciler.reconcile(KEY)
+    assert [w for w in world.writes if w[0] == "apply"] == [
+        ("apply", "ServiceAccount"),
+        ("apply", "Service"),
+        ("apply", "Deployment"),
+    ]
+    world.lagging = False  # the cache catches up, and the watch events say so
+    for child in world.children:
+        reconciler.observe_child("ADDED", child)
+    assert reconciler.applied == {}
+
+
 async def test_spec_change_reapplies_only_what_changed() -> None:
     world, reconciler = make_world()
     await reconciler.reconcile(KEY)
@@ -120,10 +143,12 @@ async def test_spec_change_reapplies_only_what_changed() -> None:
     assert world.writes == [("apply", "Deployment"), ("status", "demo")]
 
 
-async def test_deleted_child_is_recreated() -> None:
+async def test_deleted_child_is_recreated_even_before_any_reconcile_saw_it_cached() -> None:
     world, reconciler = make_world()
     await reconciler.reconcile(KEY)
-    world.children = [c for c in world.children if c["kind"] != "Service"]
+    service = next(c for c in world.children if c["kind"] == "Service")
+    world.children.remove(service)
+    reconciler.observe_child("DELETED", service)
     world.writes.clear()
     await reconciler.reconcile(KEY)
     assert world.writes == [("apply", "Service")]
