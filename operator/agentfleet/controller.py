@@ -60,7 +60,7 @@ class Controller:
         active.inc()
         started = time.perf_counter()
         try:
-            await self.reconciler.reconcile(key)
+            requeue_after = await self.reconciler.reconcile(key)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -69,8 +69,11 @@ class Controller:
             delay = self.queue.add_rate_limited(key)
             log.exception("reconcile of %s/%s failed; retrying in %.2fs", *key, delay)
         else:
-            metrics.RECONCILE_TOTAL.labels(metrics.CONTROLLER, "success").inc()
             self.queue.forget(key)
+            if requeue_after:
+                self.queue.add_after(key, requeue_after)
+            result = "requeue_after" if requeue_after else "success"
+            metrics.RECONCILE_TOTAL.labels(metrics.CONTROLLER, result).inc()
         finally:
             active.dec()
             metrics.RECONCILE_TIME.labels(metrics.CONTROLLER).observe(time.perf_counter() - started)

@@ -57,21 +57,33 @@ for _kind, _selector in CHILD_RESOURCES.items():
     kopf.index(*_selector, id=f"{_kind.lower()}_index", labels=OURS)(_child_index)
 
 
+@kopf.index("v1", "namespaces")
+def namespace_index(name: str, body: kopf.Body, **_: Any) -> dict[str, bool]:
+    """Namespace name -> is it being deleted."""
+    return {name: bool(body["metadata"].get("deletionTimestamp"))}
+
+
 class IndexCache:
     """The reconciler's read-only view over kopf's in-memory indices."""
 
     def __init__(
-        self, agents: kopf.Index[Key, Any], children: dict[str, kopf.Index[Key, Any]]
+        self,
+        agents: kopf.Index[Key, dict[str, Any]],
+        children: dict[str, kopf.Index[Key, dict[str, Any]]],
+        namespaces: kopf.Index[str, bool],
     ) -> None:
         self.agents = agents
         self.children = children
+        self.namespaces = namespaces
 
     def agent(self, key: Key) -> dict[str, Any] | None:
-        store = self.agents.get(key)
-        return next(iter(store), None) if store else None
+        return next(iter(self.agents.get(key, [])), None)
 
     def owned(self, kind: str, key: Key) -> list[dict[str, Any]]:
         return list(self.children[kind].get(key, []))
+
+    def namespace_terminating(self, namespace: str) -> bool:
+        return any(self.namespaces.get(namespace, []))
 
 
 @kopf.on.startup()
@@ -88,7 +100,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         prometheus_client.start_http_server(config.metrics_port, config.metrics_address)
     api = await kube.connect()
     children = {kind: kwargs[f"{kind.lower()}_index"] for kind in CHILD_RESOURCES}
-    cache = IndexCache(kwargs["agent_index"], children)
+    cache = IndexCache(kwargs["agent_index"], children, kwargs["namespace_index"])
     reconciler = Reconciler(kube.Kube(api), cache, config.cluster_domain)
     controller = Controller(reconciler, workers=config.workers)
     controller.start()

@@ -8,6 +8,8 @@ nothing. It knows nothing of kopf; handlers.py feeds it keys and caches.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,6 +35,8 @@ class Cache(Protocol):
 
     def owned(self, kind: str, key: Key) -> list[dict[str, Any]]: ...
 
+    def namespace_terminating(self, namespace: str) -> bool: ...
+
 
 class Writer(Protocol):
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
@@ -50,29 +54,42 @@ class Writer(Protocol):
 
 @dataclass
 class Reconciler:
+    """Reconciles one agent at a time; `reconcile` returns seconds until it wants to run
+    again (a deferred status write), or None."""
+
     kube: Writer
     cache: Cache
     cluster_domain: str = "cluster.local"
+    # After a change, an agent's status is written at most once per window, so a rollout
+    # that moves replica by replica costs one status write per window, not one per replica.
+    # Problems (Stalled) are written at once.
+    status_window: float = 1.0
+    clock: Callable[[], float] = time.monotonic
     # Our own apply responses, kept until the watch cache shows that version or a newer one.
     # Without them a reconcile that runs before the watch event arrives sees a stale child
     # and applies it again.
     applied: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    # Per agent: no status write before this time (clock seconds).
+    status_not_before: dict[Key, float] = field(default_factory=dict)
 
-    async def reconcile(self, key: Key) -> None:
+    async def reconcile(self, key: Key) -> float | None:
         body = self.cache.agent(key)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            for kind in CHILD_KINDS:
-                self.applied.pop((kind, *key), None)
-            return  # gone or going: ownerReferences let the garbage collector remove children
+        if (
+            body is None
+            or body["metadata"].get("deletionTimestamp")
+            or self.cache.namespace_terminating(key[0])
+        ):
+            # Gone or going: ownerReferences let the garbage collector remove the children,
+            # and status or re-creates written meanwhile would be wasted writes.
+            self._forget(key)
+            return None
         previous = body.get("status") or {}
         try:
             agent = AIAgent.from_body(body)
         except ValidationError as error:
             generation = body["metadata"].get("generation", 0)
-            await self._write_status(
-                body, invalid_spec_status(generation, describe(error), previous)
-            )
-            return
+            status = invalid_spec_status(generation, describe(error), previous)
+            return await self._write_status(key, body, status, urgent=True)
 
         problem: Problem | None = None
         deployment = self._owned(agent, "Deployment", agent.metadata.name)
@@ -81,10 +98,15 @@ class Reconciler:
             deployment = fresh.get("Deployment", deployment)
         except Rejected as rejected:
             if rejected.namespace_terminating:
-                return  # the namespace and the agent are going away; writing more is waste
+                return None  # the namespace and the agent are going away; more writes are waste
             problem = Problem(Reason.APPLY_FAILED, str(rejected))
         status = desired_status(agent, deployment, problem, previous, self.cluster_domain)
-        await self._write_status(body, status)
+        return await self._write_status(key, body, status, urgent=problem is not None)
+
+    def _forget(self, key: Key) -> None:
+        self.status_not_before.pop(key, None)
+        for kind in CHILD_KINDS:
+            self.applied.pop((kind, *key), None)
 
     async def _apply_children(self, agent: AIAgent) -> dict[str, dict[str, Any]]:
         """Apply every child that is missing, outdated or drifted; prune the ones not wanted.
@@ -101,6 +123,8 @@ class Reconciler:
             log.info("applying %s %s/%s", kind, agent.metadata.namespace, name)
             newest[kind] = await self._apply(obj, drifted=observed is not None)
             self.applied[(kind, agent.metadata.namespace, name)] = newest[kind]
+            key = (agent.metadata.namespace, agent.metadata.name)
+            self.status_not_before.setdefault(key, self.clock() + self.status_window)
         key = (agent.metadata.namespace, agent.metadata.name)
         for kind in CHILD_KINDS:
             for child in self.cache.owned(kind, key):
@@ -148,10 +172,17 @@ class Reconciler:
             return cached
         return ours
 
-    async def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
+    async def _write_status(
+        self, key: Key, body: dict[str, Any], status: dict[str, Any], urgent: bool
+    ) -> float | None:
+        """Patch status if it changed; returns the delay if the write had to wait."""
         previous = body.get("status") or {}
         if status == previous:
-            return
+            return None
+        now = self.clock()
+        not_before = self.status_not_before.get(key, now)
+        if not urgent and not_before > now:
+            return not_before - now  # coalesce: the newest status is written then
         meta = body["metadata"]
         if log.isEnabledFor(logging.DEBUG):
             changed = sorted(k for k in {*status, *previous} if status.get(k) != previous.get(k))
@@ -162,6 +193,7 @@ class Reconciler:
                 {k: (previous.get(k), status.get(k)) for k in changed},
             )
         await self.kube.patch_status(meta["namespace"], meta["name"], status)
+        self.status_not_before[key] = now + self.status_window
         stalled = _condition(status, "Stalled")
         if stalled.get("status") == "True" and _condition(previous, "Stalled") != stalled:
             try:
@@ -174,6 +206,7 @@ class Reconciler:
                     meta["name"],
                     exc_info=True,
                 )
+        return None
 
 
 def _older(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -28,6 +28,7 @@ class World:
         self.reject_repair = False
         self.version = 0
         self.lagging = False  # the watch cache has not seen our writes yet
+        self.terminating: set[str] = set()
         self.warnings: list[str] = []
 
     # Cache
@@ -42,6 +43,9 @@ class World:
             for c in self.children
             if c["kind"] == kind and c["metadata"]["ownerReferences"][0]["name"] == key[1]
         ]
+
+    def namespace_terminating(self, namespace: str) -> bool:
+        return namespace in self.terminating
 
     # Writer
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +88,17 @@ class World:
         self.warnings.append(reason)
 
 
-def make_world(**spec: Any) -> tuple[World, Reconciler]:
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_world(
+    window: float = 0.0, clock: Clock | None = None, **spec: Any
+) -> tuple[World, Reconciler]:
     body = {
         "apiVersion": "agentfleet.io/v1alpha1",
         "kind": "AIAgent",
@@ -92,7 +106,7 @@ def make_world(**spec: Any) -> tuple[World, Reconciler]:
         "spec": {"agentType": "coding", "image": "example.com/a:1", **spec},
     }
     world = World(body)
-    return world, Reconciler(world, world)
+    return world, Reconciler(world, world, status_window=window, clock=clock or Clock())
 
 
 KEY = ("ns", "demo")
@@ -227,3 +241,52 @@ async def test_terminating_namespace_stops_the_reconcile_without_writing_status(
     world.apply = refuse  # type: ignore[method-assign]
     await reconciler.reconcile(KEY)
     assert world.writes == [("apply", "ServiceAccount")]
+
+
+def ready_deployment(world: World) -> None:
+    """What the Deployment controller and kwok do: all replicas rolled out and available."""
+    dep = next(c for c in world.children if c["kind"] == "Deployment")
+    dep["status"] = {
+        "observedGeneration": 1,
+        "replicas": 1,
+        "updatedReplicas": 1,
+        "readyReplicas": 1,
+        "availableReplicas": 1,
+    }
+
+
+async def test_status_writes_are_coalesced_within_the_window() -> None:
+    clock = Clock()
+    world, reconciler = make_world(window=1.0, clock=clock)
+    assert await reconciler.reconcile(KEY) == 1.0  # children applied, status deferred
+    assert ("status", "demo") not in world.writes
+    clock.now += 0.4
+    ready_deployment(world)
+    assert await reconciler.reconcile(KEY) == pytest.approx(0.6)
+    clock.now += 0.6
+    assert await reconciler.reconcile(KEY) is None
+    assert world.writes == [
+        ("apply", "ServiceAccount"),
+        ("apply", "Service"),
+        ("apply", "Deployment"),
+        ("status", "demo"),
+    ]
+    ready = world.agents[KEY]["status"]["conditions"][0]
+    assert ready["status"] == "True", "the one status write carries the newest state"
+
+
+async def test_problems_are_written_at_once_despite_the_window() -> None:
+    world, reconciler = make_world(window=60.0)
+    world.reject = "Deployment"
+    assert await reconciler.reconcile(KEY) is None
+    assert world.writes[-1] == ("status", "demo")
+
+
+async def test_agents_in_a_terminating_namespace_cost_no_writes() -> None:
+    world, reconciler = make_world()
+    await reconciler.reconcile(KEY)
+    world.writes.clear()
+    world.terminating.add("ns")
+    world.children = [c for c in world.children if c["kind"] != "Deployment"]
+    await reconciler.reconcile(KEY)
+    assert world.writes == []
