@@ -60,9 +60,9 @@ class Reconciler:
     kube: Writer
     cache: Cache
     cluster_domain: str = "cluster.local"
-    # After a change, an agent's status is written at most once per window, so a rollout
-    # that moves replica by replica costs one status write per window, not one per replica.
-    # Problems (Stalled) are written at once.
+    # An agent's status is written at most once per window, so a rollout that moves replica
+    # by replica costs one status write per window, not one per replica. A new agent's first
+    # status waits one window too; problems (Stalled) are written at once.
     status_window: float = 1.0
     clock: Callable[[], float] = time.monotonic
     # Our own apply responses, kept until the watch cache shows that version or a newer one.
@@ -123,8 +123,6 @@ class Reconciler:
             log.info("applying %s %s/%s", kind, agent.metadata.namespace, name)
             newest[kind] = await self._apply(obj, drifted=observed is not None)
             self.applied[(kind, agent.metadata.namespace, name)] = newest[kind]
-            key = (agent.metadata.namespace, agent.metadata.name)
-            self.status_not_before.setdefault(key, self.clock() + self.status_window)
         key = (agent.metadata.namespace, agent.metadata.name)
         for kind in CHILD_KINDS:
             for child in self.cache.owned(kind, key):
@@ -180,6 +178,8 @@ class Reconciler:
         if status == previous:
             return None
         now = self.clock()
+        if not previous:  # a new agent: waiting a moment usually makes its first status final
+            self.status_not_before.setdefault(key, now + self.status_window)
         not_before = self.status_not_before.get(key, now)
         if not urgent and not_before > now:
             return not_before - now  # coalesce: the newest status is written then

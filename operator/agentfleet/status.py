@@ -93,6 +93,74 @@ def condition(
     }
 
 
+# (condition type, status, reason, message) before timestamps and generation are added.
+Summary = list[tuple[str, bool, str, str]]
+
+
+def _summary(problem: Problem | None, state: Rollout, wanted: int) -> Summary:
+    """Ready, Reconciling and Stalled, from what went wrong or how the rollout stands."""
+    if problem:
+        return [
+            (c.COND_READY, False, problem.reason, problem.message),
+            (c.COND_RECONCILING, False, problem.reason, "waiting for the spec to be fixed"),
+            (c.COND_STALLED, True, problem.reason, problem.message),
+        ]
+    if state.stalled:
+        reason = Reason.PROGRESS_DEADLINE_EXCEEDED
+        return [
+            (c.COND_READY, False, reason, state.message),
+            (c.COND_RECONCILING, False, reason, state.message),
+            (c.COND_STALLED, True, reason, state.message),
+        ]
+    if not state.done:
+        return [
+            (c.COND_READY, False, Reason.PROGRESSING, state.message),
+            (c.COND_RECONCILING, True, Reason.PROGRESSING, state.message),
+            (c.COND_STALLED, False, Reason.PROGRESSING, "making progress"),
+        ]
+    reason = Reason.SCALED_TO_ZERO if wanted == 0 else Reason.AVAILABLE
+    return [
+        (c.COND_READY, True, reason, state.message),
+        (c.COND_RECONCILING, False, Reason.RECONCILED, "rollout complete"),
+        (c.COND_STALLED, False, Reason.RECONCILED, "rollout complete"),
+    ]
+
+
+def _pending_features(agent: AIAgent) -> Summary:
+    """Requested features this version does not render yet say so instead of being ignored."""
+    scaling, mesh = agent.spec.autoscaling, agent.spec.mesh
+    pending = [
+        (
+            scaling is not None and scaling.enabled,
+            c.COND_SCALER_READY,
+            "autoscaling is not rendered by this operator version yet; "
+            f"running the fixed spec.replicas={agent.spec.replicas}",
+        ),
+        (
+            mesh is not None and mesh.enabled,
+            c.COND_MESH_READY,
+            "mesh policy is not rendered by this operator version yet; "
+            "no Istio objects were created",
+        ),
+    ]
+    return [
+        (kind, False, Reason.NOT_IMPLEMENTED, message)
+        for wanted, kind, message in pending
+        if wanted
+    ]
+
+
+def _conditions(
+    summary: Summary, generation: int, previous: dict[str, Any], timestamp: str | None
+) -> list[dict[str, Any]]:
+    stamp = timestamp or now()
+    old = previous.get("conditions") or []
+    return [
+        condition(kind, ok, reason, message, generation, old, stamp)
+        for kind, ok, reason, message in summary
+    ]
+
+
 def desired_status(
     agent: AIAgent,
     deployment: dict[str, Any] | None,
@@ -101,38 +169,10 @@ def desired_status(
     cluster_domain: str,
     timestamp: str | None = None,
 ) -> dict[str, Any]:
-    previous = previous or {}
-    generation = agent.metadata.generation
-    old_conditions = previous.get("conditions") or []
-    stamp = timestamp or now()
-
-    def cond(kind: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
-        return condition(kind, ok, reason, message, generation, old_conditions, stamp)
-
     dep_status = (deployment or {}).get("status") or {}
     wanted = (deployment or {}).get("spec", {}).get("replicas", agent.spec.replicas)
-    state = rollout(deployment)
-    if problem:
-        ready = cond(c.COND_READY, False, problem.reason, problem.message)
-        reconciling = cond(
-            c.COND_RECONCILING, False, problem.reason, "waiting for the spec to be fixed"
-        )
-        stalled = cond(c.COND_STALLED, True, problem.reason, problem.message)
-    elif state.stalled:
-        reason = Reason.PROGRESS_DEADLINE_EXCEEDED
-        ready = cond(c.COND_READY, False, reason, state.message)
-        reconciling = cond(c.COND_RECONCILING, False, reason, state.message)
-        stalled = cond(c.COND_STALLED, True, reason, state.message)
-    elif not state.done:
-        ready = cond(c.COND_READY, False, Reason.PROGRESSING, state.message)
-        reconciling = cond(c.COND_RECONCILING, True, Reason.PROGRESSING, state.message)
-        stalled = cond(c.COND_STALLED, False, Reason.PROGRESSING, "making progress")
-    else:
-        reason = Reason.SCALED_TO_ZERO if wanted == 0 else Reason.AVAILABLE
-        ready = cond(c.COND_READY, True, reason, state.message)
-        reconciling = cond(c.COND_RECONCILING, False, Reason.RECONCILED, "rollout complete")
-        stalled = cond(c.COND_STALLED, False, Reason.RECONCILED, "rollout complete")
-    conditions = [ready, reconciling, stalled, *_pending_features(agent, cond)]
+    summary = _summary(problem, rollout(deployment), wanted) + _pending_features(agent)
+    generation = agent.metadata.generation
     return {
         "observedGeneration": generation,
         "replicas": wanted,
@@ -142,36 +182,8 @@ def desired_status(
         "serviceAccountName": service_account_name(agent),
         "endpoints": service.endpoints(agent, cluster_domain),
         "placement": {"summary": gpu.summary(agent.spec.gpu)},
-        "conditions": conditions,
+        "conditions": _conditions(summary, generation, previous or {}, timestamp),
     }
-
-
-def _pending_features(agent: AIAgent, cond: Any) -> list[dict[str, Any]]:
-    """Requested features this version does not render yet say so instead of being ignored."""
-    found = []
-    scaling = agent.spec.autoscaling
-    if scaling and scaling.enabled:
-        found.append(
-            cond(
-                c.COND_SCALER_READY,
-                False,
-                Reason.NOT_IMPLEMENTED,
-                "autoscaling is not rendered by this operator version yet; "
-                f"running the fixed spec.replicas={agent.spec.replicas}",
-            )
-        )
-    mesh = agent.spec.mesh
-    if mesh and mesh.enabled:
-        found.append(
-            cond(
-                c.COND_MESH_READY,
-                False,
-                Reason.NOT_IMPLEMENTED,
-                "mesh policy is not rendered by this operator version yet; "
-                "no Istio objects were created",
-            )
-        )
-    return found
 
 
 def invalid_spec_status(
@@ -179,23 +191,9 @@ def invalid_spec_status(
 ) -> dict[str, Any]:
     """Status for a spec the models refuse (only possible if the CRD schema was bypassed)."""
     previous = previous or {}
-    old = previous.get("conditions") or []
-    stamp = timestamp or now()
-    reason = Reason.INVALID_SPEC
+    summary = _summary(Problem(Reason.INVALID_SPEC, message), Rollout(False, ""), 0)
     return {
         **{k: v for k, v in previous.items() if k != "conditions"},
         "observedGeneration": generation,
-        "conditions": [
-            condition(c.COND_READY, False, reason, message, generation, old, stamp),
-            condition(
-                c.COND_RECONCILING,
-                False,
-                reason,
-                "waiting for the spec to be fixed",
-                generation,
-                old,
-                stamp,
-            ),
-            condition(c.COND_STALLED, True, reason, message, generation, old, stamp),
-        ],
+        "conditions": _conditions(summary, generation, previous, timestamp),
     }

@@ -21,16 +21,19 @@ def test_gpu_defaults() -> None:
     )
 
 
+ROLLOUT_PLAN_TYPES = {
+    "orchestrator",
+    "coding",
+    "testing",
+    "security",
+    "compliance",
+    "documentation",
+    "discovery",
+}
+
+
 def test_every_agent_type_of_the_rollout_plan_exists() -> None:
-    assert {t.value for t in AgentType} >= {
-        "orchestrator",
-        "coding",
-        "testing",
-        "security",
-        "compliance",
-        "documentation",
-        "discovery",
-    }
+    assert {t.value for t in AgentType} >= ROLLOUT_PLAN_TYPES
 
 
 @pytest.mark.parametrize(
@@ -63,12 +66,4 @@ def test_examples_parse_and_cover_all_seven_types() -> None:
         for body in example_bodies()
         if body["metadata"].get("namespace") == "ai-agents"
     ]
-    assert {a.spec.agent_type.value for a in agents} == {
-        "orchestrator",
-        "coding",
-        "testing",
-        "security",
-        "compliance",
-        "documentation",
-        "discovery",
-    }
+    assert {a.spec.agent_type.value for a in agents} == ROLLOUT_PLAN_TYPES

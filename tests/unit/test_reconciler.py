@@ -290,3 +290,22 @@ async def test_agents_in_a_terminating_namespace_cost_no_writes() -> None:
     world.children = [c for c in world.children if c["kind"] != "Deployment"]
     await reconciler.reconcile(KEY)
     assert world.writes == []
+
+
+async def test_a_changed_agent_reports_its_new_generation_at_once_then_coalesces() -> None:
+    clock = Clock()
+    world, reconciler = make_world(window=1.0, clock=clock)
+    await reconciler.reconcile(KEY)
+    clock.now += 1.0
+    ready_deployment(world)
+    await reconciler.reconcile(KEY)
+    clock.now += 60
+    world.writes.clear()
+    world.agents[KEY]["spec"]["image"] = "example.com/a:2"
+    world.agents[KEY]["metadata"]["generation"] = 2
+    assert await reconciler.reconcile(KEY) is None
+    assert world.writes == [("apply", "Deployment"), ("status", "demo")]
+    assert world.agents[KEY]["status"]["observedGeneration"] == 2
+    clock.now += 0.2
+    ready_deployment(world)  # progress within the window waits for the window's end
+    assert await reconciler.reconcile(KEY) == pytest.approx(0.8)
