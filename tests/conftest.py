@@ -79,7 +79,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+def cluster(pytestconfig: pytest.Config) -> Iterator[Cluster]:
     from agentfleet.devcluster import build
     from agentfleet.devcluster.cluster import LocalCluster
 
@@ -91,7 +91,11 @@ def cluster() -> Iterator[Cluster]:
         return
     local = LocalCluster(OUTPUT / "test-cluster", lambda m: print(m, file=sys.stderr))
     state = local.up(nodes=sorted((ROOT / "tests/e2e/nodes").glob("*.yaml")))
-    print(f"\nlocal control plane started in {state.startup_seconds} s", file=sys.stderr)
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    if reporter:
+        reporter.write_line(
+            f"\nlocal control plane up in {state.startup_seconds} s ({state.server})"
+        )
     try:
         yield Cluster(state.kubeconfig, kubectl, local=True)
     finally:

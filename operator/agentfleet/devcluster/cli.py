@@ -1,16 +1,23 @@
-"""`agentfleet dev cluster up|down|status|env|build`: the local control plane from a shell."""
+"""`agentfleet dev cluster up|down|status|env|build`: the local control plane from a shell.
+
+The cluster machinery needs dev-only packages (cryptography for its certificates), so it is
+imported inside the commands: `agentfleet run` in the operator image must not need them.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from agentfleet.devcluster import build
-from agentfleet.devcluster.cluster import LocalCluster, is_running
+
+if TYPE_CHECKING:
+    from agentfleet.devcluster.cluster import LocalCluster
 
 app = typer.Typer(
     help="A real local Kubernetes control plane (etcd, apiserver, controllers, kwok).",
@@ -28,6 +35,16 @@ def _log(message: str) -> None:
     console.print(f"[dim]agentfleet:[/] {message}")
 
 
+def _cluster(directory: Path) -> LocalCluster:
+    try:
+        from agentfleet.devcluster.cluster import LocalCluster
+    except ImportError as missing:
+        raise typer.Exit(
+            _fail(f"{missing}: install the dev extras (pip install 'agentfleet[dev]')")
+        ) from missing
+    return LocalCluster(directory, _log)
+
+
 @app.command()
 def up(
     directory: Path = DirOption,
@@ -36,14 +53,14 @@ def up(
 ) -> None:
     """Build (once) and start the cluster; print the KUBECONFIG export."""
     files = sorted(nodes.glob("*.yaml")) if nodes.is_dir() else [nodes]
-    state = LocalCluster(directory, _log).up(nodes=files, upstream_crds=upstream_crds)
+    state = _cluster(directory).up(nodes=files, upstream_crds=upstream_crds)
     typer.echo(f"export KUBECONFIG={state.kubeconfig}")
 
 
 @app.command()
 def down(directory: Path = DirOption) -> None:
     """Stop exactly the processes `up` started and delete the cluster's data."""
-    LocalCluster(directory, _log).down()
+    _cluster(directory).down()
     _log("cluster stopped and its data removed")
 
 
@@ -51,7 +68,7 @@ def down(directory: Path = DirOption) -> None:
 def env(directory: Path = DirOption) -> None:
     """Print exports for `eval "$(agentfleet dev cluster env)"`: KUBECONFIG, and PATH with
     the pinned kubectl and helm first (not whatever kubectl the machine has)."""
-    state = LocalCluster(directory, _log).state()
+    state = _cluster(directory).state()
     if not state:
         raise typer.Exit(_fail(f"no cluster in {directory}; run `agentfleet dev cluster up`"))
     typer.echo(f"export KUBECONFIG={state.kubeconfig}")
@@ -63,7 +80,9 @@ def env(directory: Path = DirOption) -> None:
 @app.command()
 def status(directory: Path = DirOption) -> None:
     """Show the cluster's processes, ports and start time."""
-    state = LocalCluster(directory, _log).state()
+    from agentfleet.devcluster.cluster import is_running
+
+    state = _cluster(directory).state()
     if not state:
         raise typer.Exit(_fail(f"no cluster in {directory}"))
     table = Table(
