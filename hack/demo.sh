@@ -11,7 +11,11 @@ LOG=_output/demo-operator.log
 
 down() {
   if [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-    kill "$(cat "$PIDFILE")" && echo "operator stopped"
+    local pid
+    pid=$(cat "$PIDFILE")
+    kill "$pid"
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    echo "operator stopped"
   fi
   rm -f "$PIDFILE"
   "$BIN/agentfleet" dev cluster down --dir "$CLUSTER_DIR"
