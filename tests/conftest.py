@@ -35,6 +35,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+SUMMARY: list[str] = []  # facts about the run, printed after the test results
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in SUMMARY:
+        terminalreporter.write_line(line)
+
+
 def eventually(
     check: Callable[[], T], timeout: float = 90, interval: float = 0.25, what: str = "condition"
 ) -> T:
@@ -79,7 +87,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="session")
-def cluster(pytestconfig: pytest.Config) -> Iterator[Cluster]:
+def cluster() -> Iterator[Cluster]:
     from agentfleet.devcluster import build
     from agentfleet.devcluster.cluster import LocalCluster
 
@@ -91,11 +99,7 @@ def cluster(pytestconfig: pytest.Config) -> Iterator[Cluster]:
         return
     local = LocalCluster(OUTPUT / "test-cluster", lambda m: print(m, file=sys.stderr))
     state = local.up(nodes=sorted((ROOT / "tests/e2e/nodes").glob("*.yaml")))
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    if reporter:
-        reporter.write_line(
-            f"\nlocal control plane up in {state.startup_seconds} s ({state.server})"
-        )
+    SUMMARY.append(f"local control plane up in {state.startup_seconds} s ({state.server})")
     try:
         yield Cluster(state.kubeconfig, kubectl, local=True)
     finally:
