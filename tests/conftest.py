@@ -7,6 +7,7 @@ session builds or reuses, starts, and stops at the end.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -80,10 +81,15 @@ class Cluster:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
         return proc
 
-    def api(self) -> Any:
+    @functools.cached_property
+    def client(self) -> Any:
+        """One API client for the session (not a kubeconfig read and a pool per call)."""
         from kubernetes import config
 
         return config.new_client_from_config(config_file=self.kubeconfig)
+
+    def api(self) -> Any:
+        return self.client
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 Imported by the operator, the renderers and the tests alike, so a rename happens in one place.
 """
 
+from dataclasses import dataclass
 from typing import Final
 
 GROUP: Final = "agentfleet.io"
@@ -21,14 +22,14 @@ FIELD_MANAGER: Final = "agentfleet"
 CONTAINER_NAME: Final = "agent"
 
 
+@dataclass(frozen=True)
 class Port:
     """Name, number and Service appProtocol of one of the four fixed agent ports."""
 
-    def __init__(self, name: str, number: int, app_protocol: str, endpoint_key: str) -> None:
-        self.name = name
-        self.number = number
-        self.app_protocol = app_protocol
-        self.endpoint_key = endpoint_key
+    name: str
+    number: int
+    app_protocol: str
+    endpoint_key: str  # its key in status.endpoints
 
 
 HTTP: Final = Port("http", 8080, "http", "http")

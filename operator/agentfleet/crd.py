@@ -48,7 +48,7 @@ def _convert(node: Any, definitions: dict[str, Any]) -> Any:
         if key == "const":
             out["enum"] = [value]
             continue
-        if key in ("properties", "$defs"):
+        if key == "properties":
             out[key] = {name: _convert(sub, definitions) for name, sub in value.items()}
             continue
         out[key] = _convert(value, definitions)

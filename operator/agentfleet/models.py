@@ -58,10 +58,6 @@ _LIST_MAP_BY_NAME: dict[str, Any] = {
 }
 
 
-class KubeModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-
 def _model_config(*rules: tuple[str, str]) -> ConfigDict:
     return ConfigDict(
         alias_generator=to_camel,
@@ -69,6 +65,10 @@ def _model_config(*rules: tuple[str, str]) -> ConfigDict:
         extra="forbid",
         json_schema_extra=_rules(*rules) if rules else None,
     )
+
+
+class KubeModel(BaseModel):
+    model_config = _model_config()
 
 
 class AgentType(StrEnum):

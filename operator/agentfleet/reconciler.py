@@ -117,8 +117,8 @@ class Reconciler:
             kind, name = obj["kind"], obj["metadata"]["name"]
             wanted.add((kind, name))
             observed = self._owned(agent, kind, name)
-            if drift.is_current(obj, observed):
-                newest[kind] = observed  # type: ignore[assignment]  # is_current implies not None
+            if observed is not None and drift.is_current(obj, observed):
+                newest[kind] = observed
                 continue
             log.info("applying %s %s/%s", kind, agent.metadata.namespace, name)
             newest[kind] = await self._apply(obj, drifted=observed is not None)

@@ -80,8 +80,6 @@ def env(directory: Path = DirOption) -> None:
 @app.command()
 def status(directory: Path = DirOption) -> None:
     """Show the cluster's processes, ports and start time."""
-    from agentfleet.devcluster.cluster import is_running
-
     state = _cluster(directory).state()
     if not state:
         raise typer.Exit(_fail(f"no cluster in {directory}"))
@@ -93,10 +91,8 @@ def status(directory: Path = DirOption) -> None:
         title=f"{state.server} (up in {state.startup_seconds} s)",
     )
     for name, proc in state.processes.items():
-        alive = is_running(int(str(proc["pid"])), str(proc["binary"]))
-        table.add_row(
-            name, str(proc["pid"]), str(state.ports.get(name, "")), "yes" if alive else "[red]no[/]"
-        )
+        running = "yes" if proc.alive() else "[red]no[/]"
+        table.add_row(name, str(proc.pid), str(state.ports.get(name, "")), running)
     Console().print(table)
 
 

@@ -36,19 +36,34 @@ class ClusterError(RuntimeError):
     """The control plane could not be started; the message includes the failing log's tail."""
 
 
+@dataclass(frozen=True)
+class Process:
+    """A process `up` started: its pid and the executable it must still be running."""
+
+    pid: int
+    binary: str
+
+    def alive(self) -> bool:
+        return is_running(self.pid, self.binary)
+
+
 @dataclass
 class ClusterState:
     directory: str
     kubeconfig: str
     server: str
     ports: dict[str, int] = field(default_factory=dict)
-    processes: dict[str, dict[str, object]] = field(default_factory=dict)  # name -> pid, binary
+    processes: dict[str, Process] = field(default_factory=dict)
     startup_seconds: float = 0.0
 
     @classmethod
     def load(cls, directory: Path) -> ClusterState | None:
         path = directory / "state.json"
-        return cls(**json.loads(path.read_text())) if path.exists() else None
+        if not path.exists():
+            return None
+        raw = json.loads(path.read_text())
+        raw["processes"] = {name: Process(**p) for name, p in raw.get("processes", {}).items()}
+        return cls(**raw)
 
     def save(self) -> None:
         (Path(self.directory) / "state.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -73,15 +88,15 @@ def is_running(pid: int, binary: str) -> bool:
         return False
 
 
-def _stop_process(pid: int, binary: str, grace_seconds: float = 10.0) -> None:
-    if not is_running(pid, binary):
+def _stop_process(process: Process, grace_seconds: float = 10.0) -> None:
+    if not process.alive():
         return
-    os.kill(pid, signal.SIGTERM)
+    os.kill(process.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline and is_running(pid, binary):
+    while time.monotonic() < deadline and process.alive():
         time.sleep(0.1)
-    if is_running(pid, binary):
-        os.kill(pid, signal.SIGKILL)
+    if process.alive():
+        os.kill(process.pid, signal.SIGKILL)
 
 
 class LocalCluster:
@@ -101,9 +116,7 @@ class LocalCluster:
         state = self.state()
         if state is None:
             return False
-        return all(
-            is_running(int(str(p["pid"])), str(p["binary"])) for p in state.processes.values()
-        )
+        return all(p.alive() for p in state.processes.values())
 
     def up(self, nodes: Iterable[Path] = (), upstream_crds: bool = True) -> ClusterState:
         if self.is_up():
@@ -156,7 +169,7 @@ class LocalCluster:
             for name in reversed(START_ORDER):
                 proc = state.processes.get(name)
                 if proc:
-                    _stop_process(int(str(proc["pid"])), str(proc["binary"]))
+                    _stop_process(proc)
         if not self.dir.exists():
             return
         if keep_logs:
@@ -180,7 +193,7 @@ class LocalCluster:
         )
         log_file.close()
         self._procs[name] = proc
-        state.processes[name] = {"pid": proc.pid, "binary": str(binary)}
+        state.processes[name] = Process(proc.pid, str(binary))
         state.save()
 
     def _wait(
