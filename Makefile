@@ -6,25 +6,35 @@ CLUSTER_DIR ?= _output/cluster
 export AGENTFLEET_CLUSTER_DIR := $(CLUSTER_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools lint unit test integration e2e crds golden cluster-up cluster-down \
+.PHONY: help venv lock tools lint unit test integration e2e crds golden cluster-up cluster-down \
         cluster-status demo demo-down run clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# Exactly the versions that were tested (requirements/dev.txt, with hashes), then the two
+# local packages: the operator and the dev-only tools (never in the wheel or the image).
+$(VENV)/.installed: requirements/dev.txt pyproject.toml dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install -q --no-deps -e . -e ./dev
 	touch $@
 
-venv: $(VENV)/.installed ## Create the Python virtualenv with dev dependencies
+venv: $(VENV)/.installed ## Create the Python virtualenv with the locked dev dependencies
+
+lock: ## Re-resolve requirements/*.txt (hashed lock files) from the pyproject ranges
+	$(PYTHON) -m venv _output/uv && _output/uv/bin/pip install -q uv
+	cd requirements && ../_output/uv/bin/uv pip compile ../pyproject.toml --python-version 3.11 \
+	  --generate-hashes --no-header -q -o operator.txt
+	cd requirements && ../_output/uv/bin/uv pip compile ../pyproject.toml ../dev/pyproject.toml \
+	  --extra dev --python-version 3.11 --generate-hashes --no-header -q -o dev.txt
 
 tools: venv ## Build (once, cached) etcd, Kubernetes, kwok, helm and the upstream CRDs
 	$(BIN)/agentfleet dev cluster build
 
 lint: venv ## ruff and mypy
-	$(BIN)/ruff check operator tests
+	$(BIN)/ruff check operator dev tests
 	$(BIN)/mypy
 
 unit: venv ## Unit tests only (no cluster)

@@ -94,8 +94,8 @@ class Cluster:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    from agentfleet.devcluster import build
-    from agentfleet.devcluster.cluster import LocalCluster
+    from agentfleet_dev import build
+    from agentfleet_dev.cluster import LocalCluster
 
     tools = build.toolchain(lambda m: print(m, file=sys.stderr))
     kubectl = str(tools.bin["kubectl"])
@@ -180,7 +180,7 @@ def operator_kubeconfig(cluster: Cluster) -> Path:
 
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster, crd: None) -> Iterator[Operator]:
-    from agentfleet.devcluster.cluster import free_ports
+    from agentfleet_dev.cluster import free_ports
 
     metrics_port, health_port = free_ports(2)
     OUTPUT.mkdir(exist_ok=True)

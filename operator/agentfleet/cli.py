@@ -9,16 +9,19 @@ import typer
 
 from agentfleet import crd as crd_module
 from agentfleet.controller import OperatorConfig
-from agentfleet.devcluster.cli import app as cluster_app
 
 app = typer.Typer(
     help="agentfleet: AI agents as Kubernetes-native AIAgent resources.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-dev_app = typer.Typer(help="Developer tools.", no_args_is_help=True)
-dev_app.add_typer(cluster_app, name="cluster")
-app.add_typer(dev_app, name="dev")
+
+try:  # the dev tools are a separate, dev-only package (never in the operator image)
+    from agentfleet_dev.cli import main_app as dev_app
+except ImportError:
+    pass
+else:
+    app.add_typer(dev_app, name="dev", help="Developer tools (the local control plane).")
 
 
 @app.command()

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from agentfleet.devcluster import build
-from agentfleet.devcluster.certs import PKI
+from agentfleet_dev import build
+from agentfleet_dev.certs import PKI
 
 Log = Callable[[str], None]
 START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentfleet.devcluster import versions
+from agentfleet_dev import versions
 
 Log = Callable[[str], None]
 

@@ -1,23 +1,20 @@
-"""`agentfleet dev cluster up|down|status|env|build`: the local control plane from a shell.
+"""`agentfleet-dev cluster up|down|status|env|build` (also `agentfleet dev cluster ...` where
+this package is installed): the local control plane from a shell.
 
-The cluster machinery needs dev-only packages (cryptography for its certificates), so it is
-imported inside the commands: `agentfleet run` in the operator image must not need them.
+This package is dev-only: the operator's wheel and image never contain it.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from agentfleet.devcluster import build
-
-if TYPE_CHECKING:
-    from agentfleet.devcluster.cluster import LocalCluster
+from agentfleet_dev import build
+from agentfleet_dev.cluster import LocalCluster
 
 app = typer.Typer(
     help="A real local Kubernetes control plane (etcd, apiserver, controllers, kwok).",
@@ -36,12 +33,6 @@ def _log(message: str) -> None:
 
 
 def _cluster(directory: Path) -> LocalCluster:
-    try:
-        from agentfleet.devcluster.cluster import LocalCluster
-    except ImportError as missing:
-        raise typer.Exit(
-            _fail(f"{missing}: install the dev extras (pip install 'agentfleet[dev]')")
-        ) from missing
     return LocalCluster(directory, _log)
 
 
@@ -113,3 +104,11 @@ def build_cmd() -> None:
 def _fail(message: str) -> int:
     console.print(f"[red]error:[/] {message}")
     return 1
+
+
+main_app = typer.Typer(help="agentfleet developer tools.", no_args_is_help=True)
+main_app.add_typer(app, name="cluster")
+
+
+def main() -> None:
+    main_app()
