@@ -103,7 +103,9 @@ def cluster() -> Iterator[Cluster]:
     if existing and Path(existing).exists():
         yield Cluster(existing, kubectl, local=False)
         return
-    local = LocalCluster(OUTPUT / "test-cluster", lambda m: print(m, file=sys.stderr))
+    # Two checkouts (or two sessions) on one machine each set their own directory.
+    directory = Path(os.environ.get("AGENTFLEET_TEST_CLUSTER_DIR", OUTPUT / "test-cluster"))
+    local = LocalCluster(directory, lambda m: print(m, file=sys.stderr))
     state = local.up(nodes=sorted((ROOT / "tests/e2e/nodes").glob("*.yaml")))
     SUMMARY.append(f"local control plane up in {state.startup_seconds} s ({state.server})")
     try:
