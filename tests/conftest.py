@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARD_LABEL = "agentfleet.io/shard"
 OUTPUT = ROOT / "_output"
 T = TypeVar("T")
 
@@ -128,6 +130,28 @@ class Operator:
     metrics_url: str
     log_path: Path
     process: subprocess.Popen[bytes]
+    health_url: str = ""
+
+    def health(self) -> tuple[int, str]:
+        """(HTTP status, body) of /healthz, or (0, error) when it does not answer."""
+        try:
+            with urllib.request.urlopen(self.health_url, timeout=2) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError as error:
+            return 0, str(error)
+
+    def healthy(self) -> bool:
+        assert self.process.poll() is None, f"operator exited:\n{self.log_path.read_text()[-3000:]}"
+        return self.health()[0] == 200
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
@@ -151,9 +175,12 @@ class Operator:
         return self.total("controller_runtime_reconcile_total")
 
 
-def operator_kubeconfig(cluster: Cluster) -> Path:
+def operator_kubeconfig(
+    cluster: Cluster, server: str | None = None, name: str = "operator"
+) -> Path:
     """A kubeconfig with the token of the operator's own ServiceAccount from manifests/operator,
-    so that the tests fail if its RBAC lacks a permission the operator uses."""
+    so that the tests fail if its RBAC lacks a permission the operator uses. `server` points
+    it elsewhere (a proxy) with the same CA."""
     manifests = ROOT / "manifests" / "operator"
     cluster.kubectl(
         "apply", "-f", str(manifests / "namespace.yaml"), "-f", str(manifests / "rbac.yaml")
@@ -168,26 +195,36 @@ def operator_kubeconfig(cluster: Cluster) -> Path:
         "apiVersion": "v1",
         "kind": "Config",
         "current-context": "operator",
-        "clusters": [{"name": "cluster", "cluster": admin["clusters"][0]["cluster"]}],
+        "clusters": [
+            {
+                "name": "cluster",
+                "cluster": {
+                    **admin["clusters"][0]["cluster"],
+                    **({"server": server} if server else {}),
+                },
+            }
+        ],
         "users": [{"name": "agentfleet-operator", "user": {"token": token}}],
         "contexts": [
             {"name": "operator", "context": {"cluster": "cluster", "user": "agentfleet-operator"}}
         ],
     }
-    path = OUTPUT / "operator.kubeconfig"
+    path = OUTPUT / f"{name}.kubeconfig"
     path.write_text(json.dumps(config))
     path.chmod(0o600)
     return path
 
 
-@pytest.fixture(scope="session")
-def operator(cluster: Cluster, crd: None) -> Iterator[Operator]:
+def start_operator(
+    kubeconfig: Path, *args: str, name: str = "test-operator", wait: bool = True
+) -> Operator:
+    """Run `agentfleet run` as a subprocess with this kubeconfig and extra flags; wait until
+    its /healthz answers 200."""
     from agentfleet_dev.cluster import free_ports
 
     metrics_port, health_port = free_ports(2)
     OUTPUT.mkdir(exist_ok=True)
-    kubeconfig = operator_kubeconfig(cluster)
-    log_path = OUTPUT / "test-operator.log"
+    log_path = OUTPUT / f"{name}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [
@@ -200,34 +237,43 @@ def operator(cluster: Cluster, crd: None) -> Iterator[Operator]:
                 "127.0.0.1",
                 "--metrics-port",
                 str(metrics_port),
+                "--health-address",
+                "127.0.0.1",
                 "--health-port",
                 str(health_port),
+                *args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "KUBECONFIG": str(kubeconfig)},
         )
-    handle = Operator(f"http://127.0.0.1:{metrics_port}/metrics", log_path, process)
+    handle = Operator(
+        f"http://127.0.0.1:{metrics_port}/metrics",
+        log_path,
+        process,
+        f"http://127.0.0.1:{health_port}/healthz",
+    )
+    if wait:
+        eventually(handle.healthy, timeout=60, what=f"{name}'s /healthz")
+    return handle
 
-    def healthy() -> bool:
-        assert process.poll() is None, f"operator exited:\n{log_path.read_text()[-3000:]}"
-        try:
-            return (
-                urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=2).status
-                == 200
-            )
-        except OSError:
-            return False
 
-    eventually(healthy, timeout=60, what="the operator's /healthz")
+@pytest.fixture(scope="session")
+def operator(cluster: Cluster, crd: None) -> Iterator[Operator]:
+    handle = start_operator(
+        operator_kubeconfig(cluster),
+        # Every agent is reconciled again every ~10 s, so each zero-write test also proves
+        # that a resync of an unchanged agent writes nothing.
+        "--resync-seconds",
+        "10",
+        # Agents labelled with a shard belong to the operators some tests start themselves.
+        "--agent-selector",
+        f"!{SHARD_LABEL}",
+    )
     try:
         yield handle
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        handle.stop()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
@@ -41,42 +40,67 @@ def crd(
 @app.command()
 def run(
     namespace: list[str] = typer.Option(
-        [], "--namespace", "-n", help="Watch only these namespaces (default: all)."
+        [], "--namespace", "-n", help="Serve only these namespaces (default: all)."
     ),
-    workers: int = typer.Option(4, min=1, help="Concurrent reconciles."),
+    agent_selector: str = typer.Option(
+        "",
+        help="Serve only AIAgents with these labels (server-side selector, e.g."
+        " agentfleet.io/shard=a): one way to split a fleet across operators.",
+    ),
+    workers: int = typer.Option(8, min=1, help="Concurrent reconciles."),
     metrics_address: str = typer.Option("0.0.0.0", help="Prometheus metrics bind address."),
     metrics_port: int = typer.Option(8080, help="Prometheus metrics port (0 disables)."),
-    health_port: int = typer.Option(
-        8081, help="Liveness endpoint port, serves /healthz (0 disables)."
-    ),
+    health_address: str = typer.Option("0.0.0.0", help="/healthz and /readyz bind address."),
+    health_port: int = typer.Option(8081, help="/healthz and /readyz port (0 disables)."),
     cluster_domain: str = typer.Option(
         "cluster.local", help="DNS suffix used in status.endpoints."
+    ),
+    resync_seconds: float = typer.Option(
+        600, help="Reconcile every agent again about this often (jittered; 0 disables)."
+    ),
+    max_retry_seconds: float = typer.Option(30, help="Cap of the per-agent retry backoff."),
+    qps: float = typer.Option(50, help="Client-side rate limit of API requests per second."),
+    burst: int = typer.Option(100, help="Requests allowed at once above --qps."),
+    request_timeout: float = typer.Option(30, help="Total timeout of one API request (s)."),
+    connect_timeout: float = typer.Option(10, help="Connect timeout of API requests (s)."),
+    watch_server_timeout: int = typer.Option(300, help="The server ends each watch after (s)."),
+    watch_inactivity_seconds: float = typer.Option(
+        70, help="Reconnect a watch silent for this long (no event or bookmark)."
+    ),
+    unhealthy_after_seconds: float = typer.Option(
+        300, help="/healthz fails when a watch or the work queue is stuck this long."
+    ),
+    allow_host_path: bool = typer.Option(False, help="Let agents mount hostPath volumes."),
+    allow_privileged: bool = typer.Option(
+        False, help="Let agents ask for privileged / root / added-capability security contexts."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the operator (in a Pod, or locally against $KUBECONFIG)."""
-    import kopf
+    from agentfleet import runner
+    from agentfleet.config import Policy, RenderConfig
 
-    import agentfleet.handlers  # noqa: F401  (registers the handlers)
-
-    kopf.configure(verbose=verbose)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("kubernetes_asyncio").setLevel(logging.INFO)  # DEBUG dumps every body
-    if not verbose:  # one "Handler succeeded" line per watch event is noise at fleet scale
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     config = OperatorConfig(
+        render=RenderConfig(cluster_domain=cluster_domain),
+        policy=Policy(allow_host_path=allow_host_path, allow_privileged=allow_privileged),
+        namespaces=tuple(namespace),
+        agent_selector=agent_selector,
         workers=workers,
         metrics_address=metrics_address,
         metrics_port=metrics_port,
-        cluster_domain=cluster_domain,
+        health_address=health_address,
+        health_port=health_port,
+        resync_seconds=resync_seconds,
+        max_retry_seconds=max_retry_seconds,
+        qps=qps,
+        burst=burst,
+        request_timeout=request_timeout,
+        connect_timeout=connect_timeout,
+        watch_server_timeout=watch_server_timeout,
+        watch_inactivity_seconds=watch_inactivity_seconds,
+        unhealthy_after_seconds=unhealthy_after_seconds,
     )
-    kopf.run(
-        standalone=True,  # one active replica (Recreate strategy); leader election comes with HA
-        clusterwide=not namespace,
-        namespaces=namespace,
-        liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
-        memo=kopf.Memo(config=config),
-    )
+    runner.run(config, verbose)
 
 
 def main() -> None:

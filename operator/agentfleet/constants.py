@@ -55,6 +55,9 @@ MANAGED_BY: Final = "agentfleet-operator"
 
 # On every child: a digest of what we last applied, so an unchanged agent costs no write.
 ANNOTATION_APPLIED_HASH: Final = f"{GROUP}/applied-hash"
+# On an existing object that has the child's name: "true" lets the operator adopt it. Without
+# it, an object we did not create is never touched (the agent reports ChildConflict instead).
+ANNOTATION_ADOPT: Final = f"{GROUP}/adopt"
 
 # GPU resources and node labels (NVIDIA GPU Feature Discovery, AMD node labeller).
 GPU_RESOURCE: Final = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
@@ -82,3 +85,15 @@ class Reason:
     RECONCILED: Final = "Reconciled"
     NOT_IMPLEMENTED: Final = "NotImplemented"
     DISABLED: Final = "Disabled"
+    # The API server refused a write for a reason the cluster can lift without a spec change.
+    QUOTA_EXCEEDED: Final = "QuotaExceeded"
+    FORBIDDEN: Final = "Forbidden"
+    # Transient API trouble (409, 429, 5xx, timeouts): retried with backoff.
+    RETRYING: Final = "Retrying"
+    # An object with a child's name exists and is not controlled by this AIAgent.
+    CHILD_CONFLICT: Final = "ChildConflict"
+    # The spec asks for something the operator's policy refuses (hostPath, privileged ...).
+    POLICY_VIOLATION: Final = "PolicyViolation"
+    # An optional feature's CRD (KEDA, Istio, Gateway API) is not served by the API server.
+    CRD_NOT_INSTALLED: Final = "CRDNotInstalled"
+    APPLIED: Final = "Applied"

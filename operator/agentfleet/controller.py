@@ -4,38 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from dataclasses import dataclass
 
 from agentfleet import metrics
-from agentfleet.reconciler import Key, Reconciler
+from agentfleet.cache import Key
+from agentfleet.config import OperatorConfig as OperatorConfig  # re-exported for the CLI
+from agentfleet.reconciler import Reconciler
 from agentfleet.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class OperatorConfig:
-    """Knobs of one operator process (set from the command line)."""
-
-    workers: int = 4
-    metrics_address: str = "0.0.0.0"
-    metrics_port: int = 8080  # 0 disables the metrics endpoint
-    cluster_domain: str = "cluster.local"
-
-
 class Controller:
-    def __init__(self, reconciler: Reconciler, workers: int) -> None:
+    def __init__(self, reconciler: Reconciler, config: OperatorConfig) -> None:
         self.reconciler = reconciler
-        self.queue: WorkQueue[Key] = WorkQueue(metrics.CONTROLLER)
-        self.workers = workers
+        self.config = config
+        self.queue: WorkQueue[Key] = WorkQueue(
+            metrics.CONTROLLER, config.retry_base_seconds, config.max_retry_seconds
+        )
         self._tasks: list[asyncio.Task[None]] = []
+        self.last_progress = time.monotonic()  # when a reconcile last finished
 
     def start(self) -> None:
-        metrics.MAX_CONCURRENT.labels(metrics.CONTROLLER).set(self.workers)
+        metrics.MAX_CONCURRENT.labels(metrics.CONTROLLER).set(self.config.workers)
         self._tasks = [
             asyncio.create_task(self._work(), name=f"reconcile-worker-{i}")
-            for i in range(self.workers)
+            for i in range(self.config.workers)
         ]
 
     async def stop(self) -> None:
@@ -51,6 +46,11 @@ class Controller:
                 await self.reconcile_once(key)
             finally:
                 self.queue.done(key)
+                self.last_progress = time.monotonic()
+
+    def resync_delay(self) -> float:
+        """About `resync_seconds`, jittered by ±10% so a fleet's resyncs spread out."""
+        return self.config.resync_seconds * random.uniform(0.9, 1.1)
 
     async def reconcile_once(self, key: Key) -> None:
         """Reconcile a key; on failure count it, log it with its traceback and retry later.
@@ -60,7 +60,7 @@ class Controller:
         active.inc()
         started = time.perf_counter()
         try:
-            requeue_after = await self.reconciler.reconcile(key)
+            result = await self.reconciler.reconcile(key)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -69,11 +69,21 @@ class Controller:
             delay = self.queue.add_rate_limited(key)
             log.exception("reconcile of %s/%s failed; retrying in %.2fs", *key, delay)
         else:
-            self.queue.forget(key)
-            if requeue_after:
-                self.queue.add_after(key, requeue_after)
-            result = "requeue_after" if requeue_after else "success"
-            metrics.RECONCILE_TOTAL.labels(metrics.CONTROLLER, result).inc()
+            if result.gone:
+                self.queue.drop(key)
+                outcome = "success"
+            elif result.retry:
+                delay = self.queue.add_rate_limited(key)
+                log.info("%s/%s is waiting for the cluster; retrying in %.2fs", *key, delay)
+                outcome = "requeue"
+            else:
+                self.queue.forget(key)
+                if result.requeue_after:
+                    self.queue.add_after(key, result.requeue_after)
+                outcome = "requeue_after" if result.requeue_after else "success"
+            if not result.gone and self.config.resync_seconds > 0:
+                self.queue.add_after(key, self.resync_delay())
+            metrics.RECONCILE_TOTAL.labels(metrics.CONTROLLER, outcome).inc()
         finally:
             active.dec()
             metrics.RECONCILE_TIME.labels(metrics.CONTROLLER).observe(time.perf_counter() - started)

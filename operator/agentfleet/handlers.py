@@ -3,6 +3,12 @@
 Only `@kopf.index` and `@kopf.on.event` handlers are used on purpose: with them kopf writes
 nothing to the objects (no finalizers, no last-handled-configuration annotations, no
 progress in status), so an idle fleet costs zero API writes and deletes never wait on us.
+Every handler is `async`: kopf runs sync handlers in worker threads, and the work queue is an
+asyncio object that must only be touched from the event loop.
+
+What is watched comes from the table of child kinds (children.py). Children are filtered by
+our `managed-by` label on the server, so only our objects cross the wire, and each is kept
+as a small record (cache.py), not a whole object.
 """
 
 from __future__ import annotations
@@ -11,56 +17,67 @@ from typing import Any
 
 import kopf
 import prometheus_client
+from prometheus_client.core import GaugeMetricFamily
 
 from agentfleet import constants as c
-from agentfleet import kube
-from agentfleet.controller import Controller, OperatorConfig
-from agentfleet.reconciler import Key, Reconciler
+from agentfleet import kube, metrics, watchhealth
+from agentfleet.cache import AgentRecord, ChildRecord, Key, controller_key
+from agentfleet.children import CHILD_KINDS, ChildKind
+from agentfleet.config import OperatorConfig
+from agentfleet.controller import Controller
+from agentfleet.health import Health
+from agentfleet.reconciler import Reconciler
 
-# kopf's positional resource selectors of the children, by kind.
-CHILD_RESOURCES = {
-    "ServiceAccount": ("v1", "serviceaccounts"),
-    "Service": ("v1", "services"),
-    "Deployment": ("apps/v1", "deployments"),
-}
-OURS = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
-
-
-def _trimmed(body: kopf.Body) -> dict[str, Any]:
-    """What the caches keep of an object: everything but managedFields (large, unused)."""
-    raw = dict(body)
-    raw["metadata"] = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
-    return raw
+OURS = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
+CRD_GROUP, CRD_VERSION, CRD_PLURAL = "apiextensions.k8s.io", "v1", "customresourcedefinitions"
+OPTIONAL_RESOURCES = {row.resource: row for row in CHILD_KINDS if row.optional}
 
 
-def owner_key(body: kopf.Body | dict[str, Any]) -> Key | None:
-    """The AIAgent that controls this object, if any."""
-    for ref in body["metadata"].get("ownerReferences") or []:
-        group = ref.get("apiVersion", "").split("/")[0]
-        if ref.get("controller") and ref.get("kind") == c.KIND and group == c.GROUP:
-            return (body["metadata"]["namespace"], ref["name"])
-    return None
+def _index_id(row: ChildKind) -> str:
+    return f"{row.kind.lower()}_index"
 
 
 @kopf.index(c.GROUP, c.VERSION, c.PLURAL)
-def agent_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace or "", name): _trimmed(body)}
+async def agent_index(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[Key, AgentRecord]:
+    return {(namespace or "", name): AgentRecord.of(dict(body))}
 
 
-def _child_index(body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
-    key = owner_key(body)
-    return {key: _trimmed(body)} if key else None
+async def _child_index(body: kopf.Body, **_: Any) -> dict[Key, ChildRecord] | None:
+    raw = dict(body)
+    key = controller_key(raw)
+    return {key: ChildRecord.of(raw)} if key else None
 
 
 # One index per child kind, each named (and so passed to handlers) as `<kind>_index`.
-for _kind, _selector in CHILD_RESOURCES.items():
-    kopf.index(*_selector, id=f"{_kind.lower()}_index", labels=OURS)(_child_index)
+for _row in CHILD_KINDS:
+    kopf.index(_row.api_version, _row.plural, id=_index_id(_row))(_child_index)
 
 
 @kopf.index("v1", "namespaces")
-def namespace_index(name: str, body: kopf.Body, **_: Any) -> dict[str, bool]:
+async def namespace_index(name: str, body: kopf.Body, **_: Any) -> dict[str, bool]:
     """Namespace name -> is it being deleted."""
     return {name: bool(body["metadata"].get("deletionTimestamp"))}
+
+
+@kopf.index(CRD_GROUP, CRD_VERSION, CRD_PLURAL)
+async def crd_index(name: str, body: kopf.Body, **_: Any) -> dict[str, tuple[str, ...]] | None:
+    """Resource (plural.group) of an optional child kind -> its served versions, once the
+    CRD is Established. Other CRDs are not kept."""
+    if name not in OPTIONAL_RESOURCES:
+        return None
+    return {name: _served_versions(body)}
+
+
+def _served_versions(body: kopf.Body) -> tuple[str, ...]:
+    conditions = (body.get("status") or {}).get("conditions") or []
+    established = any(
+        cond.get("type") == "Established" and cond.get("status") == "True" for cond in conditions
+    )
+    if not established or body["metadata"].get("deletionTimestamp"):
+        return ()
+    return tuple(v["name"] for v in body["spec"].get("versions") or [] if v.get("served"))
 
 
 class IndexCache:
@@ -68,65 +85,146 @@ class IndexCache:
 
     def __init__(
         self,
-        agents: kopf.Index[Key, dict[str, Any]],
-        children: dict[str, kopf.Index[Key, dict[str, Any]]],
+        agents: kopf.Index[Key, AgentRecord],
+        children: dict[str, kopf.Index[Key, ChildRecord]],
         namespaces: kopf.Index[str, bool],
+        crds: kopf.Index[str, tuple[str, ...]],
     ) -> None:
         self.agents = agents
-        self.children = children
+        self.children_by_kind = children
         self.namespaces = namespaces
+        self.crds = crds
 
-    def agent(self, key: Key) -> dict[str, Any] | None:
+    def agent(self, key: Key) -> AgentRecord | None:
         return next(iter(self.agents.get(key, [])), None)
 
-    def owned(self, kind: str, key: Key) -> list[dict[str, Any]]:
-        return list(self.children[kind].get(key, []))
+    def children(self, kind: str, key: Key) -> list[ChildRecord]:
+        return list(self.children_by_kind[kind].get(key, []))
 
     def namespace_terminating(self, namespace: str) -> bool:
         return any(self.namespaces.get(namespace, []))
 
+    def served(self, row: ChildKind) -> bool:
+        if not row.optional:
+            return True
+        return any(row.version in versions for versions in self.crds.get(row.resource, []))
+
+    def agent_keys(self) -> list[Key]:
+        return list(self.agents)
+
+    def condition_counts(self) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        for key in self.agents:
+            for record in self.agents.get(key, []):
+                for condition in record.conditions:
+                    counts[condition] = counts.get(condition, 0) + 1
+        return counts
+
+
+class AgentsCollector:
+    """`agentfleet_agents{condition,status}`: how many agents are Ready, Stalled ...,
+    counted from the cache at scrape time."""
+
+    def __init__(self, cache: IndexCache) -> None:
+        self.cache = cache
+
+    def collect(self) -> Any:
+        family = GaugeMetricFamily(
+            "agentfleet_agents",
+            "AIAgents served by this operator, by summary condition and status.",
+            labels=["condition", "status"],
+        )
+        for (condition, status), count in sorted(self.cache.condition_counts().items()):
+            family.add_metric([condition, status], count)
+        yield family
+
+
+def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
+    """kopf's watches: timeouts everywhere, paginated initial lists, server-side filters."""
+    # kopf would post every handler log line as a Kubernetes Event: a write per event.
+    settings.posting.enabled = False
+    settings.networking.request_timeout = config.request_timeout
+    settings.networking.connect_timeout = config.connect_timeout
+    settings.watching.server_timeout = config.watch_server_timeout
+    settings.watching.client_timeout = config.watch_server_timeout + 30
+    settings.watching.connect_timeout = config.connect_timeout
+    settings.watching.inactivity_timeout = config.watch_inactivity_seconds
+    settings.watching.chunk_size = 500  # the initial list comes in pages, not all at once
+    for row in CHILD_KINDS:
+        settings.watching.label_selectors[row.api_version, row.plural] = OURS
+    if config.agent_selector:
+        settings.watching.label_selectors[c.GROUP, c.PLURAL] = config.agent_selector
+    # Back-pressure: at most this many objects are processed at once; the watch stream waits
+    # (in the socket, not in memory) when a burst of thousands of events arrives.
+    settings.queueing.worker_limit = 1000
+    settings.batching.idle_timeout = 1.0
+
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Configure kopf, start metrics and the workers. kopf passes each index as a keyword
-    argument named after it (agent_index, service_index, ...), empty until listed."""
+    """Configure kopf, start metrics, health and the workers. kopf passes each index as a
+    keyword argument named after it (agent_index, service_index, ...), empty until listed."""
     config: OperatorConfig = memo.get("config") or OperatorConfig()
-    # kopf would post every handler log line as a Kubernetes Event: a write per event.
-    # The operator posts its own Warning Events (on entering Stalled) instead.
-    settings.posting.enabled = False
-    settings.networking.request_timeout = 60
-    settings.watching.server_timeout = 300
-    if config.metrics_port:
-        prometheus_client.start_http_server(config.metrics_port, config.metrics_address)
-    api = await kube.connect()
-    children = {kind: kwargs[f"{kind.lower()}_index"] for kind in CHILD_RESOURCES}
-    cache = IndexCache(kwargs["agent_index"], children, kwargs["namespace_index"])
-    reconciler = Reconciler(kube.Kube(api), cache, config.cluster_domain)
-    controller = Controller(reconciler, workers=config.workers)
+    configure(settings, config)
+    watchhealth.install()
+    api = await kube.connect(pool_size=max(16, config.workers * 2))
+    writer = kube.Kube(
+        api,
+        kube.RateLimiter(config.qps, config.burst),
+        config.connect_timeout,
+        config.request_timeout,
+    )
+    children = {row.kind: kwargs[_index_id(row)] for row in CHILD_KINDS}
+    cache = IndexCache(
+        kwargs["agent_index"], children, kwargs["namespace_index"], kwargs["crd_index"]
+    )
+    controller = Controller(Reconciler(writer, cache, config), config)
     controller.start()
+    if config.metrics_port:
+        prometheus_client.REGISTRY.register(AgentsCollector(cache))
+        prometheus_client.start_http_server(config.metrics_port, config.metrics_address)
+    if config.health_port:
+        health = Health(controller, config.unhealthy_after_seconds)
+        memo["health"] = await health.serve(config.health_address, config.health_port)
     memo["api"] = api
     memo["controller"] = controller
+    memo["cache"] = cache
+    metrics.MAX_CONCURRENT.labels(metrics.CONTROLLER).set(config.workers)
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     await memo["controller"].stop()
+    if "health" in memo:
+        await memo["health"].cleanup()
     await memo["api"].close()
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
-def agent_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def agent_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     memo["controller"].queue.add((namespace or "", name))
 
 
-def _child_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def _child_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A child changed or vanished: its owner may need a repair or a status update."""
-    key = owner_key(body)
+    raw = dict(body)
+    key = controller_key(raw)
     if key:
-        controller = memo["controller"]
-        controller.reconciler.observe_child(type, body)
+        controller: Controller = memo["controller"]
+        controller.reconciler.observe_child(type, key, raw)
         controller.queue.add(key)
 
 
-for _kind, _selector in CHILD_RESOURCES.items():
-    kopf.on.event(*_selector, id=f"{_kind.lower()}_changed", labels=OURS)(_child_changed)
+for _row in CHILD_KINDS:
+    kopf.on.event(_row.api_version, _row.plural, id=f"{_row.kind.lower()}_changed")(
+        _child_changed
+    )
+
+
+@kopf.on.event(CRD_GROUP, CRD_VERSION, CRD_PLURAL)
+async def crd_changed(name: str, memo: kopf.Memo, **_: Any) -> None:
+    """An optional feature's CRD appeared or changed: every agent may now converge."""
+    if name in OPTIONAL_RESOURCES:
+        controller: Controller = memo["controller"]
+        for key in memo["cache"].agent_keys():
+            controller.queue.add(key)

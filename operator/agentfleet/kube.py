@@ -1,48 +1,53 @@
-"""Every write the operator makes to the API server goes through here.
+"""Every request the operator sends to the API server goes through here.
 
-Server-side apply with one field manager for children, a merge patch of the status
-subresource for the AIAgent, and deletes of children we no longer want. Each call is
-counted (agentfleet_api_writes_total) so "no write when nothing changed" is measurable.
+Server-side apply with one field manager for children (with the child's uid as a
+precondition once we know it), a JSON merge patch of the status subresource, reads, deletes
+and Events. Each call has connect and total timeouts and waits for a token of a client-side
+rate limit; each write is counted (agentfleet_api_writes_total), so "no write when nothing
+changed" is measurable. Failures become one exception type, ApiError, that says whether a
+retry can help.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from agentfleet import constants as c
-from agentfleet import metrics
+from agentfleet import drift, metrics
 
 log = logging.getLogger(__name__)
 
-# Plural resource names of every kind the operator writes.
-PLURALS = {
-    ("v1", "ServiceAccount"): "serviceaccounts",
-    ("v1", "Service"): "services",
-    ("apps/v1", "Deployment"): "deployments",
-    ("v1", "Event"): "events",
-    (c.API_VERSION, c.KIND): c.PLURAL,
-}
 
-# 4xx answers that no retry can fix: the object itself is wrong.
-_PERMANENT_STATUSES = {400, 403, 404, 422}
-
-
-class Rejected(Exception):
-    """The API server refused an object for a reason only a spec change can fix."""
+class ApiError(Exception):
+    """The API server refused a request, or could not be reached (status 0)."""
 
     def __init__(
-        self, kind: str, name: str, status: int, message: str, causes: frozenset[str] = frozenset()
+        self,
+        kind: str,
+        name: str,
+        status: int,
+        message: str,
+        reason: str = "",
+        causes: frozenset[str] = frozenset(),
     ) -> None:
-        super().__init__(f"{kind} {name} was rejected by the API server ({status}): {message}")
-        self.message = message
+        where = f"{kind} {name}".strip()
+        answer = f"({status})" if status else "(unreachable)"
+        super().__init__(f"{where} was rejected by the API server {answer}: {message}")
+        self.kind = kind
+        self.name = name
         self.status = status
+        self.message = message
+        self.reason = reason  # metav1.Status reason, e.g. Invalid, Forbidden, NotFound
         self.causes = causes  # metav1.StatusCause reasons, e.g. NamespaceTerminating
 
     @property
@@ -50,128 +55,201 @@ class Rejected(Exception):
         """The whole namespace is being deleted: nothing can or should be created in it."""
         return "NamespaceTerminating" in self.causes
 
+    @property
+    def quota_exceeded(self) -> bool:
+        return self.status == 403 and "exceeded quota" in self.message
+
+    @property
+    def unserved(self) -> bool:
+        """404 for the resource type itself (its CRD is not installed), not for one object:
+        the API server answers that with a plain-text 404, not a metav1.Status."""
+        return self.status == 404 and not self.reason
+
+    @property
+    def uid_mismatch(self) -> bool:
+        """Our uid precondition failed: the object was deleted or replaced by another one."""
+        return self.status == 409 and "uid mismatch" in self.message
+
+    @property
+    def transient(self) -> bool:
+        """The same request may succeed later without anyone changing anything."""
+        return self.status in (0, 409, 429) or self.status >= 500
+
 
 @dataclass(frozen=True)
 class Ref:
     api_version: str
-    kind: str
+    plural: str
     namespace: str
     name: str
+    kind: str = ""
 
     @classmethod
-    def of(cls, obj: dict[str, Any]) -> Ref:
+    def of(cls, obj: dict[str, Any], plural: str) -> Ref:
         meta = obj["metadata"]
-        return cls(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        return cls(obj["apiVersion"], plural, meta["namespace"], meta["name"], obj["kind"])
 
     @property
     def collection_path(self) -> str:
         base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        return f"{base}/namespaces/{self.namespace}/{PLURALS[(self.api_version, self.kind)]}"
+        return f"{base}/namespaces/{self.namespace}/{self.plural}"
 
     @property
     def path(self) -> str:
         return f"{self.collection_path}/{self.name}"
 
 
-async def connect() -> client.ApiClient:
+class RateLimiter:
+    """Token bucket (client-go's flowcontrol): `qps` tokens a second, at most `burst` saved."""
+
+    def __init__(self, qps: float, burst: int) -> None:
+        self.qps = qps
+        self.burst = burst
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+
+    async def acquire(self) -> None:
+        if self.qps <= 0:
+            return
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.qps)
+        self._stamp = now
+        self._tokens -= 1  # reserve now; callers queue up behind each other
+        if self._tokens < 0:
+            await asyncio.sleep(-self._tokens / self.qps)
+
+
+async def connect(pool_size: int = 64) -> client.ApiClient:
     """In a Pod use its ServiceAccount, elsewhere $KUBECONFIG (or ~/.kube/config)."""
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        await config.load_kube_config()
-    return client.ApiClient()
+        await config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
+
+
+_WRITE_VERBS = {"POST": "create", "DELETE": "delete", "PUT": "update"}
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        limiter: RateLimiter | None = None,
+        connect_timeout: float = 10.0,
+        request_timeout: float = 30.0,
+    ) -> None:
         self.api = api
+        self.limiter = limiter or RateLimiter(0, 0)
+        self.timeout = aiohttp.ClientTimeout(
+            total=request_timeout, connect=connect_timeout, sock_connect=connect_timeout
+        )
 
     async def _request(
         self,
         method: str,
         ref: Ref,
         path: str,
-        body: Any,
-        content_type: str,
-        query: list[tuple[str, str]],
+        body: Any = None,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
-        verb = method.lower() if method != "PATCH" else _verb(content_type)
-        metrics.API_WRITES.labels(verb, ref.kind).inc()
-        log.debug("write: %s %s %s/%s", verb, ref.kind, ref.namespace, ref.name)
+        if method == "GET":
+            metrics.API_READS.labels(ref.kind).inc()
+        else:
+            verb = _verb(content_type) if method == "PATCH" else _WRITE_VERBS[method]
+            metrics.API_WRITES.labels(verb, ref.kind).inc()
+            log.debug("write: %s %s %s/%s", verb, ref.kind, ref.namespace, ref.name)
+        await self.limiter.acquire()
         try:
             response = await self.api.call_api(
                 path,
                 method,
-                query_params=query,
+                query_params=query or [],
                 body=body,
                 header_params={"Content-Type": content_type, "Accept": "application/json"},
                 auth_settings=["BearerToken"],
                 _return_http_data_only=True,
+                _request_timeout=self.timeout,
                 response_types_map={200: "object", 201: "object", 202: "object"},
             )
             return dict(response or {})
         except ApiException as error:
-            if error.status in _PERMANENT_STATUSES:
-                message, causes = _details(error)
-                raise Rejected(ref.kind, ref.name, error.status, message, causes) from error
-            raise
+            message, reason, causes = _details(error)
+            raise ApiError(ref.kind, ref.name, error.status, message, reason, causes) from error
+        except (TimeoutError, aiohttp.ClientError) as error:
+            message = f"{type(error).__name__}: {error}".rstrip(": ")
+            raise ApiError(ref.kind, ref.name, 0, message) from error
 
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply; force, because every field in `obj` is ours to own."""
-        ref = Ref.of(obj)
+    async def apply(self, obj: dict[str, Any], plural: str, uid: str | None) -> dict[str, Any]:
+        """Server-side apply, forced, because every field in `obj` is ours to own.
+
+        With `uid`, the API server applies only to that very object (a precondition): an
+        object someone deleted and re-created meanwhile is never taken over by mistake."""
+        ref = Ref.of(obj, plural)
+        if uid:
+            obj = {**obj, "metadata": {**obj["metadata"], "uid": uid}}
         query = [("fieldManager", c.FIELD_MANAGER), ("force", "true")]
         return await self._request(
             "PATCH", ref, ref.path, obj, "application/apply-patch+yaml", query
         )
 
-    async def repair(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """JSON merge patch of the whole object: lists are replaced, not merged.
+    async def get(self, ref: Ref) -> dict[str, Any] | None:
+        """The object, or None if it does not exist."""
+        try:
+            return await self._request("GET", ref, ref.path)
+        except ApiError as error:
+            if error.status == 404 and not error.unserved:
+                return None
+            raise
 
-        Server-side apply cannot remove list entries another manager added (a Service port
-        someone re-keyed with `kubectl patch` stays and duplicates ours); this can."""
-        ref = Ref.of(obj)
+    async def repair(
+        self, obj: dict[str, Any], plural: str, uid: str, live: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Make `live` exactly what we render where server-side apply cannot, leaving one
+        owner of our fields.
+
+        Server-side apply cannot remove what another manager set (a Service port someone
+        re-keyed with `kubectl patch` stays and clashes with ours; an adopted object keeps its
+        old owner's ports and selector keys). A JSON merge patch made by
+        drift.takeover_patch can, but records a second managedFields entry (operation Update)
+        that would keep those fields alive after we stop applying them; so that entry is
+        removed right after, and our Apply entry stays the only record of what is ours."""
+        ref = Ref.of(obj, plural)
+        patch = drift.takeover_patch(live, obj)
+        body = {**patch, "metadata": {**patch["metadata"], "uid": uid}}
         query = [("fieldManager", c.FIELD_MANAGER)]
-        return await self._request(
-            "PATCH", ref, ref.path, obj, "application/merge-patch+json", query
+        patched = await self._request(
+            "PATCH", ref, ref.path, body, "application/merge-patch+json", query
         )
-
-    async def post_event(self, body: dict[str, Any], reason: str, message: str) -> None:
-        """A Warning Event on the AIAgent, for `kubectl describe` and `kubectl get events`."""
-        meta = body["metadata"]
-        event_time = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": c.API_VERSION,
-                "kind": c.KIND,
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-            },
-            "type": "Warning",
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": c.FIELD_MANAGER},
-            "reportingComponent": c.FIELD_MANAGER,
-            "firstTimestamp": event_time,
-            "lastTimestamp": event_time,
-            "count": 1,
-        }
-        ref = Ref("v1", "Event", meta["namespace"], "")
-        await self._request("POST", ref, ref.collection_path, event, "application/json", [])
+        entries = patched.get("metadata", {}).get("managedFields") or []
+        for index, entry in enumerate(entries):
+            if entry.get("manager") == c.FIELD_MANAGER and entry.get("operation") == "Update":
+                where = f"/metadata/managedFields/{index}"
+                ops = [
+                    {"op": "test", "path": f"{where}/manager", "value": c.FIELD_MANAGER},
+                    {"op": "test", "path": f"{where}/operation", "value": "Update"},
+                    {"op": "remove", "path": where},
+                ]
+                return await self._request(
+                    "PATCH", ref, ref.path, ops, "application/json-patch+json", query
+                )
+        return patched
 
     async def patch_status(
-        self, namespace: str, name: str, status: dict[str, Any]
+        self, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any]:
-        ref = Ref(c.API_VERSION, c.KIND, namespace, name)
+        """A JSON merge patch of the status subresource: only what changed, with null for
+        every key that should disappear (a key an older operator version wrote, say)."""
+        ref = Ref(c.API_VERSION, c.PLURAL, namespace, name, c.KIND)
         query = [("fieldManager", c.FIELD_MANAGER)]
         return await self._request(
             "PATCH",
             ref,
             ref.path + "/status",
-            {"status": status},
+            {"status": patch},
             "application/merge-patch+json",
             query,
         )
@@ -185,22 +263,53 @@ class Kube:
             "propagationPolicy": "Background",
         }
         try:
-            await self._request("DELETE", ref, ref.path, body, "application/json", [])
-        except Rejected as gone:
-            if gone.status != 404:
+            await self._request("DELETE", ref, ref.path, body)
+        except ApiError as gone:
+            if gone.status not in (404, 409):  # already gone, or replaced by another object
                 raise
+
+    async def post_event(
+        self, body: dict[str, Any], reason: str, message: str, type_: str = "Warning"
+    ) -> None:
+        """An Event on the AIAgent, for `kubectl describe` and `kubectl get events`."""
+        meta = body["metadata"]
+        event_time = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": c.API_VERSION,
+                "kind": c.KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": c.FIELD_MANAGER},
+            "reportingComponent": c.FIELD_MANAGER,
+            "firstTimestamp": event_time,
+            "lastTimestamp": event_time,
+            "count": 1,
+        }
+        ref = Ref("v1", "events", meta["namespace"], "", "Event")
+        await self._request("POST", ref, ref.collection_path, event)
 
 
 def _verb(content_type: str) -> str:
     return "apply" if content_type == "application/apply-patch+yaml" else "patch"
 
 
-def _details(error: ApiException) -> tuple[str, frozenset[str]]:
-    """The human message and the cause reasons of a metav1.Status error body."""
+def _details(error: ApiException) -> tuple[str, str, frozenset[str]]:
+    """The human message, the reason and the cause reasons of a metav1.Status error body."""
     try:
         status = json.loads(error.body or "")
     except (TypeError, ValueError):
-        return str(error.reason), frozenset()
+        return str(error.body or error.reason).strip(), "", frozenset()
+    if not isinstance(status, dict):
+        return str(error.reason), "", frozenset()
     causes = (status.get("details") or {}).get("causes") or []
     reasons = frozenset(str(cause.get("reason")) for cause in causes if cause.get("reason"))
-    return str(status.get("message") or error.reason), reasons
+    return str(status.get("message") or error.reason), str(status.get("reason") or ""), reasons

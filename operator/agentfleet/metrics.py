@@ -45,3 +45,18 @@ API_WRITES = Counter(
     "Write requests sent to the Kubernetes API server, by verb and kind.",
     ["verb", "kind"],
 )
+API_READS = Counter(
+    "agentfleet_api_reads_total",
+    "Read requests sent to the Kubernetes API server outside the watches, by kind.",
+    ["kind"],
+)
+WATCH_CONNECTED = Gauge(
+    "agentfleet_watch_last_connected_timestamp_seconds",
+    "When a watch request for this resource was last answered by the API server.",
+    ["resource"],
+)
+WATCH_FAILURES = Counter(
+    "agentfleet_watch_failures_total",
+    "Watch requests that failed or got no answer, by resource.",
+    ["resource"],
+)

@@ -344,11 +344,18 @@ class AgentSpec(KubeModel):
     volumes: list[Volume] | None = Field(default=None, max_length=64)
     volume_mounts: list[VolumeMount] | None = Field(default=None, max_length=64)
     probes: Probes | None = None
+    automount_service_account_token: bool | None = Field(
+        default=None,
+        description="Mount the ServiceAccount's API token into the agent's pods (off by default).",
+    )
     security_context: KubeObject | None = Field(
-        default=None, description="Container securityContext; replaces the restricted default."
+        default=None,
+        description="Container securityContext, merged over the restricted default (your keys"
+        " win). Privileged settings are refused unless the operator allows them.",
     )
     pod_security_context: KubeObject | None = Field(
-        default=None, description="Pod securityContext; replaces the restricted default."
+        default=None,
+        description="Pod securityContext, merged over the restricted default (your keys win).",
     )
 
 

@@ -1,8 +1,10 @@
-"""One reconcile of one AIAgent: parse → render → apply what differs → prune → status.
+"""One reconcile of one AIAgent: parse → check policy → render → apply what differs → prune →
+status.
 
 Level-triggered: it reads the latest state from the watch caches (never from an event's
 payload), so reconciling the same key twice in a row is cheap and the second time writes
-nothing. It knows nothing of kopf; handlers.py feeds it keys and caches.
+nothing. It knows nothing of kopf; handlers.py feeds it keys and caches. Every kind it
+touches comes from the table in children.py.
 """
 
 from __future__ import annotations
@@ -15,211 +17,435 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from agentfleet import drift
+from agentfleet import constants as c
+from agentfleet import drift, policy
+from agentfleet.cache import AgentRecord, ChildRecord, Key, controlled_by, foreign_controller
+from agentfleet.children import CHILD_KINDS, ChildKind
+from agentfleet.config import OperatorConfig
 from agentfleet.constants import Reason
-from agentfleet.kube import Ref, Rejected
+from agentfleet.kube import ApiError, Ref
 from agentfleet.models import AIAgent
-from agentfleet.render import desired_objects
-from agentfleet.status import Problem, desired_status, invalid_spec_status
+from agentfleet.render.context import RenderContext
+from agentfleet.status import (
+    FeatureState,
+    Problem,
+    desired_status,
+    invalid_spec_status,
+    pending_features,
+    rollout,
+    status_patch,
+)
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str]  # (namespace, name) of an AIAgent
-CHILD_KINDS = ("ServiceAccount", "Service", "Deployment")
+ChildKey = tuple[str, str]  # (kind, name) of a child within its agent's namespace
+
+# Problems a person or the cluster can resolve without a spec change: retried with backoff.
+_RETRIED = frozenset({Reason.QUOTA_EXCEEDED, Reason.FORBIDDEN, Reason.CHILD_CONFLICT})
 
 
 class Cache(Protocol):
     """Read-only view of the watched objects."""
 
-    def agent(self, key: Key) -> dict[str, Any] | None: ...
+    def agent(self, key: Key) -> AgentRecord | None: ...
 
-    def owned(self, kind: str, key: Key) -> list[dict[str, Any]]: ...
+    def children(self, kind: str, key: Key) -> list[ChildRecord]: ...
 
     def namespace_terminating(self, namespace: str) -> bool: ...
 
+    def served(self, row: ChildKind) -> bool: ...
+
 
 class Writer(Protocol):
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+    async def apply(self, obj: dict[str, Any], plural: str, uid: str | None) -> dict[str, Any]: ...
 
-    async def patch_status(
-        self, namespace: str, name: str, status: dict[str, Any]
+    async def get(self, ref: Ref) -> dict[str, Any] | None: ...
+
+    async def repair(
+        self, obj: dict[str, Any], plural: str, uid: str, live: dict[str, Any]
     ) -> dict[str, Any]: ...
 
-    async def repair(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+    async def patch_status(
+        self, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]: ...
 
     async def delete(self, ref: Ref, uid: str) -> None: ...
 
-    async def post_event(self, body: dict[str, Any], reason: str, message: str) -> None: ...
+    async def post_event(
+        self, body: dict[str, Any], reason: str, message: str, type_: str = "Warning"
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the controller should do next with this key."""
+
+    requeue_after: float | None = None  # run again then (a deferred status write)
+    retry: bool = False  # something a retry can fix went wrong: back off and run again
+    gone: bool = False  # the agent no longer exists (or is going): forget the key
+
+
+class ChildConflict(Exception):
+    """An object with a child's name exists and is not controlled by this AIAgent."""
+
+
+@dataclass
+class AgentMemo:
+    """What the reconciler remembers of one agent between passes (dropped when it goes)."""
+
+    # Our own apply responses, kept until the watch cache shows that version or a newer
+    # one; without them a reconcile that runs before the watch event arrives would see a
+    # stale child and apply it again.
+    applied: dict[ChildKey, ChildRecord] = field(default_factory=dict)
+    # (content digest, applied hash) of each child last found current: an unchanged digest
+    # needs no new drift check, so a child whose status alone moved costs no unpacking.
+    verified: dict[ChildKey, tuple[str, str]] = field(default_factory=dict)
+    status_not_before: float = 0.0
+
+
+@dataclass
+class Outcome:
+    deployment: dict[str, Any] | None = None
+    problem: Problem | None = None
+    features: dict[str, list[FeatureState]] = field(default_factory=dict)
+    stop: bool = False  # the namespace is going away: write nothing more
 
 
 @dataclass
 class Reconciler:
-    """Reconciles one agent at a time; `reconcile` returns seconds until it wants to run
-    again (a deferred status write), or None."""
-
     kube: Writer
     cache: Cache
-    cluster_domain: str = "cluster.local"
+    config: OperatorConfig = field(default_factory=OperatorConfig)
     # An agent's status is written at most once per window, so a rollout that moves replica
     # by replica costs one status write per window, not one per replica. A new agent's first
     # status waits one window too; problems (Stalled) are written at once.
     status_window: float = 1.0
     clock: Callable[[], float] = time.monotonic
-    # Our own apply responses, kept until the watch cache shows that version or a newer one.
-    # Without them a reconcile that runs before the watch event arrives sees a stale child
-    # and applies it again.
-    applied: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
-    # Per agent: no status write before this time (clock seconds).
-    status_not_before: dict[Key, float] = field(default_factory=dict)
+    memos: dict[Key, AgentMemo] = field(default_factory=dict)
 
-    async def reconcile(self, key: Key) -> float | None:
-        body = self.cache.agent(key)
-        if (
-            body is None
-            or body["metadata"].get("deletionTimestamp")
-            or self.cache.namespace_terminating(key[0])
-        ):
+    async def reconcile(self, key: Key) -> Result:
+        record = self.cache.agent(key)
+        if record is None or record.deleting or self.cache.namespace_terminating(key[0]):
             # Gone or going: ownerReferences let the garbage collector remove the children,
             # and status or re-creates written meanwhile would be wasted writes.
-            self._forget(key)
-            return None
+            self.memos.pop(key, None)
+            return Result(gone=True)
+        body = record.body()
         previous = body.get("status") or {}
         try:
             agent = AIAgent.from_body(body)
         except ValidationError as error:
-            generation = body["metadata"].get("generation", 0)
-            status = invalid_spec_status(generation, describe(error), previous)
+            status = invalid_spec_status(record.generation, describe(error), previous)
             return await self._write_status(key, body, status, urgent=True)
 
-        problem: Problem | None = None
-        deployment = self._owned(agent, "Deployment", agent.metadata.name)
-        try:
-            fresh = await self._apply_children(agent)
-            deployment = fresh.get("Deployment", deployment)
-        except Rejected as rejected:
-            if rejected.namespace_terminating:
-                return None  # the namespace and the agent are going away; more writes are waste
-            problem = Problem(Reason.APPLY_FAILED, str(rejected))
-        status = desired_status(agent, deployment, problem, previous, self.cluster_domain)
-        return await self._write_status(key, body, status, urgent=problem is not None)
-
-    def _forget(self, key: Key) -> None:
-        self.status_not_before.pop(key, None)
-        for kind in CHILD_KINDS:
-            self.applied.pop((kind, *key), None)
-
-    async def _apply_children(self, agent: AIAgent) -> dict[str, dict[str, Any]]:
-        """Apply every child that is missing, outdated or drifted; prune the ones not wanted.
-        Returns the newest copy of each desired child (the apply response, or the cache)."""
-        newest: dict[str, dict[str, Any]] = {}
-        wanted: set[tuple[str, str]] = set()
-        for obj in map(drift.stamp, desired_objects(agent)):
-            kind, name = obj["kind"], obj["metadata"]["name"]
-            wanted.add((kind, name))
-            observed = self._owned(agent, kind, name)
-            if observed is not None and drift.is_current(obj, observed):
-                newest[kind] = observed
-                continue
-            log.info("applying %s %s/%s", kind, agent.metadata.namespace, name)
-            newest[kind] = await self._apply(obj, drifted=observed is not None)
-            self.applied[(kind, agent.metadata.namespace, name)] = newest[kind]
-        key = (agent.metadata.namespace, agent.metadata.name)
-        for kind in CHILD_KINDS:
-            for child in self.cache.owned(kind, key):
-                if (kind, child["metadata"]["name"]) not in wanted:
-                    log.info("pruning %s %s/%s", kind, key[0], child["metadata"]["name"])
-                    await self.kube.delete(Ref.of(child), child["metadata"]["uid"])
-        return newest
-
-    async def _apply(self, obj: dict[str, Any], drifted: bool) -> dict[str, Any]:
-        try:
-            return await self.kube.apply(obj)
-        except Rejected as rejected:
-            if not (drifted and rejected.status == 422):
-                raise
-            # Someone else's edit left entries that our apply cannot remove (and that now
-            # clash with ours); a merge patch replaces those lists. If the object itself is
-            # invalid this is refused too, and the agent stalls with the server's message.
-            log.warning(
-                "repairing %s %s/%s: %s",
-                obj["kind"],
-                obj["metadata"]["namespace"],
-                obj["metadata"]["name"],
-                rejected.message,
+        memo = self.memos.setdefault(key, AgentMemo())
+        refused = policy.violations(agent, self.config.policy)
+        if refused:  # change nothing in the cluster; say exactly what is refused
+            outcome = Outcome(
+                deployment=self._current_body(memo, key, "Deployment", agent.metadata.name),
+                problem=Problem(Reason.POLICY_VIOLATION, policy.message(refused)),
             )
-            return await self.kube.repair(obj)
+        else:
+            outcome = await self._converge(agent, RenderContext(self.config.render), memo)
+        if outcome.stop:
+            return Result()
+        features = [_fold(states) for states in outcome.features.values()]
+        features += pending_features(agent, frozenset(outcome.features))
+        status = desired_status(
+            agent,
+            outcome.deployment,
+            outcome.problem,
+            previous,
+            self.config.render.cluster_domain,
+            features=features,
+        )
+        problem = outcome.problem
+        result = await self._write_status(key, body, status, urgent=problem is not None)
+        retry = problem is not None and (not problem.stalled or problem.reason in _RETRIED)
+        retry = retry or any(not f.ok and f.reason == Reason.RETRYING for f in features)
+        return Result(result.requeue_after, retry)
 
-    def observe_child(self, event_type: str, child: dict[str, Any]) -> None:
+    # --- children ---------------------------------------------------------------------------
+
+    async def _converge(self, agent: AIAgent, context: RenderContext, memo: AgentMemo) -> Outcome:
+        """Apply every child that is missing, outdated or drifted; prune the ones not wanted."""
+        outcome = Outcome()
+        wanted: set[ChildKey] = set()
+        newest: dict[ChildKey, dict[str, Any]] = {}
+        for row in CHILD_KINDS:
+            objects = [drift.stamp(obj) for obj in row.render(agent, context)]
+            states = None
+            if row.feature and objects:
+                states = outcome.features.setdefault(row.feature, [])
+            if row.optional and not self.cache.served(row):
+                if states is not None:
+                    states.append(_unserved(row))
+                continue
+            for obj in objects:
+                child = (row.kind, obj["metadata"]["name"])
+                wanted.add(child)
+                try:
+                    newest[child] = await self._ensure(row, agent, memo, obj)
+                except ChildConflict as conflict:
+                    problem = Problem(Reason.CHILD_CONFLICT, str(conflict))
+                    outcome.problem = outcome.problem or problem
+                except ApiError as error:
+                    if error.namespace_terminating:
+                        outcome.stop = True
+                        return outcome
+                    problem = classify(error)
+                    if states is not None:  # an optional feature fails alone
+                        states.append(FeatureState(row.feature or "", False, *_words(problem)))
+                    else:
+                        outcome.problem = outcome.problem or problem
+                    log.warning("%s", error)
+            if states is not None and all(s.ok for s in states):
+                states.append(FeatureState(row.feature or "", True, Reason.APPLIED, ""))
+        name = agent.metadata.name
+        outcome.deployment = newest.get(("Deployment", name)) or self._current_body(
+            memo, (agent.metadata.namespace, name), "Deployment", name
+        )
+        await self._prune(agent, memo, wanted, outcome.deployment)
+        return outcome
+
+    async def _ensure(
+        self, row: ChildKind, agent: AIAgent, memo: AgentMemo, desired: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Make the cluster hold `desired`; return the child as the cluster now holds it."""
+        key = (agent.metadata.namespace, agent.metadata.name)
+        child = (row.kind, desired["metadata"]["name"])
+        known = self._newest(memo, key, child)
+        if known is not None:
+            if self._is_current(memo, child, known, desired):
+                return known.body()
+            try:
+                return await self._apply(row, memo, desired, known.uid, known.body())
+            except ApiError as error:
+                if not error.uid_mismatch:
+                    raise
+                # Deleted or replaced since we last saw it: look at what is there now.
+        live = await self.kube.get(Ref.of(desired, row.plural))
+        if live is None:
+            return await self._apply(row, memo, desired, None, None)
+        if controlled_by(live, agent.metadata.uid) or (row.shared and _ours(live)):
+            return await self._apply(row, memo, desired, live["metadata"]["uid"], live)
+        if _adoptable(live):
+            log.info("adopting %s %s/%s", row.kind, key[0], child[1])
+            uid = live["metadata"]["uid"]
+            taken = await self._apply(row, memo, desired, uid, live)
+            # What its previous owner set and we do not render goes: it is ours now.
+            body = await self.kube.repair(desired, row.plural, uid, taken)
+            self._remember(memo, row, desired, body)
+            await self._event(agent, "Adopted", f"adopted {row.kind} {child[1]}", "Normal")
+            return body
+        raise ChildConflict(conflict_message(row.kind, key[0], child[1], live))
+
+    async def _apply(
+        self,
+        row: ChildKind,
+        memo: AgentMemo,
+        desired: dict[str, Any],
+        uid: str | None,
+        live: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """Server-side apply; `live` (the object as last seen) allows a repair."""
+        meta = desired["metadata"]
+        log.info("applying %s %s/%s", row.kind, meta["namespace"], meta["name"])
+        try:
+            body = await self.kube.apply(desired, row.plural, uid)
+        except ApiError as error:
+            if not (live is not None and uid and error.status == 422):
+                raise
+            # Someone else's edit left entries our apply cannot remove (and that now clash
+            # with ours). If the object itself is invalid this is refused too, and the agent
+            # stalls with the server's message.
+            log.warning("repairing %s %s/%s: %s", row.kind, meta["namespace"], meta["name"], error)
+            body = await self.kube.repair(desired, row.plural, uid, live)
+        self._remember(memo, row, desired, body)
+        return body
+
+    def _remember(
+        self, memo: AgentMemo, row: ChildKind, desired: dict[str, Any], body: dict[str, Any]
+    ) -> None:
+        record = ChildRecord.of(body)
+        child = (row.kind, desired["metadata"]["name"])
+        memo.applied[child] = record
+        memo.verified[child] = (record.digest, drift.applied_hash_of(desired) or "")
+
+    def _is_current(
+        self, memo: AgentMemo, child: ChildKey, known: ChildRecord, desired: dict[str, Any]
+    ) -> bool:
+        wanted = drift.applied_hash_of(desired) or ""
+        if known.applied_hash != wanted:
+            return False
+        if memo.verified.get(child) == (known.digest, wanted):
+            return True
+        if drift.contains(known.body(), desired):
+            memo.verified[child] = (known.digest, wanted)
+            return True
+        return False
+
+    async def _prune(
+        self,
+        agent: AIAgent,
+        memo: AgentMemo,
+        wanted: set[ChildKey],
+        deployment: dict[str, Any] | None,
+    ) -> None:
+        """Delete what we own and no longer render, but never an object the pod template
+        still references: a ServiceAccount stays until the rollout away from it is done."""
+        key = (agent.metadata.namespace, agent.metadata.name)
+        template = ((deployment or {}).get("spec") or {}).get("template") or {}
+        in_use = {("ServiceAccount", (template.get("spec") or {}).get("serviceAccountName"))}
+        rolled_out = rollout(deployment).done
+        for row in CHILD_KINDS:
+            if row.optional and not self.cache.served(row):
+                continue
+            for record in self.cache.children(row.kind, key):
+                child = (row.kind, record.name)
+                if child in wanted or child in in_use:
+                    continue
+                if row.kind == "ServiceAccount" and not rolled_out:
+                    continue  # old pods still run as it
+                log.info("pruning %s %s/%s", row.kind, key[0], record.name)
+                ref = Ref(row.api_version, row.plural, key[0], record.name, row.kind)
+                await self.kube.delete(ref, record.uid)
+                memo.applied.pop(child, None)
+                memo.verified.pop(child, None)
+
+    def observe_child(self, event_type: str, key: Key, body: dict[str, Any]) -> None:
         """Called for every watch event of a child: once the cache holds our applied version
         (or a newer one), or the child is gone, our remembered copy is no longer needed."""
-        meta = child["metadata"]
-        key = (child["kind"], meta["namespace"], meta["name"])
-        ours = self.applied.get(key)
-        if ours is not None and (event_type == "DELETED" or not _older(child, ours)):
-            del self.applied[key]
+        memo = self.memos.get(key)
+        if memo is None:
+            return
+        child = (body.get("kind", ""), body["metadata"]["name"])
+        ours = memo.applied.get(child)
+        if ours is None:
+            return
+        if event_type == "DELETED" or not ours.newer_than(ChildRecord.of(body)):
+            del memo.applied[child]
 
-    def _owned(self, agent: AIAgent, kind: str, name: str) -> dict[str, Any] | None:
+    def _newest(self, memo: AgentMemo, key: Key, child: ChildKey) -> ChildRecord | None:
         """The newest copy of a child: the watch cache's, or our last apply response while
         the cache has not caught up with it yet."""
-        key = (agent.metadata.namespace, agent.metadata.name)
-        cached = next(
-            (o for o in self.cache.owned(kind, key) if o["metadata"]["name"] == name), None
-        )
-        ours = self.applied.get((kind, agent.metadata.namespace, name))
-        if ours is None or (cached is not None and not _older(cached, ours)):
+        cached = next((r for r in self.cache.children(child[0], key) if r.name == child[1]), None)
+        ours = memo.applied.get(child)
+        if ours is None or (cached is not None and not ours.newer_than(cached)):
             return cached
         return ours
 
+    def _current_body(
+        self, memo: AgentMemo, key: Key, kind: str, name: str
+    ) -> dict[str, Any] | None:
+        record = self._newest(memo, key, (kind, name))
+        return record.body() if record else None
+
+    # --- status -----------------------------------------------------------------------------
+
     async def _write_status(
         self, key: Key, body: dict[str, Any], status: dict[str, Any], urgent: bool
-    ) -> float | None:
+    ) -> Result:
         """Patch status if it changed; returns the delay if the write had to wait."""
         previous = body.get("status") or {}
         if status == previous:
-            return None
+            return Result()
+        memo = self.memos.setdefault(key, AgentMemo())
         now = self.clock()
-        if not previous:  # a new agent: waiting a moment usually makes its first status final
-            self.status_not_before.setdefault(key, now + self.status_window)
-        not_before = self.status_not_before.get(key, now)
-        if not urgent and not_before > now:
-            return not_before - now  # coalesce: the newest status is written then
+        if not previous and not memo.status_not_before:
+            # A new agent: waiting a moment usually makes its first status final.
+            memo.status_not_before = now + self.status_window
+        if not urgent and memo.status_not_before > now:
+            return Result(requeue_after=memo.status_not_before - now)  # the newest, then
         meta = body["metadata"]
-        if log.isEnabledFor(logging.DEBUG):
-            changed = sorted(k for k in {*status, *previous} if status.get(k) != previous.get(k))
-            log.debug(
-                "status of %s/%s changed: %s",
+        patch = status_patch(previous, status)
+        log.debug("status of %s/%s: %s", meta["namespace"], meta["name"], patch)
+        await self.kube.patch_status(meta["namespace"], meta["name"], patch)
+        memo.status_not_before = now + self.status_window
+        stalled = _condition(status, c.COND_STALLED)
+        if stalled.get("status") == "True" and _condition(previous, c.COND_STALLED) != stalled:
+            await self._event_of(body, stalled["reason"], stalled["message"], "Warning")
+        return Result()
+
+    async def _event(self, agent: AIAgent, reason: str, message: str, type_: str) -> None:
+        body = {
+            "metadata": {
+                "name": agent.metadata.name,
+                "namespace": agent.metadata.namespace,
+                "uid": agent.metadata.uid,
+            }
+        }
+        await self._event_of(body, reason, message, type_)
+
+    async def _event_of(self, body: dict[str, Any], reason: str, message: str, type_: str) -> None:
+        meta = body["metadata"]
+        try:
+            await self.kube.post_event(body, reason, message, type_)
+        except ApiError:  # an Event is a courtesy; the condition already says it all
+            log.warning(
+                "could not post the %s event for %s/%s",
+                reason,
                 meta["namespace"],
                 meta["name"],
-                {k: (previous.get(k), status.get(k)) for k in changed},
+                exc_info=True,
             )
-        await self.kube.patch_status(meta["namespace"], meta["name"], status)
-        self.status_not_before[key] = now + self.status_window
-        stalled = _condition(status, "Stalled")
-        if stalled.get("status") == "True" and _condition(previous, "Stalled") != stalled:
-            try:
-                await self.kube.post_event(body, stalled["reason"], stalled["message"])
-            except Exception:  # an Event is a courtesy; the condition already says it all
-                log.warning(
-                    "could not post the %s event for %s/%s",
-                    stalled["reason"],
-                    meta["namespace"],
-                    meta["name"],
-                    exc_info=True,
-                )
-        return None
 
 
-def _older(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Is `a` an older version of the object than `b`? resourceVersions are etcd revisions;
-    Kubernetes calls them opaque, so anything unparsable counts as "not older"."""
-    try:
-        return int(a["metadata"]["resourceVersion"]) < int(b["metadata"]["resourceVersion"])
-    except (KeyError, TypeError, ValueError):
-        return False
+def classify(error: ApiError) -> Problem:
+    """What a refusal means for the agent: who must act, and whether a retry can help."""
+    if error.quota_exceeded:
+        return Problem(Reason.QUOTA_EXCEEDED, error.message)
+    if error.status == 403:
+        return Problem(
+            Reason.FORBIDDEN,
+            f"{error.message} (the operator's ServiceAccount may lack an RBAC rule, or it has"
+            " not propagated yet; retrying)",
+        )
+    if error.transient or error.unserved:
+        return Problem(Reason.RETRYING, f"{error}; retrying with backoff", stalled=False)
+    return Problem(Reason.APPLY_FAILED, str(error))
+
+
+def conflict_message(kind: str, namespace: str, name: str, live: dict[str, Any]) -> str:
+    owner = foreign_controller(live)
+    whose = f" (it is controlled by {owner})" if owner else ""
+    return (
+        f"{kind} {namespace}/{name} exists and is not managed by this AIAgent{whose}; "
+        f"delete or rename it, or annotate it {c.ANNOTATION_ADOPT}=true to hand it over"
+    )
+
+
+def _ours(live: dict[str, Any]) -> bool:
+    labels = live["metadata"].get("labels") or {}
+    return labels.get(c.LABEL_MANAGED_BY) == c.MANAGED_BY
+
+
+def _adoptable(live: dict[str, Any]) -> bool:
+    annotations = live["metadata"].get("annotations") or {}
+    return annotations.get(c.ANNOTATION_ADOPT) == "true" and foreign_controller(live) is None
+
+
+def _unserved(row: ChildKind) -> FeatureState:
+    return FeatureState(
+        row.feature or "",
+        False,
+        Reason.CRD_NOT_INSTALLED,
+        f"the API server does not serve {row.resource}/{row.version} (is its CRD installed?);"
+        " the agent runs without it and converges once the CRD appears",
+    )
+
+
+def _words(problem: Problem) -> tuple[str, str]:
+    return problem.reason, problem.message
+
+
+def _fold(states: list[FeatureState]) -> FeatureState:
+    """One condition per feature: the first failure, else success."""
+    return next((s for s in states if not s.ok), states[0])
 
 
 def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
+    return next((x for x in status.get("conditions") or [] if x.get("type") == kind), {})
 
 
 def describe(error: ValidationError) -> str:

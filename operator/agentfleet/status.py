@@ -1,8 +1,10 @@
 """Summarise an agent's children into its status: counts, endpoints and conditions.
 
-Pure: takes the agent, the observed Deployment and what went wrong (if anything), returns
-the status dict. A condition keeps its lastTransitionTime while its status stays the same,
-so recomputing an unchanged agent yields an identical status and no write.
+Pure: takes the agent, the observed Deployment, what went wrong (if anything) and the state of
+each optional feature, returns the status dict. A condition keeps its lastTransitionTime while
+its status stays the same, so recomputing an unchanged agent yields an identical status and no
+write. `status_patch` turns old and new status into the smallest merge patch, with null for
+keys that must disappear.
 """
 
 from __future__ import annotations
@@ -20,8 +22,21 @@ from agentfleet.render.common import label_selector, service_account_name
 
 @dataclass(frozen=True)
 class Problem:
-    """Something only the user can fix; it makes the agent Stalled."""
+    """What keeps the agent from its desired state. `stalled`: a person must act (fix the
+    spec, lift a quota, grant RBAC, remove a conflicting object); otherwise it is transient
+    API trouble that a retry will get past, and the agent is still Reconciling."""
 
+    reason: str
+    message: str
+    stalled: bool = True
+
+
+@dataclass(frozen=True)
+class FeatureState:
+    """One optional feature's condition (ScalerReady, MeshReady ...)."""
+
+    condition: str
+    ok: bool
     reason: str
     message: str
 
@@ -99,11 +114,17 @@ Summary = list[tuple[str, bool, str, str]]
 
 def _summary(problem: Problem | None, state: Rollout, wanted: int) -> Summary:
     """Ready, Reconciling and Stalled, from what went wrong or how the rollout stands."""
+    if problem and problem.stalled:
+        return [
+            (c.COND_READY, False, problem.reason, problem.message),
+            (c.COND_RECONCILING, False, problem.reason, "waiting for a person to act"),
+            (c.COND_STALLED, True, problem.reason, problem.message),
+        ]
     if problem:
         return [
             (c.COND_READY, False, problem.reason, problem.message),
-            (c.COND_RECONCILING, False, problem.reason, "waiting for the spec to be fixed"),
-            (c.COND_STALLED, True, problem.reason, problem.message),
+            (c.COND_RECONCILING, True, problem.reason, problem.message),
+            (c.COND_STALLED, False, problem.reason, "retrying"),
         ]
     if state.stalled:
         reason = Reason.PROGRESS_DEADLINE_EXCEEDED
@@ -126,7 +147,7 @@ def _summary(problem: Problem | None, state: Rollout, wanted: int) -> Summary:
     ]
 
 
-def _pending_features(agent: AIAgent) -> Summary:
+def pending_features(agent: AIAgent, served: frozenset[str]) -> list[FeatureState]:
     """Requested features this version does not render yet say so instead of being ignored."""
     scaling, mesh = agent.spec.autoscaling, agent.spec.mesh
     pending = [
@@ -144,9 +165,9 @@ def _pending_features(agent: AIAgent) -> Summary:
         ),
     ]
     return [
-        (kind, False, Reason.NOT_IMPLEMENTED, message)
+        FeatureState(kind, False, Reason.NOT_IMPLEMENTED, message)
         for wanted, kind, message in pending
-        if wanted
+        if wanted and kind not in served
     ]
 
 
@@ -168,14 +189,18 @@ def desired_status(
     previous: dict[str, Any] | None,
     cluster_domain: str,
     timestamp: str | None = None,
+    features: list[FeatureState] | None = None,
 ) -> dict[str, Any]:
     dep_status = (deployment or {}).get("status") or {}
     wanted = (deployment or {}).get("spec", {}).get("replicas", agent.spec.replicas)
-    summary = _summary(problem, rollout(deployment), wanted) + _pending_features(agent)
+    summary = _summary(problem, rollout(deployment), wanted) + [
+        (f.condition, f.ok, f.reason, f.message) for f in features or []
+    ]
     generation = agent.metadata.generation
     return {
         "observedGeneration": generation,
-        "replicas": wanted,
+        # What is running (the Deployment's status), not what was asked for.
+        "replicas": dep_status.get("replicas", 0),
         "readyReplicas": dep_status.get("readyReplicas", 0),
         "availableReplicas": dep_status.get("availableReplicas", 0),
         "selector": label_selector(agent),
@@ -197,3 +222,20 @@ def invalid_spec_status(
         "observedGeneration": generation,
         "conditions": _conditions(summary, generation, previous, timestamp),
     }
+
+
+def status_patch(previous: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `previous` into `desired`: changed keys,
+    nested objects recursively, lists whole, and null for every key to remove."""
+    patch: dict[str, Any] = {}
+    for key in previous.keys() - desired.keys():
+        patch[key] = None
+    for key, value in desired.items():
+        old = previous.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            nested = status_patch(old, value)
+            if nested:
+                patch[key] = nested
+        elif value != old or key not in previous:
+            patch[key] = value
+    return patch

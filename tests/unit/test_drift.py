@@ -4,10 +4,13 @@ from agentfleet import drift
 from agentfleet.constants import ANNOTATION_APPLIED_HASH
 from agentfleet.models import AIAgent
 from agentfleet.render import deployment
+from agentfleet.render.context import RenderContext
+
+CTX = RenderContext()
 
 
 def desired(agent: AIAgent) -> dict[str, object]:
-    return drift.stamp(deployment.render(agent)[0])
+    return drift.stamp(deployment.render(agent, CTX)[0])
 
 
 def as_stored(obj: dict[str, object]) -> dict[str, object]:

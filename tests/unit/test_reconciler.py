@@ -1,18 +1,38 @@
 """The reconciler's write decisions, with fakes of our own Cache and Writer protocols.
 
 The real API server is exercised in tests/integration; here the question is only which
-writes a reconcile decides to make.
+writes a reconcile decides to make, and what it reports.
 """
 
 from __future__ import annotations
 
 import copy
+import uuid
 from typing import Any
 
 import pytest
 
-from agentfleet.kube import Ref, Rejected
-from agentfleet.reconciler import Key, Reconciler
+from agentfleet import constants as c
+from agentfleet.cache import AgentRecord, ChildRecord, controller_key
+from agentfleet.children import ChildKind
+from agentfleet.config import OperatorConfig, Policy
+from agentfleet.drift import takeover_patch
+from agentfleet.kube import ApiError, Ref
+from agentfleet.reconciler import Key, Reconciler, classify
+from agentfleet.status import status_patch
+
+
+def merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386, as the API server applies a merge patch."""
+    result = copy.deepcopy(target)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
 
 
 class World:
@@ -22,70 +42,99 @@ class World:
         self.agents: dict[Key, dict[str, Any]] = {
             (body["metadata"]["namespace"], body["metadata"]["name"]): body
         }
-        self.children: list[dict[str, Any]] = []
+        self.objects: list[dict[str, Any]] = []  # every child-like object, ours or not
         self.writes: list[tuple[str, str]] = []
-        self.reject: str | None = None
+        self.reads = 0
+        self.reject: dict[str, ApiError] = {}  # kind -> error for its next applies
         self.reject_repair = False
         self.version = 0
         self.lagging = False  # the watch cache has not seen our writes yet
         self.terminating: set[str] = set()
-        self.warnings: list[str] = []
+        self.unserved: set[str] = set()
+        self.events: list[tuple[str, str]] = []
+        self.stale: list[dict[str, Any]] = []  # still in the cache, no longer in the cluster
 
     # Cache
-    def agent(self, key: Key) -> dict[str, Any] | None:
-        return self.agents.get(key)
+    def agent(self, key: Key) -> AgentRecord | None:
+        body = self.agents.get(key)
+        return AgentRecord.of(body) if body else None
 
-    def owned(self, kind: str, key: Key) -> list[dict[str, Any]]:
+    def children(self, kind: str, key: Key) -> list[ChildRecord]:
         if self.lagging:
             return []
         return [
-            c
-            for c in self.children
-            if c["kind"] == kind and c["metadata"]["ownerReferences"][0]["name"] == key[1]
+            ChildRecord.of(o)
+            for o in [*self.objects, *self.stale]
+            if o["kind"] == kind and controller_key(o) == key
         ]
 
     def namespace_terminating(self, namespace: str) -> bool:
         return namespace in self.terminating
 
-    # Writer
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        self.writes.append(("apply", obj["kind"]))
-        if self.reject == obj["kind"]:
-            raise Rejected(
-                obj["kind"], obj["metadata"]["name"], 422, "spec.template: Invalid value"
-            )
-        stored = copy.deepcopy(obj)
-        self.version += 1
-        stored["metadata"].update(
-            uid=f"uid-{obj['kind']}", generation=1, resourceVersion=str(self.version)
-        )
-        self.children = [
-            c
-            for c in self.children
-            if (c["kind"], c["metadata"]["name"]) != (obj["kind"], obj["metadata"]["name"])
-        ] + [stored]
-        return stored
+    def served(self, row: ChildKind) -> bool:
+        return row.kind not in self.unserved
 
-    async def repair(self, obj: dict[str, Any]) -> dict[str, Any]:
+    # Writer
+    def _find(self, kind: str, name: str) -> dict[str, Any] | None:
+        return next(
+            (o for o in self.objects if (o["kind"], o["metadata"]["name"]) == (kind, name)), None
+        )
+
+    async def apply(self, obj: dict[str, Any], plural: str, uid: str | None) -> dict[str, Any]:
+        self.writes.append(("apply", obj["kind"]))
+        if obj["kind"] in self.reject:
+            raise self.reject[obj["kind"]]
+        existing = self._find(obj["kind"], obj["metadata"]["name"])
+        if uid and (existing is None or existing["metadata"]["uid"] != uid):
+            raise ApiError(obj["kind"], obj["metadata"]["name"], 409, "uid mismatch", "Conflict")
+        return self._store(obj, existing)
+
+    def _store(
+        self, obj: dict[str, Any], existing: dict[str, Any] | None, whole: bool = False
+    ) -> dict[str, Any]:
+        # Like an apply, fields of the live object that `obj` does not mention survive.
+        base = {} if whole else {k: v for k, v in (existing or {}).items() if k != "status"}
+        stored = merge(base, obj)
+        self.version += 1
+        uid = existing["metadata"]["uid"] if existing else f"uid-{uuid.uuid4().hex[:6]}"
+        stored["metadata"].update(uid=uid, generation=1, resourceVersion=str(self.version))
+        if existing:
+            self.objects.remove(existing)
+        self.objects.append(stored)
+        return copy.deepcopy(stored)
+
+    async def get(self, ref: Ref) -> dict[str, Any] | None:
+        self.reads += 1
+        found = self._find(ref.kind, ref.name)
+        return copy.deepcopy(found) if found else None
+
+    async def repair(
+        self, obj: dict[str, Any], plural: str, uid: str, live: dict[str, Any]
+    ) -> dict[str, Any]:
         self.writes.append(("repair", obj["kind"]))
         if self.reject_repair:
-            raise Rejected(obj["kind"], obj["metadata"]["name"], 422, "still invalid")
-        self.reject = None
-        return await self.apply(obj)
+            raise ApiError(obj["kind"], obj["metadata"]["name"], 422, "still invalid", "Invalid")
+        self.reject.pop(obj["kind"], None)
+        existing = self._find(obj["kind"], obj["metadata"]["name"])
+        patched = merge(existing or {}, takeover_patch(live, obj))
+        return self._store(patched, existing, whole=True)
 
     async def patch_status(
-        self, namespace: str, name: str, status: dict[str, Any]
+        self, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any]:
         self.writes.append(("status", name))
-        self.agents[(namespace, name)]["status"] = copy.deepcopy(status)
-        return self.agents[(namespace, name)]
+        agent = self.agents[(namespace, name)]
+        agent["status"] = merge(agent.get("status") or {}, patch)
+        return agent
 
     async def delete(self, ref: Ref, uid: str) -> None:
         self.writes.append(("delete", ref.kind))
-        self.children = [c for c in self.children if c["metadata"]["uid"] != uid]
+        self.objects = [o for o in self.objects if o["metadata"]["uid"] != uid]
 
-    async def post_event(self, body: dict[str, Any], reason: str, message: str) -> None:
-        self.warnings.append(reason)
+    async def post_event(
+        self, body: dict[str, Any], reason: str, message: str, type_: str = "Warning"
+    ) -> None:
+        self.events.append((type_, reason))
 
 
 class Clock:
@@ -97,7 +146,10 @@ class Clock:
 
 
 def make_world(
-    window: float = 0.0, clock: Clock | None = None, **spec: Any
+    window: float = 0.0,
+    clock: Clock | None = None,
+    config: OperatorConfig | None = None,
+    **spec: Any,
 ) -> tuple[World, Reconciler]:
     body = {
         "apiVersion": "agentfleet.io/v1alpha1",
@@ -106,29 +158,50 @@ def make_world(
         "spec": {"agentType": "coding", "image": "example.com/a:1", **spec},
     }
     world = World(body)
-    return world, Reconciler(world, world, status_window=window, clock=clock or Clock())
+    reconciler = Reconciler(
+        world, world, config or OperatorConfig(), status_window=window, clock=clock or Clock()
+    )
+    return world, reconciler
 
 
 KEY = ("ns", "demo")
+CHILDREN = [("apply", "ServiceAccount"), ("apply", "Service"), ("apply", "Deployment")]
 
 
-async def test_first_reconcile_applies_three_children_and_writes_status() -> None:
+def conditions(world: World) -> dict[str, tuple[str, str]]:
+    status = world.agents[KEY]["status"]
+    return {x["type"]: (x["status"], x["reason"]) for x in status["conditions"]}
+
+
+def message_of(world: World, kind: str) -> str:
+    status = world.agents[KEY]["status"]
+    return next(x["message"] for x in status["conditions"] if x["type"] == kind)
+
+
+def foreign(kind: str, name: str = "demo", **meta: Any) -> dict[str, Any]:
+    api = "apps/v1" if kind == "Deployment" else "v1"
+    return {
+        "apiVersion": api,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "ns", "uid": f"theirs-{kind}", **meta},
+    }
+
+
+async def test_first_reconcile_reads_applies_three_children_and_writes_status() -> None:
     world, reconciler = make_world()
     await reconciler.reconcile(KEY)
-    assert world.writes == [
-        ("apply", "ServiceAccount"),
-        ("apply", "Service"),
-        ("apply", "Deployment"),
-        ("status", "demo"),
-    ]
+    assert world.writes == [*CHILDREN, ("status", "demo")]
+    assert world.reads == 3, "a child not in the cache is looked up before it is created"
 
 
-async def test_second_reconcile_of_an_unchanged_agent_writes_nothing() -> None:
+async def test_second_reconcile_of_an_unchanged_agent_writes_and_reads_nothing() -> None:
     world, reconciler = make_world()
     await reconciler.reconcile(KEY)
     world.writes.clear()
+    reads = world.reads
     await reconciler.reconcile(KEY)
     assert world.writes == []
+    assert world.reads == reads
 
 
 async def test_a_lagging_watch_cache_does_not_cause_a_second_apply() -> None:
@@ -136,15 +209,28 @@ async def test_a_lagging_watch_cache_does_not_cause_a_second_apply() -> None:
     world.lagging = True
     await reconciler.reconcile(KEY)
     await reconciler.reconcile(KEY)
-    assert [w for w in world.writes if w[0] == "apply"] == [
-        ("apply", "ServiceAccount"),
-        ("apply", "Service"),
-        ("apply", "Deployment"),
-    ]
+    assert [w for w in world.writes if w[0] == "apply"] == CHILDREN
     world.lagging = False  # the cache catches up, and the watch events say so
-    for child in world.children:
-        reconciler.observe_child("ADDED", child)
-    assert reconciler.applied == {}
+    for child in world.objects:
+        reconciler.observe_child("ADDED", KEY, child)
+    assert reconciler.memos[KEY].applied == {}
+
+
+async def test_updates_carry_the_uid_of_the_child_we_know() -> None:
+    world, reconciler = make_world()
+    await reconciler.reconcile(KEY)
+    seen: list[str | None] = []
+    original = world.apply
+
+    async def spy(obj: dict[str, Any], plural: str, uid: str | None) -> dict[str, Any]:
+        seen.append(uid)
+        return await original(obj, plural, uid)
+
+    world.apply = spy  # type: ignore[method-assign]
+    world.agents[KEY]["spec"]["image"] = "example.com/a:2"
+    await reconciler.reconcile(KEY)
+    deployment = next(o for o in world.objects if o["kind"] == "Deployment")
+    assert seen == [deployment["metadata"]["uid"]]
 
 
 async def test_spec_change_reapplies_only_what_changed() -> None:
@@ -160,62 +246,188 @@ async def test_spec_change_reapplies_only_what_changed() -> None:
 async def test_deleted_child_is_recreated_even_before_any_reconcile_saw_it_cached() -> None:
     world, reconciler = make_world()
     await reconciler.reconcile(KEY)
-    service = next(c for c in world.children if c["kind"] == "Service")
-    world.children.remove(service)
-    reconciler.observe_child("DELETED", service)
+    service = next(o for o in world.objects if o["kind"] == "Service")
+    world.objects.remove(service)
+    reconciler.observe_child("DELETED", KEY, service)
     world.writes.clear()
     await reconciler.reconcile(KEY)
     assert world.writes == [("apply", "Service")]
 
 
-async def test_switching_to_an_existing_service_account_prunes_ours() -> None:
+@pytest.mark.parametrize("kind", ["Service", "ServiceAccount", "Deployment"])
+async def test_an_object_we_did_not_create_is_never_touched(kind: str) -> None:
+    world, reconciler = make_world()
+    world.objects.append(foreign(kind))
+    await reconciler.reconcile(KEY)
+    assert ("apply", kind) not in world.writes
+    assert conditions(world)["Stalled"] == ("True", "ChildConflict")
+    assert f"{kind} ns/demo exists and is not managed by this AIAgent" in message_of(
+        world, "Stalled"
+    )
+    assert ("Warning", "ChildConflict") in world.events
+    untouched = next(o for o in world.objects if o["metadata"]["uid"] == f"theirs-{kind}")
+    assert "ownerReferences" not in untouched["metadata"]
+
+
+async def test_a_conflict_names_the_foreign_controller() -> None:
+    world, reconciler = make_world()
+    owner = {"apiVersion": "v1", "kind": "HelmRelease", "name": "x", "uid": "h", "controller": True}
+    world.objects.append(foreign("Service", ownerReferences=[owner]))
+    await reconciler.reconcile(KEY)
+    assert "controlled by HelmRelease/x" in message_of(world, "Stalled")
+
+
+async def test_the_adopt_annotation_hands_an_existing_object_over() -> None:
+    world, reconciler = make_world()
+    theirs = foreign("Service", annotations={c.ANNOTATION_ADOPT: "true"})
+    theirs["spec"] = {"ports": [{"port": 80}], "selector": {"app": "legacy"}, "clusterIP": "1"}
+    world.objects.append(theirs)
+    await reconciler.reconcile(KEY)
+    service = next(o for o in world.objects if o["kind"] == "Service")
+    assert service["metadata"]["uid"] == "theirs-Service", "adopted in place, not re-created"
+    assert [p["port"] for p in service["spec"]["ports"]] == [8080, 9090, 9091, 8081]
+    assert "app" not in service["spec"]["selector"], "the old owner's selector key is gone"
+    assert service["spec"]["clusterIP"] == "1", "server-set fields we do not render stay"
+    assert controller_key(service) == KEY
+    assert conditions(world)["Stalled"][0] == "False"
+    assert ("Normal", "Adopted") in world.events
+
+
+async def test_a_child_replaced_by_someone_else_is_not_taken_over() -> None:
     world, reconciler = make_world()
     await reconciler.reconcile(KEY)
+    service = next(o for o in world.objects if o["kind"] == "Service")
+    world.objects.remove(service)  # deleted, and a stranger's Service takes its name,
+    world.objects.append(foreign("Service"))
+    world.stale.append(service)  # before our cache noticed either
+    world.agents[KEY]["spec"]["agentType"] = "testing"  # a change that re-applies the Service
+    await reconciler.reconcile(KEY)
+    theirs = next(o for o in world.objects if o["kind"] == "Service")
+    assert theirs["metadata"]["uid"] == "theirs-Service"
+    assert "ownerReferences" not in theirs["metadata"]
+    assert conditions(world)["Stalled"] == ("True", "ChildConflict")
+
+
+async def test_switching_to_an_existing_service_account_prunes_ours_after_the_rollout() -> None:
+    world, reconciler = make_world()
+    await reconciler.reconcile(KEY)
+    ready_deployment(world)
     world.writes.clear()
     world.agents[KEY]["spec"]["serviceAccountName"] = "shared"
+    world.agents[KEY]["metadata"]["generation"] = 2
+    await reconciler.reconcile(KEY)
+    assert ("delete", "ServiceAccount") not in world.writes, "old pods still run as it"
+    ready_deployment(world, generation=2)
     await reconciler.reconcile(KEY)
     assert ("delete", "ServiceAccount") in world.writes
-    assert [c["kind"] for c in world.children] == ["Service", "Deployment"]
+    assert sorted(o["kind"] for o in world.objects) == ["Deployment", "Service"]
+
+
+async def test_a_service_account_the_pod_template_names_is_never_pruned() -> None:
+    world, reconciler = make_world()
+    await reconciler.reconcile(KEY)
+    ready_deployment(world)
+    world.agents[KEY]["spec"]["serviceAccountName"] = "demo"  # the one we created
+    world.agents[KEY]["metadata"]["generation"] = 2
+    await reconciler.reconcile(KEY)
+    ready_deployment(world, generation=2)
+    await reconciler.reconcile(KEY)
+    assert ("delete", "ServiceAccount") not in world.writes
+    assert "ServiceAccount" in {o["kind"] for o in world.objects}
 
 
 async def test_rejected_child_stalls_once_without_crashing() -> None:
     world, reconciler = make_world()
-    world.reject = "Deployment"
+    world.reject["Deployment"] = ApiError("Deployment", "demo", 422, "Invalid value", "Invalid")
+    result = await reconciler.reconcile(KEY)
+    assert conditions(world)["Stalled"] == ("True", "ApplyFailed")
+    assert "Invalid value" in message_of(world, "Stalled")
+    assert world.events == [("Warning", "ApplyFailed")]
+    assert not result.retry, "only a spec change can fix an invalid object"
     await reconciler.reconcile(KEY)
-    stalled = next(c for c in world.agents[KEY]["status"]["conditions"] if c["type"] == "Stalled")
-    assert stalled["status"] == "True" and stalled["reason"] == "ApplyFailed"
-    assert "Invalid value" in stalled["message"]
-    assert world.warnings == ["ApplyFailed"]
-    await reconciler.reconcile(KEY)
-    assert world.warnings == ["ApplyFailed"], "a second reconcile must not post the event again"
+    assert world.events == [("Warning", "ApplyFailed")], "no second event for the same stall"
+
+
+async def test_a_quota_refusal_stalls_with_its_message_and_is_retried() -> None:
+    world, reconciler = make_world()
+    quota = "exceeded quota: q, requested: services=1, used: services=0, limited: services=0"
+    world.reject["Service"] = ApiError("Service", "demo", 403, f"services is forbidden: {quota}")
+    result = await reconciler.reconcile(KEY)
+    assert conditions(world)["Stalled"] == ("True", "QuotaExceeded")
+    assert quota in message_of(world, "Ready")
+    assert result.retry
+    assert ("apply", "Deployment") in world.writes, "the rest still converges"
+    del world.reject["Service"]  # the quota is lifted; the retry heals with no edit
+    result = await reconciler.reconcile(KEY)
+    assert not result.retry
+    assert conditions(world)["Stalled"][0] == "False"
+
+
+@pytest.mark.parametrize("status", [0, 409, 429, 500, 503])
+async def test_transient_api_trouble_is_retried_while_reconciling(status: int) -> None:
+    world, reconciler = make_world()
+    world.reject["Deployment"] = ApiError("Deployment", "demo", status, "try later")
+    result = await reconciler.reconcile(KEY)
+    assert result.retry
+    assert conditions(world)["Reconciling"] == ("True", "Retrying")
+    assert conditions(world)["Stalled"][0] == "False"
 
 
 async def test_drift_that_apply_cannot_undo_is_repaired_with_a_merge_patch() -> None:
     world, reconciler = make_world()
     await reconciler.reconcile(KEY)
-    service = next(c for c in world.children if c["kind"] == "Service")
+    service = next(o for o in world.objects if o["kind"] == "Service")
     service["spec"]["ports"][1]["port"] = 9999  # re-keyed by someone else
-    world.reject = "Service"  # as the API server does: the applied port now duplicates a name
+    service["spec"]["selector"]["extra"] = "x"  # and a selector key added
+    service["metadata"]["resourceVersion"] = "99"
+    world.reject["Service"] = ApiError("Service", "demo", 422, "duplicate name", "Invalid")
     world.writes.clear()
     await reconciler.reconcile(KEY)
-    assert world.writes[:3] == [("apply", "Service"), ("repair", "Service"), ("apply", "Service")]
-    assert world.warnings == []
+    assert world.writes[:2] == [("apply", "Service"), ("repair", "Service")]
+    repaired = next(o for o in world.objects if o["kind"] == "Service")
+    assert [p["port"] for p in repaired["spec"]["ports"]] == [8080, 9090, 9091, 8081]
+    assert "extra" not in repaired["spec"]["selector"]
+    assert world.events == []
 
 
 async def test_a_new_child_that_is_invalid_is_not_repaired_but_stalls() -> None:
     world, reconciler = make_world()
-    world.reject = "Service"
+    world.reject["Service"] = ApiError("Service", "demo", 422, "invalid", "Invalid")
     await reconciler.reconcile(KEY)
     assert ("repair", "Service") not in world.writes
-    assert world.warnings == ["ApplyFailed"]
+    assert world.events == [("Warning", "ApplyFailed")]
 
 
 async def test_spec_the_models_refuse_is_reported_not_raised() -> None:
     world, reconciler = make_world(replicas="many")
     await reconciler.reconcile(KEY)
     assert world.writes == [("status", "demo")]
-    ready = world.agents[KEY]["status"]["conditions"][0]
-    assert ready["reason"] == "InvalidSpec" and "spec.replicas" in ready["message"]
+    assert conditions(world)["Ready"] == ("False", "InvalidSpec")
+    assert "spec.replicas" in message_of(world, "Ready")
+
+
+async def test_policy_refuses_host_path_and_privileged_and_changes_nothing() -> None:
+    world, reconciler = make_world(
+        volumes=[{"name": "root", "hostPath": {"path": "/"}}],
+        securityContext={"privileged": True},
+    )
+    await reconciler.reconcile(KEY)
+    assert world.writes == [("status", "demo")]
+    assert conditions(world)["Stalled"] == ("True", "PolicyViolation")
+    message = message_of(world, "Stalled")
+    assert "spec.volumes[0] (root) is a hostPath volume" in message
+    assert "spec.securityContext.privileged is true" in message
+
+
+async def test_an_installation_may_allow_host_paths() -> None:
+    allow = OperatorConfig(policy=Policy(allow_host_path=True))
+    world, reconciler = make_world(
+        config=allow,
+        volumes=[{"name": "models", "hostPath": {"path": "/models"}}],
+        volumeMounts=[{"name": "models", "mountPath": "/models"}],
+    )
+    await reconciler.reconcile(KEY)
+    assert ("apply", "Deployment") in world.writes
 
 
 @pytest.mark.parametrize("deleting", [True, False])
@@ -225,60 +437,54 @@ async def test_agent_being_deleted_or_gone_is_left_to_the_garbage_collector(dele
         world.agents[KEY]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     else:
         world.agents.clear()
-    await reconciler.reconcile(KEY)
+    result = await reconciler.reconcile(KEY)
     assert world.writes == []
+    assert result.gone
 
 
 async def test_terminating_namespace_stops_the_reconcile_without_writing_status() -> None:
     world, reconciler = make_world()
-
-    async def refuse(obj: dict[str, Any]) -> dict[str, Any]:
-        world.writes.append(("apply", obj["kind"]))
-        raise Rejected(
-            obj["kind"], "demo", 403, "being terminated", frozenset({"NamespaceTerminating"})
-        )
-
-    world.apply = refuse  # type: ignore[method-assign]
+    world.reject["ServiceAccount"] = ApiError(
+        "ServiceAccount", "demo", 403, "being terminated", "Forbidden",
+        frozenset({"NamespaceTerminating"}),
+    )  # fmt: skip
     await reconciler.reconcile(KEY)
     assert world.writes == [("apply", "ServiceAccount")]
 
 
-def ready_deployment(world: World) -> None:
+def ready_deployment(world: World, generation: int = 1) -> None:
     """What the Deployment controller and kwok do: all replicas rolled out and available."""
-    dep = next(c for c in world.children if c["kind"] == "Deployment")
+    dep = next(o for o in world.objects if o["kind"] == "Deployment")
+    dep["metadata"]["generation"] = generation
     dep["status"] = {
-        "observedGeneration": 1,
+        "observedGeneration": generation,
         "replicas": 1,
         "updatedReplicas": 1,
         "readyReplicas": 1,
         "availableReplicas": 1,
     }
+    world.version += 1
+    dep["metadata"]["resourceVersion"] = str(world.version)
 
 
 async def test_status_writes_are_coalesced_within_the_window() -> None:
     clock = Clock()
     world, reconciler = make_world(window=1.0, clock=clock)
-    assert await reconciler.reconcile(KEY) == 1.0  # children applied, status deferred
+    assert (await reconciler.reconcile(KEY)).requeue_after == 1.0
     assert ("status", "demo") not in world.writes
     clock.now += 0.4
     ready_deployment(world)
-    assert await reconciler.reconcile(KEY) == pytest.approx(0.6)
+    assert (await reconciler.reconcile(KEY)).requeue_after == pytest.approx(0.6)
     clock.now += 0.6
-    assert await reconciler.reconcile(KEY) is None
-    assert world.writes == [
-        ("apply", "ServiceAccount"),
-        ("apply", "Service"),
-        ("apply", "Deployment"),
-        ("status", "demo"),
-    ]
-    ready = world.agents[KEY]["status"]["conditions"][0]
-    assert ready["status"] == "True", "the one status write carries the newest state"
+    assert (await reconciler.reconcile(KEY)).requeue_after is None
+    assert world.writes == [*CHILDREN, ("status", "demo")]
+    assert conditions(world)["Ready"][0] == "True", "the one write carries the newest state"
 
 
 async def test_problems_are_written_at_once_despite_the_window() -> None:
     world, reconciler = make_world(window=60.0)
-    world.reject = "Deployment"
-    assert await reconciler.reconcile(KEY) is None
+    world.reject["Deployment"] = ApiError("Deployment", "demo", 422, "invalid", "Invalid")
+    assert (await reconciler.reconcile(KEY)).requeue_after is None
     assert world.writes[-1] == ("status", "demo")
 
 
@@ -287,7 +493,7 @@ async def test_agents_in_a_terminating_namespace_cost_no_writes() -> None:
     await reconciler.reconcile(KEY)
     world.writes.clear()
     world.terminating.add("ns")
-    world.children = [c for c in world.children if c["kind"] != "Deployment"]
+    world.objects = [o for o in world.objects if o["kind"] != "Deployment"]
     await reconciler.reconcile(KEY)
     assert world.writes == []
 
@@ -303,9 +509,52 @@ async def test_a_changed_agent_reports_its_new_generation_at_once_then_coalesces
     world.writes.clear()
     world.agents[KEY]["spec"]["image"] = "example.com/a:2"
     world.agents[KEY]["metadata"]["generation"] = 2
-    assert await reconciler.reconcile(KEY) is None
+    assert (await reconciler.reconcile(KEY)).requeue_after is None
     assert world.writes == [("apply", "Deployment"), ("status", "demo")]
     assert world.agents[KEY]["status"]["observedGeneration"] == 2
     clock.now += 0.2
-    ready_deployment(world)  # progress within the window waits for the window's end
-    assert await reconciler.reconcile(KEY) == pytest.approx(0.8)
+    ready_deployment(world, generation=2)  # progress within the window waits for its end
+    assert (await reconciler.reconcile(KEY)).requeue_after == pytest.approx(0.8)
+
+
+async def test_status_reports_running_replicas_not_the_asked_for_count() -> None:
+    world, reconciler = make_world(replicas=3)
+    await reconciler.reconcile(KEY)
+    assert world.agents[KEY]["status"]["replicas"] == 0, "no pod runs yet"
+
+
+async def test_a_status_key_an_older_version_wrote_disappears_in_one_write() -> None:
+    world, reconciler = make_world()
+    await reconciler.reconcile(KEY)
+    world.agents[KEY]["status"]["legacyPhase"] = "Running"
+    world.agents[KEY]["status"]["placement"]["old"] = "x"
+    world.writes.clear()
+    await reconciler.reconcile(KEY)
+    assert world.writes == [("status", "demo")]
+    assert "legacyPhase" not in world.agents[KEY]["status"]
+    assert "old" not in world.agents[KEY]["status"]["placement"]
+    await reconciler.reconcile(KEY)
+    assert world.writes == [("status", "demo")], "and never again"
+
+
+def test_status_patch_nulls_removed_keys_and_sends_only_changes() -> None:
+    before = {"a": 1, "b": {"c": 1, "d": 2}, "e": [1], "gone": True}
+    after = {"a": 1, "b": {"c": 1, "d": 3}, "e": [1, 2], "new": "x"}
+    patch = status_patch(before, after)
+    assert patch == {"b": {"d": 3}, "e": [1, 2], "new": "x", "gone": None}
+    assert merge(before, patch) == after
+
+
+@pytest.mark.parametrize(
+    ("error", "reason", "stalled"),
+    [
+        (ApiError("S", "x", 403, "forbidden: exceeded quota: q"), "QuotaExceeded", True),
+        (ApiError("S", "x", 403, "cannot create services"), "Forbidden", True),
+        (ApiError("S", "x", 422, "invalid", "Invalid"), "ApplyFailed", True),
+        (ApiError("S", "x", 0, "timed out"), "Retrying", False),
+        (ApiError("S", "x", 503, "unavailable", "ServiceUnavailable"), "Retrying", False),
+    ],
+)
+def test_classify(error: ApiError, reason: str, stalled: bool) -> None:
+    problem = classify(error)
+    assert (problem.reason, problem.stalled) == (reason, stalled)

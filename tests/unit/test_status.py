@@ -1,7 +1,7 @@
 from typing import Any
 
 from agentfleet.models import AIAgent
-from agentfleet.status import Problem, desired_status, rollout
+from agentfleet.status import Problem, desired_status, pending_features, rollout
 from tests.unit.conftest import agent_from
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
@@ -109,6 +109,7 @@ def test_requested_but_unrendered_features_are_reported() -> None:
     agent = agent_from(
         {"agentType": "coding", "image": "i", "autoscaling": {"maxReplicas": 5}, "mesh": {}}
     )
-    status = desired_status(agent, deployment(), None, None, "cluster.local", T0)
+    features = pending_features(agent, served=frozenset())
+    status = desired_status(agent, deployment(), None, None, "cluster.local", T0, features)
     assert conditions(status)["ScalerReady"] == ("False", "NotImplemented")
     assert conditions(status)["MeshReady"] == ("False", "NotImplemented")

@@ -1,19 +1,6 @@
-"""Pure functions from an AIAgent to the Kubernetes objects it should own.
+"""Pure functions from an AIAgent (and its RenderContext) to the Kubernetes objects it owns.
 
 No API calls here: every renderer takes the parsed agent and returns plain dicts, which is
-what makes them testable against golden files.
+what makes them testable against golden files. Which renderer builds which kind, and in what
+order, is the table in agentfleet.children.
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-from agentfleet.models import AIAgent
-from agentfleet.render import deployment, service, serviceaccount
-
-# Apply order matters once: the ServiceAccount must exist before the ReplicaSet creates Pods.
-RENDERERS = (serviceaccount.render, service.render, deployment.render)
-
-
-def desired_objects(agent: AIAgent) -> list[dict[str, Any]]:
-    return [obj for render in RENDERERS for obj in render(agent)]

@@ -9,6 +9,7 @@ from agentfleet import constants as c
 from agentfleet.models import AgentSpec, AIAgent
 from agentfleet.render import gpu
 from agentfleet.render.common import labels, object_meta, selector_labels, service_account_name
+from agentfleet.render.context import RenderContext
 
 RESTRICTED_POD_SECURITY: dict[str, Any] = {
     "runAsNonRoot": True,
@@ -31,7 +32,7 @@ def _http_probe(path: str, period_seconds: int) -> dict[str, Any]:
     }
 
 
-def render(agent: AIAgent) -> list[dict[str, Any]]:
+def render(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
     spec = agent.spec
     deployment_spec: dict[str, Any] = {
         "replicas": spec.replicas,
@@ -64,9 +65,12 @@ def _pod_spec(agent: AIAgent) -> dict[str, Any]:
     placement = spec.placement
     pod: dict[str, Any] = {
         "serviceAccountName": service_account_name(agent),
+        # No API token in the agent's pods unless it asks for one: an agent is a workload,
+        # not a Kubernetes client, and a mounted token is what an attacker looks for first.
+        "automountServiceAccountToken": bool(spec.automount_service_account_token),
         # Thousands of agent Services per namespace would otherwise each inject env vars.
         "enableServiceLinks": False,
-        "securityContext": spec.pod_security_context or RESTRICTED_POD_SECURITY,
+        "securityContext": merged(RESTRICTED_POD_SECURITY, spec.pod_security_context),
         "containers": [_container(agent)],
     }
     optional: dict[str, Any] = {
@@ -92,7 +96,7 @@ def _container(agent: AIAgent) -> dict[str, Any]:
         "env": _env(agent),
         "livenessProbe": (probes and probes.liveness) or _http_probe(c.LIVENESS_PATH, 10),
         "readinessProbe": (probes and probes.readiness) or _http_probe(c.READINESS_PATH, 5),
-        "securityContext": spec.security_context or RESTRICTED_CONTAINER_SECURITY,
+        "securityContext": merged(RESTRICTED_CONTAINER_SECURITY, spec.security_context),
     }
     optional: dict[str, Any] = {
         "imagePullPolicy": spec.image_pull_policy.value if spec.image_pull_policy else None,
@@ -154,6 +158,18 @@ def _affinity(spec: AgentSpec) -> dict[str, Any] | None:
         for term in terms
     ]
     return affinity
+
+
+def merged(default: dict[str, Any], user: dict[str, Any] | None) -> dict[str, Any]:
+    """The user's settings over the restricted default: a key the user sets wins (nested
+    objects such as capabilities merge key by key), every other default stays."""
+    result = copy.deepcopy(default)
+    for key, value in (user or {}).items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
 
 
 def _dump_list(items: list[Any] | None) -> list[dict[str, Any]] | None:

@@ -7,9 +7,10 @@ from typing import Any
 from agentfleet import constants as c
 from agentfleet.models import AIAgent
 from agentfleet.render.common import object_meta, selector_labels
+from agentfleet.render.context import RenderContext
 
 
-def render(agent: AIAgent) -> list[dict[str, Any]]:
+def render(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
     return [
         {
             "apiVersion": "v1",

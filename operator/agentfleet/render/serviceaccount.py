@@ -1,4 +1,4 @@
-"""The agent's own ServiceAccount: the identity mesh policies will name."""
+"""The agent's own ServiceAccount: the identity mesh policies name."""
 
 from __future__ import annotations
 
@@ -6,9 +6,18 @@ from typing import Any
 
 from agentfleet.models import AIAgent
 from agentfleet.render.common import object_meta
+from agentfleet.render.context import RenderContext
 
 
-def render(agent: AIAgent) -> list[dict[str, Any]]:
+def render(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
     if agent.spec.service_account_name:
-        return []  # the user brings an existing identity; it is not ours to create or delete
-    return [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": object_meta(agent)}]
+        return []  # the user brings an existing identity; it is not ours to create or change
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": object_meta(agent),
+            # Pods opt in to a token per agent (spec.automountServiceAccountToken).
+            "automountServiceAccountToken": False,
+        }
+    ]

@@ -3,15 +3,18 @@ from typing import Any
 from agentfleet import constants as c
 from agentfleet.models import AIAgent
 from agentfleet.render import deployment
+from agentfleet.render.context import RenderContext
 from tests.unit.conftest import agent_from
+
+CTX = RenderContext()
 
 
 def container(agent: AIAgent) -> dict[str, Any]:
-    return deployment.render(agent)[0]["spec"]["template"]["spec"]["containers"][0]
+    return deployment.render(agent, CTX)[0]["spec"]["template"]["spec"]["containers"][0]
 
 
 def pod(agent: AIAgent) -> dict[str, Any]:
-    return deployment.render(agent)[0]["spec"]["template"]["spec"]
+    return deployment.render(agent, CTX)[0]["spec"]["template"]["spec"]
 
 
 def test_fixed_named_ports(minimal_agent: AIAgent) -> None:
@@ -37,7 +40,7 @@ def test_restricted_security_context_by_default(minimal_agent: AIAgent) -> None:
 
 
 def test_labels_and_selector(minimal_agent: AIAgent) -> None:
-    dep = deployment.render(minimal_agent)[0]
+    dep = deployment.render(minimal_agent, CTX)[0]
     assert dep["spec"]["selector"]["matchLabels"] == {
         c.LABEL_NAME: "aiagent",
         c.LABEL_INSTANCE: "demo",
@@ -62,13 +65,13 @@ def test_parent_labels_are_not_copied_to_children() -> None:
             "spec": {"agentType": "coding", "image": "i"},
         }
     )
-    labels = deployment.render(agent)[0]["metadata"]["labels"]
+    labels = deployment.render(agent, CTX)[0]["metadata"]["labels"]
     assert labels[c.LABEL_INSTANCE] == "a"
     assert "argocd.argoproj.io/instance" not in labels
 
 
 def test_owner_reference_is_the_controller(minimal_agent: AIAgent) -> None:
-    (owner,) = deployment.render(minimal_agent)[0]["metadata"]["ownerReferences"]
+    (owner,) = deployment.render(minimal_agent, CTX)[0]["metadata"]["ownerReferences"]
     assert owner["controller"] is True and owner["kind"] == "AIAgent" and owner["uid"] == "0000-uid"
 
 

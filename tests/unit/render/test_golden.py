@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from agentfleet.render import desired_objects
+from agentfleet.children import desired_objects
+from agentfleet.render.context import RenderContext
 from tests.unit.conftest import GOLDEN, agent_from, example_bodies
 
 CASES = {
@@ -25,7 +26,9 @@ def test_render_matches_golden(case: str, request: pytest.FixtureRequest) -> Non
         name=body["metadata"]["name"],
         namespace=body["metadata"].get("namespace", "default"),
     )
-    rendered = yaml.safe_dump_all(desired_objects(agent), sort_keys=False, width=100)
+    rendered = yaml.safe_dump_all(
+        desired_objects(agent, RenderContext()), sort_keys=False, width=100
+    )
     golden = GOLDEN / f"{case}.yaml"
     if request.config.getoption("--update-golden"):
         golden.write_text(rendered)

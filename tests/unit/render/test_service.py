@@ -1,10 +1,13 @@
 from agentfleet.models import AIAgent
 from agentfleet.render import service, serviceaccount
+from agentfleet.render.context import RenderContext
 from tests.unit.conftest import agent_from
+
+CTX = RenderContext()
 
 
 def test_service_has_four_named_ports_with_app_protocols(minimal_agent: AIAgent) -> None:
-    (svc,) = service.render(minimal_agent)
+    (svc,) = service.render(minimal_agent, CTX)
     ports = [
         (p["name"], p["port"], p["targetPort"], p["appProtocol"]) for p in svc["spec"]["ports"]
     ]
@@ -27,6 +30,6 @@ def test_endpoints_are_stable_dns_names(minimal_agent: AIAgent) -> None:
 
 
 def test_service_account_per_agent_unless_one_is_named(minimal_agent: AIAgent) -> None:
-    assert serviceaccount.render(minimal_agent)[0]["metadata"]["name"] == "demo"
+    assert serviceaccount.render(minimal_agent, CTX)[0]["metadata"]["name"] == "demo"
     byo = agent_from({"agentType": "coding", "image": "i", "serviceAccountName": "shared"})
-    assert serviceaccount.render(byo) == []
+    assert serviceaccount.render(byo, CTX) == []

@@ -1,0 +1,142 @@
+"""What the operator remembers of the objects it watches: small records, not whole objects.
+
+A watch cache of thousands of Deployments as Python dicts costs tens of KiB per object. A
+record keeps the few fields decisions read on every pass (uid, resourceVersion, the applied
+hash, a digest of everything but status) as attributes, and the rest as compressed JSON that is
+unpacked only when a decision needs it (a drift check of a child whose content changed, or
+the status of one agent). Memory then grows by a few KiB per agent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from agentfleet import constants as c
+
+Key = tuple[str, str]  # (namespace, name) of an AIAgent
+
+# Fields that change without any change of meaning, left out of a child's digest.
+_VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields", "generation"})
+
+
+def pack(obj: dict[str, Any]) -> bytes:
+    return zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 1)
+
+
+def unpack(data: bytes) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(zlib.decompress(data))
+    return result
+
+
+def _without_managed_fields(body: dict[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata") or {}
+    if "managedFields" not in meta:
+        return body
+    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
+def content_digest(body: dict[str, Any]) -> str:
+    """A digest of what an object *is* (spec and metadata), blind to status and versions: two
+    events with the same digest differ only in what the object's controller reports."""
+    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k not in _VOLATILE_METADATA}
+    rest = {k: v for k, v in body.items() if k not in ("metadata", "status")}
+    canonical = json.dumps([meta, rest], sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(canonical.encode(), digest_size=12).hexdigest()
+
+
+@dataclass(slots=True, frozen=True)
+class ChildRecord:
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    applied_hash: str | None
+    digest: str
+    packed: bytes
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> ChildRecord:
+        body = _without_managed_fields(dict(body))
+        meta = body["metadata"]
+        return cls(
+            kind=body.get("kind", ""),
+            namespace=meta.get("namespace", ""),
+            name=meta["name"],
+            uid=meta.get("uid", ""),
+            resource_version=str(meta.get("resourceVersion", "")),
+            applied_hash=(meta.get("annotations") or {}).get(c.ANNOTATION_APPLIED_HASH),
+            digest=content_digest(body),
+            packed=pack(body),
+        )
+
+    def body(self) -> dict[str, Any]:
+        return unpack(self.packed)
+
+    def newer_than(self, other: ChildRecord) -> bool:
+        """resourceVersions are etcd revisions; Kubernetes calls them opaque, so anything
+        unparsable counts as "not newer"."""
+        try:
+            return int(self.resource_version) > int(other.resource_version)
+        except ValueError:
+            return False
+
+
+@dataclass(slots=True, frozen=True)
+class AgentRecord:
+    uid: str
+    generation: int
+    deleting: bool
+    # Summary condition statuses, for the agentfleet_agents gauge without unpacking.
+    conditions: tuple[tuple[str, str], ...]
+    packed: bytes
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> AgentRecord:
+        body = _without_managed_fields(dict(body))
+        meta = body["metadata"]
+        status = body.get("status") or {}
+        return cls(
+            uid=meta.get("uid", ""),
+            generation=int(meta.get("generation") or 0),
+            deleting=bool(meta.get("deletionTimestamp")),
+            conditions=tuple(
+                (str(cond.get("type")), str(cond.get("status")))
+                for cond in status.get("conditions") or []
+                if cond.get("type") in (c.COND_READY, c.COND_STALLED, c.COND_RECONCILING)
+            ),
+            packed=pack(body),
+        )
+
+    def body(self) -> dict[str, Any]:
+        return unpack(self.packed)
+
+
+def controller_key(body: dict[str, Any]) -> Key | None:
+    """The AIAgent that controls this object, if any."""
+    meta = body["metadata"]
+    for ref in meta.get("ownerReferences") or []:
+        group = ref.get("apiVersion", "").split("/")[0]
+        if ref.get("controller") and ref.get("kind") == c.KIND and group == c.GROUP:
+            return (meta.get("namespace", ""), ref["name"])
+    return None
+
+
+def controlled_by(body: dict[str, Any], agent_uid: str) -> bool:
+    """Is this object controlled by the AIAgent with this uid (not just one of that name)?"""
+    return any(
+        ref.get("controller") and ref.get("kind") == c.KIND and ref.get("uid") == agent_uid
+        for ref in body["metadata"].get("ownerReferences") or []
+    )
+
+
+def foreign_controller(body: dict[str, Any]) -> str | None:
+    """'Kind/name' of a controller that is not an AIAgent, if any."""
+    for ref in body["metadata"].get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") != c.KIND:
+            return f"{ref.get('kind')}/{ref.get('name')}"
+    return None

@@ -1,0 +1,67 @@
+"""The one table of the kinds an AIAgent owns.
+
+Every layer reads this table and nothing else: the renderers (which objects to build), the
+reconciler (apply order, pruning, feature conditions), the kopf glue (one watch and cache per
+kind, server-side filtered by our label) and the RBAC rules (tests check they match). Adding a
+kind is one row and one renderer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agentfleet.models import AIAgent
+from agentfleet.render import deployment, service, serviceaccount
+from agentfleet.render.context import RenderContext
+
+Renderer = Callable[[AIAgent, RenderContext], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ChildKind:
+    kind: str
+    api_version: str
+    plural: str
+    render: Renderer
+    # Optional kinds belong to a feature whose CRDs may be absent (KEDA, Istio, Gateway API).
+    # Their state is reported by this condition type instead of stalling the agent.
+    feature: str | None = None
+    # Objects several agents share (a namespace waypoint): one ownerReference per agent,
+    # none of them the controller.
+    shared: bool = False
+    # The group of RBAC rules (and Helm values toggle) that grants access to this kind.
+    rbac_group: str = "core"
+
+    @property
+    def optional(self) -> bool:
+        return self.feature is not None
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def version(self) -> str:
+        return self.api_version.rpartition("/")[2]
+
+    @property
+    def resource(self) -> str:
+        """`plural.group` as RBAC, CRDs and `kubectl get` name it."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+# In apply order: the ServiceAccount must exist before the ReplicaSet creates Pods.
+CHILD_KINDS: tuple[ChildKind, ...] = (
+    ChildKind("ServiceAccount", "v1", "serviceaccounts", serviceaccount.render),
+    ChildKind("Service", "v1", "services", service.render),
+    ChildKind("Deployment", "apps/v1", "deployments", deployment.render),
+)
+BY_KIND: dict[str, ChildKind] = {row.kind: row for row in CHILD_KINDS}
+FEATURES: tuple[str, ...] = tuple(dict.fromkeys(r.feature for r in CHILD_KINDS if r.feature))
+
+
+def desired_objects(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
+    """Every object the agent should own, in apply order."""
+    return [obj for row in CHILD_KINDS for obj in row.render(agent, context)]

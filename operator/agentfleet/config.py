@@ -1,0 +1,58 @@
+"""Knobs of one operator process, set from the command line (`agentfleet run --help`).
+
+Renderers see only `RenderConfig` (what shapes the objects); the rest is how the process
+runs: concurrency, timeouts, rate limits, health thresholds and the agent policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Installation-wide inputs of the renderers (pure data, part of every render's key)."""
+
+    cluster_domain: str = "cluster.local"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What an AIAgent may ask for. Anyone who can create an AIAgent gets a Deployment made
+    by the operator, so pod-level privileges are refused unless the installation allows them."""
+
+    allow_host_path: bool = False
+    allow_privileged: bool = False
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    render: RenderConfig = field(default_factory=RenderConfig)
+    policy: Policy = field(default_factory=Policy)
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    # Sharding: serve only AIAgents matching this label selector (server-side).
+    agent_selector: str = ""
+    workers: int = 8
+    metrics_address: str = "0.0.0.0"
+    metrics_port: int = 8080  # 0 disables the metrics endpoint
+    health_address: str = "0.0.0.0"
+    health_port: int = 8081  # 0 disables /healthz and /readyz
+    # Every agent is reconciled again about this often (jittered), writing nothing if nothing
+    # changed: a safety net for events that were missed or causes the operator cannot watch.
+    resync_seconds: float = 600.0
+    # Backoff of a failing agent doubles from `retry_base_seconds` up to this cap.
+    retry_base_seconds: float = 0.5
+    max_retry_seconds: float = 30.0
+    # Every API call: connect and total timeouts, and a client-side rate limit for writes
+    # and reads (token bucket), so a burst of thousands of agents queues here, not in memory.
+    connect_timeout: float = 10.0
+    request_timeout: float = 30.0
+    qps: float = 50.0
+    burst: int = 100
+    # Watches: the server ends each watch after this long; a watch without any event or
+    # bookmark for `watch_inactivity_seconds` is reconnected.
+    watch_server_timeout: int = 300
+    watch_inactivity_seconds: float = 70.0
+    # /healthz turns unhealthy when a watch has been silent, or a queued agent has waited,
+    # for longer than this.
+    unhealthy_after_seconds: float = 300.0
