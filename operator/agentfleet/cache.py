@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentfleet import constants as c
+from agentfleet.render.context import Peer
 
 Key = tuple[str, str]  # (namespace, name) of an AIAgent
 
@@ -48,6 +49,16 @@ def content_digest(body: dict[str, Any]) -> str:
     return hashlib.blake2b(canonical.encode(), digest_size=12).hexdigest()
 
 
+def replicas_managers(body: dict[str, Any]) -> tuple[str, ...]:
+    """Field managers that own spec.replicas, read from managedFields (sorted)."""
+    owners = {
+        str(entry.get("manager"))
+        for entry in (body.get("metadata") or {}).get("managedFields") or []
+        if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+    }
+    return tuple(sorted(owners))
+
+
 @dataclass(slots=True, frozen=True)
 class ChildRecord:
     kind: str
@@ -58,9 +69,11 @@ class ChildRecord:
     applied_hash: str | None
     digest: str
     packed: bytes
+    replicas_managers: tuple[str, ...] = ()  # for Deployments: who owns spec.replicas
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> ChildRecord:
+        managers = replicas_managers(body) if body.get("kind") == "Deployment" else ()
         body = _without_managed_fields(dict(body))
         meta = body["metadata"]
         return cls(
@@ -72,6 +85,7 @@ class ChildRecord:
             applied_hash=(meta.get("annotations") or {}).get(c.ANNOTATION_APPLIED_HASH),
             digest=content_digest(body),
             packed=pack(body),
+            replicas_managers=managers,
         )
 
     def body(self) -> dict[str, Any]:
@@ -114,6 +128,35 @@ class AgentRecord:
 
     def body(self) -> dict[str, Any]:
         return unpack(self.packed)
+
+
+def peer_of(body: dict[str, Any]) -> Peer:
+    """What other agents' objects may depend on, read straight from the raw body (no parse)."""
+    meta, spec = body["metadata"], body.get("spec") or {}
+    mesh = spec.get("mesh")
+    return Peer(
+        name=meta["name"],
+        uid=meta.get("uid", ""),
+        agent_type=str(spec.get("agentType", "")),
+        service_account=str(spec.get("serviceAccountName") or meta["name"]),
+        mesh=mesh if isinstance(mesh, dict) else None,
+    )
+
+
+def depends_on_peers(peer: Peer) -> bool:
+    """Do this agent's objects name other agents (mesh policies and shared mesh objects)?"""
+    mesh = peer.mesh or {}
+    return bool(mesh) and mesh.get("enabled", True) is not False and mesh.get("mode") != "none"
+
+
+def agent_owner_keys(body: dict[str, Any]) -> list[Key]:
+    """Every AIAgent among the owners, controller or not (shared objects have several)."""
+    meta = body["metadata"]
+    return [
+        (meta.get("namespace", ""), ref["name"])
+        for ref in meta.get("ownerReferences") or []
+        if ref.get("kind") == c.KIND and ref.get("apiVersion", "").split("/")[0] == c.GROUP
+    ]
 
 
 def controller_key(body: dict[str, Any]) -> Key | None:

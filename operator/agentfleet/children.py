@@ -17,6 +17,11 @@ from agentfleet.render import deployment, service, serviceaccount
 from agentfleet.render.context import RenderContext
 
 Renderer = Callable[[AIAgent, RenderContext], list[dict[str, Any]]]
+# (ok, reason, message) for the feature's condition, read from the applied object's status
+# (e.g. KEDA's own conditions on a ScaledObject); None while there is nothing to report.
+Health = Callable[[dict[str, Any]], "tuple[bool, str, str] | None"]
+# For shared objects: does any agent of the namespace (ctx.peers) still want this object?
+StillWanted = Callable[[dict[str, Any], RenderContext], bool]
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,8 @@ class ChildKind:
     shared: bool = False
     # The group of RBAC rules (and Helm values toggle) that grants access to this kind.
     rbac_group: str = "core"
+    health: Health | None = None
+    still_wanted: StillWanted | None = None  # required for shared kinds
 
     @property
     def optional(self) -> bool:

@@ -21,12 +21,21 @@ from prometheus_client.core import GaugeMetricFamily
 
 from agentfleet import constants as c
 from agentfleet import kube, metrics, watchhealth
-from agentfleet.cache import AgentRecord, ChildRecord, Key, controller_key
+from agentfleet.cache import (
+    AgentRecord,
+    ChildRecord,
+    Key,
+    agent_owner_keys,
+    controller_key,
+    depends_on_peers,
+    peer_of,
+)
 from agentfleet.children import CHILD_KINDS, ChildKind
 from agentfleet.config import OperatorConfig
 from agentfleet.controller import Controller
 from agentfleet.health import Health
 from agentfleet.reconciler import Reconciler
+from agentfleet.render.context import Peer
 
 OURS = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
 CRD_GROUP, CRD_VERSION, CRD_PLURAL = "apiextensions.k8s.io", "v1", "customresourcedefinitions"
@@ -44,15 +53,29 @@ async def agent_index(
     return {(namespace or "", name): AgentRecord.of(dict(body))}
 
 
+@kopf.index(c.GROUP, c.VERSION, c.PLURAL)
+async def peer_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str, Peer]:
+    """Namespace -> the agents in it, as other agents' objects may name them."""
+    return {namespace or "": peer_of(dict(body))}
+
+
 async def _child_index(body: kopf.Body, **_: Any) -> dict[Key, ChildRecord] | None:
     raw = dict(body)
     key = controller_key(raw)
     return {key: ChildRecord.of(raw)} if key else None
 
 
+async def _shared_child_index(body: kopf.Body, **_: Any) -> dict[Key, ChildRecord] | None:
+    """A shared object (one ownerReference per agent using it) is every owner's child."""
+    raw = dict(body)
+    record = ChildRecord.of(raw)
+    return {key: record for key in agent_owner_keys(raw)} or None
+
+
 # One index per child kind, each named (and so passed to handlers) as `<kind>_index`.
 for _row in CHILD_KINDS:
-    kopf.index(_row.api_version, _row.plural, id=_index_id(_row))(_child_index)
+    _indexer = _shared_child_index if _row.shared else _child_index
+    kopf.index(_row.api_version, _row.plural, id=_index_id(_row))(_indexer)
 
 
 @kopf.index("v1", "namespaces")
@@ -89,11 +112,13 @@ class IndexCache:
         children: dict[str, kopf.Index[Key, ChildRecord]],
         namespaces: kopf.Index[str, bool],
         crds: kopf.Index[str, tuple[str, ...]],
+        peers: kopf.Index[str, Peer],
     ) -> None:
         self.agents = agents
         self.children_by_kind = children
         self.namespaces = namespaces
         self.crds = crds
+        self.peers_by_namespace = peers
 
     def agent(self, key: Key) -> AgentRecord | None:
         return next(iter(self.agents.get(key, [])), None)
@@ -108,6 +133,9 @@ class IndexCache:
         if not row.optional:
             return True
         return any(row.version in versions for versions in self.crds.get(row.resource, []))
+
+    def peers(self, namespace: str) -> tuple[Peer, ...]:
+        return tuple(sorted(self.peers_by_namespace.get(namespace, []), key=lambda p: p.name))
 
     def agent_keys(self) -> list[Key]:
         return list(self.agents)
@@ -176,7 +204,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     )
     children = {row.kind: kwargs[_index_id(row)] for row in CHILD_KINDS}
     cache = IndexCache(
-        kwargs["agent_index"], children, kwargs["namespace_index"], kwargs["crd_index"]
+        kwargs["agent_index"],
+        children,
+        kwargs["namespace_index"],
+        kwargs["crd_index"],
+        kwargs["peer_index"],
     )
     controller = Controller(Reconciler(writer, cache, config), config)
     controller.start()
@@ -201,8 +233,31 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
-async def agent_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    memo["controller"].queue.add((namespace or "", name))
+async def agent_changed(
+    type: str | None,
+    namespace: str | None,
+    name: str,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    """Reconcile the agent. When what other agents may name of it changed (it was added or
+    deleted, or its type, identity or mesh settings changed), also reconcile the agents of
+    its namespace whose objects depend on their peers (mesh policies), and only those: a
+    burst of agents without mesh settings costs no fan-out."""
+    key = (namespace or "", name)
+    controller: Controller = memo["controller"]
+    controller.queue.add(key)
+    seen: dict[Key, Peer] = memo.setdefault("peers_seen", {})
+    peer = None if type == "DELETED" else peer_of(dict(body))
+    before = seen.pop(key, None)
+    if peer is not None:
+        seen[key] = peer
+    if type is None or before == peer:
+        return  # the initial listing, or nothing others depend on changed
+    for other in memo["cache"].peers(key[0]):
+        if other.name != name and depends_on_peers(other):
+            controller.queue.add((key[0], other.name))
 
 
 async def _child_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -216,9 +271,7 @@ async def _child_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) 
 
 
 for _row in CHILD_KINDS:
-    kopf.on.event(_row.api_version, _row.plural, id=f"{_row.kind.lower()}_changed")(
-        _child_changed
-    )
+    kopf.on.event(_row.api_version, _row.plural, id=f"{_row.kind.lower()}_changed")(_child_changed)
 
 
 @kopf.on.event(CRD_GROUP, CRD_VERSION, CRD_PLURAL)

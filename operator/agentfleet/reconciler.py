@@ -25,7 +25,7 @@ from agentfleet.config import OperatorConfig
 from agentfleet.constants import Reason
 from agentfleet.kube import ApiError, Ref
 from agentfleet.models import AIAgent
-from agentfleet.render.context import RenderContext
+from agentfleet.render.context import LiveDeployment, Peer, RenderContext
 from agentfleet.status import (
     FeatureState,
     Problem,
@@ -54,6 +54,8 @@ class Cache(Protocol):
     def namespace_terminating(self, namespace: str) -> bool: ...
 
     def served(self, row: ChildKind) -> bool: ...
+
+    def peers(self, namespace: str) -> tuple[Peer, ...]: ...
 
 
 class Writer(Protocol):
@@ -146,7 +148,7 @@ class Reconciler:
                 problem=Problem(Reason.POLICY_VIOLATION, policy.message(refused)),
             )
         else:
-            outcome = await self._converge(agent, RenderContext(self.config.render), memo)
+            outcome = await self._converge(agent, self._context(agent, memo), memo)
         if outcome.stop:
             return Result()
         features = [_fold(states) for states in outcome.features.values()]
@@ -166,6 +168,17 @@ class Reconciler:
         return Result(result.requeue_after, retry)
 
     # --- children ---------------------------------------------------------------------------
+
+    def _context(self, agent: AIAgent, memo: AgentMemo) -> RenderContext:
+        """What the renderers may know of the cluster: the namespace's agents and the live
+        Deployment's replicas (and who owns them, for the autoscaler hand-over)."""
+        key = (agent.metadata.namespace, agent.metadata.name)
+        record = self._newest(memo, key, ("Deployment", agent.metadata.name))
+        live = None
+        if record is not None:
+            replicas = (record.body().get("spec") or {}).get("replicas")
+            live = LiveDeployment(replicas, record.replicas_managers)
+        return RenderContext(self.config.render, self.cache.peers(key[0]), live)
 
     async def _converge(self, agent: AIAgent, context: RenderContext, memo: AgentMemo) -> Outcome:
         """Apply every child that is missing, outdated or drifted; prune the ones not wanted."""
@@ -200,12 +213,13 @@ class Reconciler:
                         outcome.problem = outcome.problem or problem
                     log.warning("%s", error)
             if states is not None and all(s.ok for s in states):
-                states.append(FeatureState(row.feature or "", True, Reason.APPLIED, ""))
+                mine = [newest[k] for k in newest if k[0] == row.kind]
+                states.append(_health(row, mine))
         name = agent.metadata.name
         outcome.deployment = newest.get(("Deployment", name)) or self._current_body(
             memo, (agent.metadata.namespace, name), "Deployment", name
         )
-        await self._prune(agent, memo, wanted, outcome.deployment)
+        await self._prune(agent, memo, wanted, outcome.deployment, context)
         return outcome
 
     async def _ensure(
@@ -291,6 +305,7 @@ class Reconciler:
         memo: AgentMemo,
         wanted: set[ChildKey],
         deployment: dict[str, Any] | None,
+        context: RenderContext,
     ) -> None:
         """Delete what we own and no longer render, but never an object the pod template
         still references: a ServiceAccount stays until the rollout away from it is done."""
@@ -305,6 +320,10 @@ class Reconciler:
                 child = (row.kind, record.name)
                 if child in wanted or child in in_use:
                     continue
+                if row.shared and (
+                    row.still_wanted is None or row.still_wanted(record.body(), context)
+                ):
+                    continue  # another agent of the namespace still uses it
                 if row.kind == "ServiceAccount" and not rolled_out:
                     continue  # old pods still run as it
                 log.info("pruning %s %s/%s", row.kind, key[0], record.name)
@@ -433,6 +452,20 @@ def _unserved(row: ChildKind) -> FeatureState:
         f"the API server does not serve {row.resource}/{row.version} (is its CRD installed?);"
         " the agent runs without it and converges once the CRD appears",
     )
+
+
+def _health(row: ChildKind, applied: list[dict[str, Any]]) -> FeatureState:
+    """The feature's condition once its objects were accepted: what the objects' own status
+    says (KEDA's conditions on a ScaledObject, say), or simply Applied."""
+    for body in applied:
+        said = row.health(body) if row.health else None
+        if said is not None and not said[0]:
+            return FeatureState(row.feature or "", *said)
+    for body in applied:
+        said = row.health(body) if row.health else None
+        if said is not None:
+            return FeatureState(row.feature or "", *said)
+    return FeatureState(row.feature or "", True, Reason.APPLIED, "")
 
 
 def _words(problem: Problem) -> tuple[str, str]:

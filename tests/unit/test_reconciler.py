@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 
 from agentfleet import constants as c
-from agentfleet.cache import AgentRecord, ChildRecord, controller_key
+from agentfleet.cache import AgentRecord, ChildRecord, controller_key, peer_of
 from agentfleet.children import ChildKind
 from agentfleet.config import OperatorConfig, Policy
 from agentfleet.drift import takeover_patch
 from agentfleet.kube import ApiError, Ref
 from agentfleet.reconciler import Key, Reconciler, classify
+from agentfleet.render.context import Peer
 from agentfleet.status import status_patch
 
 
@@ -73,6 +74,9 @@ class World:
 
     def served(self, row: ChildKind) -> bool:
         return row.kind not in self.unserved
+
+    def peers(self, namespace: str) -> tuple[Peer, ...]:
+        return tuple(sorted((peer_of(b) for b in self.agents.values()), key=lambda p: p.name))
 
     # Writer
     def _find(self, kind: str, name: str) -> dict[str, Any] | None:

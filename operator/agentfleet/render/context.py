@@ -8,10 +8,34 @@ into this value first, so the same agent and context always render the same obje
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from agentfleet.config import RenderConfig
 
 
 @dataclass(frozen=True)
+class Peer:
+    """An AIAgent of the same namespace (the agent itself included), as far as the objects
+    of other agents may depend on it: mesh policies name callers by agent or type."""
+
+    name: str
+    uid: str
+    agent_type: str
+    service_account: str
+    mesh: dict[str, Any] | None = None  # its raw spec.mesh, if any
+
+
+@dataclass(frozen=True)
+class LiveDeployment:
+    """What the cluster's copy of the agent's Deployment says about replicas."""
+
+    replicas: int | None = None
+    # Field managers that own spec.replicas (ours, the HPA's, a hand-over manager ...).
+    replicas_managers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RenderContext:
     config: RenderConfig = field(default_factory=RenderConfig)
+    peers: tuple[Peer, ...] = ()  # sorted by name
+    deployment: LiveDeployment | None = None  # None until the Deployment exists

@@ -1,0 +1,95 @@
+"""Records: what the caches keep of an object, and what is derived from it at index time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentfleet.cache import (
+    AgentRecord,
+    ChildRecord,
+    agent_owner_keys,
+    content_digest,
+    depends_on_peers,
+    peer_of,
+    replicas_managers,
+)
+
+
+def deployment(**status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "a",
+            "namespace": "ns",
+            "uid": "u",
+            "resourceVersion": "5",
+            "annotations": {"agentfleet.io/applied-hash": "h1"},
+            "managedFields": [
+                {"manager": "agentfleet", "operation": "Apply",
+                 "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {}}}},
+                {"manager": "kube-controller-manager", "operation": "Update",
+                 "subresource": "status", "fieldsV1": {"f:status": {}}},
+            ],
+        },
+        "spec": {"replicas": 2},
+        "status": status,
+    }  # fmt: skip
+
+
+def test_a_record_keeps_what_decisions_read_and_packs_the_rest() -> None:
+    record = ChildRecord.of(deployment(replicas=2))
+    assert (record.kind, record.name, record.uid, record.applied_hash) == (
+        "Deployment", "a", "u", "h1",
+    )  # fmt: skip
+    assert record.replicas_managers == ("agentfleet",)
+    body = record.body()
+    assert body["spec"]["replicas"] == 2
+    assert "managedFields" not in body["metadata"], "never kept: large and unused"
+    assert len(record.packed) < 400
+
+
+def test_the_digest_ignores_status_and_versions_but_not_the_spec() -> None:
+    base = content_digest(deployment(replicas=1))
+    moved = deployment(replicas=2)
+    moved["metadata"]["resourceVersion"] = "6"
+    assert content_digest(moved) == base
+    edited = deployment(replicas=1)
+    edited["spec"]["replicas"] = 3
+    assert content_digest(edited) != base
+
+
+def test_replicas_managers_names_everyone_who_owns_the_field() -> None:
+    body = deployment()
+    body["metadata"]["managedFields"].append(
+        {"manager": "kube-controller-manager", "operation": "Update", "subresource": "scale",
+         "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+    )  # fmt: skip
+    assert replicas_managers(body) == ("agentfleet", "kube-controller-manager")
+
+
+def test_an_agent_record_and_its_peer_view() -> None:
+    body = {
+        "metadata": {"name": "coder", "namespace": "ns", "uid": "u", "generation": 3},
+        "spec": {"agentType": "coding", "mesh": {"mode": "ambient"}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "X"}]},
+    }
+    record = AgentRecord.of(body)
+    assert record.generation == 3 and record.conditions == (("Ready", "True"),)
+    peer = peer_of(body)
+    assert (peer.agent_type, peer.service_account) == ("coding", "coder")
+    assert depends_on_peers(peer)
+    body["spec"]["mesh"] = {"mode": "none"}
+    assert not depends_on_peers(peer_of(body))
+    body["spec"].pop("mesh")
+    assert not depends_on_peers(peer_of(body))
+
+
+def test_a_shared_object_belongs_to_every_agent_owner() -> None:
+    owners = [
+        {"apiVersion": "agentfleet.io/v1alpha1", "kind": "AIAgent", "name": "a", "uid": "1"},
+        {"apiVersion": "agentfleet.io/v1alpha1", "kind": "AIAgent", "name": "b", "uid": "2"},
+        {"apiVersion": "v1", "kind": "Namespace", "name": "ns", "uid": "3"},
+    ]
+    body = {"metadata": {"name": "waypoint", "namespace": "ns", "ownerReferences": owners}}
+    assert agent_owner_keys(body) == [("ns", "a"), ("ns", "b")]
