@@ -1,0 +1,296 @@
+"""Publish what the node agent detected on its Node, and heartbeat through a Lease.
+
+The Kubernetes-native version of the origin agent's "register, then heartbeat every 30 s":
+capabilities become labels and annotations under `agentfleet.io/` on the Node (server-side
+apply, field manager `agentfleet-node-agent`, written only when they change), and the
+heartbeat is a `coordination.k8s.io/v1` Lease per node, renewed like the kubelet renews its
+own. The placement ledger treats a node whose Lease expired as stale (placement/inventory.py).
+
+    agentfleet node-agent --node-name $NODE_NAME      # wired in cli.py: see `main`
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+import signal
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from agentfleet.nodeagent.detect import Capabilities, GPUProbe, HostProbe, NvmlGPUs, detect
+from agentfleet.placement import labels as k
+
+log = logging.getLogger(__name__)
+
+MANAGER = k.NODE_AGENT_MANAGER
+DEFAULT_INTERVAL = 10.0  # seconds between heartbeats (the kubelet's node lease default)
+DEFAULT_LEASE_SECONDS = 40  # a node is stale after this long without a renewal
+DEFAULT_RESYNC_SECONDS = 300.0  # re-read the Node even when nothing changed locally
+USED_STEP_MIB = 256  # used VRAM is published rounded up to this, so jitter costs no writes
+
+Metadata = tuple[dict[str, str], dict[str, str]]  # (labels, annotations)
+
+
+def node_metadata(caps: Capabilities, used_step_mib: int = USED_STEP_MIB) -> Metadata:
+    """The labels and annotations that describe `caps` on the Node.
+
+    GPU keys are only published when NVML could look: "unknown" must not read as "no GPUs",
+    or a node whose agent lacks the driver would look GPU-less (and stale-proof) to placement."""
+    labels = {
+        k.AGENT_CPU_COUNT: str(caps.cpus),
+        k.AGENT_MEMORY_MIB: str(caps.memory_mib),
+        k.AGENT_DISK_GIB: str(caps.disk_gib),
+    }
+    annotations = {k.AGENT_DETECTION: json.dumps({"notes": list(caps.notes)}, sort_keys=True)}
+    if caps.gpus is None:
+        return labels, annotations
+    labels[k.AGENT_GPU_COUNT] = str(len(caps.gpus))
+    healthy = [g for g in caps.gpus if g.healthy]
+    if caps.gpus:
+        labels[k.AGENT_GPU_VENDOR] = "nvidia"
+    if healthy:
+        labels[k.AGENT_GPU_MEMORY_MIB] = str(min(g.memory_mib for g in healthy))
+        products = {k.label_value(g.name) for g in healthy}
+        labels[k.AGENT_GPU_PRODUCT] = products.pop() if len(products) == 1 else k.MIXED_PRODUCT
+    annotations[k.AGENT_GPUS] = json.dumps(
+        [
+            {
+                "index": g.index,
+                "name": g.name,
+                "uuid": g.uuid,
+                "memoryMiB": g.memory_mib,
+                "usedMiB": _round_up(g.used_mib, used_step_mib),
+                "healthy": g.healthy,
+            }
+            for g in caps.gpus
+        ],
+        separators=(",", ":"),
+    )
+    return labels, annotations
+
+
+def _round_up(value: int, step: int) -> int:
+    return -(-value // step) * step if step > 1 else value
+
+
+def published(node: Mapping[str, Any], wanted: Metadata) -> bool:
+    """Does the Node already carry exactly what we would apply, with nothing else of ours?"""
+    meta = node.get("metadata") or {}
+    labels, annotations = wanted
+    current_labels = meta.get("labels") or {}
+    current_annotations = meta.get("annotations") or {}
+    if any(current_labels.get(key) != value for key, value in labels.items()):
+        return False
+    if any(current_annotations.get(key) != value for key, value in annotations.items()):
+        return False
+    return owned_keys(node) == (set(labels), set(annotations))
+
+
+def owned_keys(node: Mapping[str, Any]) -> tuple[set[str], set[str]]:
+    """Label and annotation keys our field manager owns, from managedFields."""
+    labels: set[str] = set()
+    annotations: set[str] = set()
+    for entry in (node.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") != MANAGER or entry.get("operation") != "Apply":
+            continue
+        fields = (entry.get("fieldsV1") or {}).get("f:metadata") or {}
+        labels |= {key.removeprefix("f:") for key in fields.get("f:labels") or {}}
+        annotations |= {key.removeprefix("f:") for key in fields.get("f:annotations") or {}}
+    return labels, annotations
+
+
+def micro_time(moment: datetime.datetime) -> str:
+    """metav1.MicroTime as the API server writes it."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class NodePublisher:
+    """Writes one node's labels, annotations and heartbeat Lease. Counts its writes."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        node_name: str,
+        *,
+        namespace: str = k.LEASE_NAMESPACE,
+        lease_seconds: int = DEFAULT_LEASE_SECONDS,
+        resync_seconds: float = DEFAULT_RESYNC_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.api = api
+        self.node_name = node_name
+        self.namespace = namespace
+        self.lease_seconds = lease_seconds
+        self.resync_seconds = resync_seconds
+        self.clock = clock
+        self.writes = 0
+        self.heartbeats = 0
+        self._last: Metadata | None = None
+        self._checked_at = float("-inf")
+        self._node_uid: str | None = None
+
+    async def publish(self, caps: Capabilities) -> bool:
+        """Apply the node's labels and annotations if they differ; True when it wrote.
+
+        Reads the Node only when what we would publish changed or a resync is due, and
+        writes only when the Node does not already carry it."""
+        wanted = node_metadata(caps)
+        fresh = self.clock() - self._checked_at < self.resync_seconds
+        if wanted == self._last and fresh:
+            return False
+        node = await self._call("GET", f"/api/v1/nodes/{self.node_name}")
+        self._node_uid = node["metadata"]["uid"]
+        self._checked_at = self.clock()
+        if published(node, wanted):
+            self._last = wanted
+            return False
+        labels, annotations = wanted
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": self.node_name, "labels": labels, "annotations": annotations},
+        }
+        await self._apply(f"/api/v1/nodes/{self.node_name}", body)
+        self._last = wanted
+        log.info("published %d labels and %d annotations", len(labels), len(annotations))
+        return True
+
+    async def heartbeat(self, now: datetime.datetime | None = None) -> None:
+        """Create or renew this node's Lease (one write), owned by the Node so that it goes
+        away with it."""
+        if self._node_uid is None:
+            node = await self._call("GET", f"/api/v1/nodes/{self.node_name}")
+            self._node_uid = node["metadata"]["uid"]
+        name = k.lease_name(self.node_name)
+        lease = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": name,
+                "namespace": self.namespace,
+                "labels": {
+                    k.LEASE_NODE_LABEL: self.node_name,
+                    "app.kubernetes.io/managed-by": MANAGER,
+                },
+                "ownerReferences": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Node",
+                        "name": self.node_name,
+                        "uid": self._node_uid,
+                    }
+                ],
+            },
+            "spec": {
+                "holderIdentity": f"{MANAGER}/{self.node_name}",
+                "leaseDurationSeconds": self.lease_seconds,
+                "renewTime": micro_time(now or datetime.datetime.now(datetime.UTC)),
+            },
+        }
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{name}"
+        await self._apply(path, lease)
+        self.heartbeats += 1
+
+    async def _apply(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.writes += 1
+        query = [("fieldManager", MANAGER), ("force", "true")]
+        return await self._call("PATCH", path, body, "application/apply-patch+yaml", query)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        response = await self.api.call_api(
+            path,
+            method,
+            query_params=query or [],
+            body=body,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+            response_types_map={200: "object", 201: "object"},
+        )
+        return dict(response or {})
+
+
+async def run(
+    api: client.ApiClient,
+    node_name: str,
+    *,
+    interval: float = DEFAULT_INTERVAL,
+    lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    namespace: str = k.LEASE_NAMESPACE,
+    disk_path: str = "/",
+    host: HostProbe | None = None,
+    gpus: GPUProbe | None = None,
+    stop: asyncio.Event | None = None,
+) -> NodePublisher:
+    """Heartbeat, detect and publish every `interval` seconds until `stop` is set.
+
+    The Lease is renewed before the labels are written, so the operator never sees fresh
+    node-agent labels without a live heartbeat. API errors are logged and retried on the
+    next tick: a node agent that stops renewing is exactly what staleness detects."""
+    stop = stop or asyncio.Event()
+    publisher = NodePublisher(api, node_name, namespace=namespace, lease_seconds=lease_seconds)
+    gpu_probe = gpus or NvmlGPUs()
+    try:
+        while not stop.is_set():
+            caps = await asyncio.to_thread(detect, host, gpu_probe, disk_path)
+            try:
+                await publisher.heartbeat()
+                await publisher.publish(caps)
+            except ApiException as error:
+                log.warning(
+                    "API server refused the node agent (%s): %s", error.status, error.reason
+                )
+            except (aiohttp.ClientError, TimeoutError) as error:
+                log.warning("API server unreachable: %s", error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+    finally:
+        if isinstance(gpu_probe, NvmlGPUs):
+            gpu_probe.close()
+    return publisher
+
+
+def main(
+    node_name: str,
+    *,
+    interval: float = DEFAULT_INTERVAL,
+    lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    namespace: str = k.LEASE_NAMESPACE,
+    disk_path: str = "/",
+) -> None:
+    """Entry point of `agentfleet node-agent`: runs until SIGTERM or SIGINT."""
+    from agentfleet import kube
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        api = await kube.connect()
+        async with api:
+            await run(
+                api,
+                node_name,
+                interval=interval,
+                lease_seconds=lease_seconds,
+                namespace=namespace,
+                disk_path=disk_path,
+                stop=stop,
+            )
+
+    asyncio.run(serve())
