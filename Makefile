@@ -6,7 +6,7 @@ CLUSTER_DIR ?= _output/cluster
 export AGENTFLEET_CLUSTER_DIR := $(CLUSTER_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock tools lint unit test integration e2e crds golden cluster-up cluster-down \
+.PHONY: help venv lock tools lint manifests chart-lint image unit test integration e2e crds golden cluster-up cluster-down \
         cluster-status demo demo-down run clean
 
 help: ## Show this help
@@ -34,7 +34,7 @@ tools: venv ## Build (once, cached) etcd, Kubernetes, kwok, helm and the upstrea
 	$(BIN)/agentfleet dev cluster build
 
 lint: venv ## ruff and mypy
-	$(BIN)/ruff check operator dev tests
+	$(BIN)/ruff check operator dev tests image benchmarks
 	$(BIN)/mypy
 
 unit: venv ## Unit tests only (no cluster)
@@ -50,8 +50,19 @@ integration: tools ## Integration tests (starts a local cluster unless $$KUBECON
 e2e: tools ## End-to-end tests: the example fleet on a real cluster
 	$(BIN)/pytest -ra tests/e2e
 
-crds: venv ## Regenerate crds/ from operator/agentfleet/models.py
+crds: venv ## Regenerate crds/ from models.py, then everything derived from them (make manifests)
 	$(BIN)/agentfleet crd -o crds/aiagents.agentfleet.io.yaml
+	$(MAKE) manifests
+
+manifests: venv ## Render the chart's RBAC rules (from the table of child kinds), manifests/operator, the chart's CRD copy and argocd/argocd-cm.yaml
+	$(BIN)/python -m agentfleet.rbac > charts/agentfleet/files/rbac.yaml
+	BIN=$(BIN) hack/chart.sh manifests
+
+chart-lint: venv ## helm lint --strict the chart (default and all-options values)
+	BIN=$(BIN) hack/chart.sh lint
+
+image: venv ## The operator image as an OCI archive, without Docker: _output/agentfleet-operator-<version>.oci.tar
+	$(BIN)/python -m image.build
 
 golden: venv ## Regenerate the renderer golden files (review the diff!)
 	$(BIN)/pytest -q tests/unit/render --update-golden
