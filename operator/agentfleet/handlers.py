@@ -17,7 +17,6 @@ from typing import Any
 
 import kopf
 import prometheus_client
-from prometheus_client.core import GaugeMetricFamily
 
 from agentfleet import constants as c
 from agentfleet import kube, metrics, watchhealth
@@ -149,24 +148,6 @@ class IndexCache:
         return counts
 
 
-class AgentsCollector:
-    """`agentfleet_agents{condition,status}`: how many agents are Ready, Stalled ...,
-    counted from the cache at scrape time."""
-
-    def __init__(self, cache: IndexCache) -> None:
-        self.cache = cache
-
-    def collect(self) -> Any:
-        family = GaugeMetricFamily(
-            "agentfleet_agents",
-            "AIAgents served by this operator, by summary condition and status.",
-            labels=["condition", "status"],
-        )
-        for (condition, status), count in sorted(self.cache.condition_counts().items()):
-            family.add_metric([condition, status], count)
-        yield family
-
-
 def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     """kopf's watches: timeouts everywhere, paginated initial lists, server-side filters."""
     # kopf would post every handler log line as a Kubernetes Event: a write per event.
@@ -213,7 +194,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     controller = Controller(Reconciler(writer, cache, config), config)
     controller.start()
     if config.metrics_port:
-        prometheus_client.REGISTRY.register(AgentsCollector(cache))
+        metrics.AGENTS.count = cache.condition_counts
         prometheus_client.start_http_server(config.metrics_port, config.metrics_address)
     if config.health_port:
         health = Health(controller, config.unhealthy_after_seconds)

@@ -1,6 +1,10 @@
 """Prometheus metrics of the operator, named like controller-runtime's so dashboards carry over."""
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Callable, Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 CONTROLLER = "aiagent"
 
@@ -60,3 +64,31 @@ WATCH_FAILURES = Counter(
     "Watch requests that failed or got no answer, by resource.",
     ["resource"],
 )
+
+
+class AgentConditions:
+    """`agentfleet_agents{condition,status}`: how many agents are Ready, Stalled ...,
+    counted from the operator's cache at scrape time (the operator sets `count`)."""
+
+    def __init__(self) -> None:
+        self.count: Callable[[], dict[tuple[str, str], int]] = dict
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "agentfleet_agents",
+            "AIAgents served by this operator, by summary condition and status.",
+            labels=["condition", "status"],
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for (condition, status), count in sorted(self.count().items()):
+            family.add_metric([condition, status], count)
+        yield family
+
+
+AGENTS = AgentConditions()
+REGISTRY.register(AGENTS)
