@@ -1,13 +1,49 @@
-"""The `agentfleet` command: run the operator, print the CRD, drive the local cluster."""
+"""The `agentfleet` command: run the operator, print the CRD, drive the local cluster, and
+spawn, list, inspect, scale and delete agents (also as the kubectl plugin `kubectl agentfleet`).
+
+The user commands only create, read, scale and delete AIAgents (and read Pods for logs, Nodes
+for inventory), so they always agree with kubectl, Helm and Argo CD.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from enum import IntEnum
 from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
+import aiohttp
 import typer
+import yaml
+from kubernetes_asyncio.config import ConfigException
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
+from agentfleet import constants as c
 from agentfleet import crd as crd_module
-from agentfleet.controller import OperatorConfig
+from agentfleet import importers
+from agentfleet.config import OperatorConfig
+from agentfleet.fleet import (
+    Fleet,
+    FleetError,
+    NodeView,
+    NoLogs,
+    Readiness,
+    Target,
+    age,
+    condition,
+    connect,
+    gibibytes,
+    human_age,
+    without_managed_fields,
+)
+from agentfleet.importers import InvalidFile, InvalidSpec
+from agentfleet.placement import GPURow
 
 app = typer.Typer(
     help="agentfleet: AI agents as Kubernetes-native AIAgent resources.",
@@ -101,6 +137,612 @@ def run(
         unhealthy_after_seconds=unhealthy_after_seconds,
     )
     runner.run(config, verbose)
+
+
+# --- user commands: thin front ends over AIAgents ----------------------------------------------
+#
+# Exit codes a script can rely on (also in `agentfleet --help`):
+#   0 ok, 1 error (cannot connect, the API server refused), 2 usage or invalid input (a bad flag,
+#   spec or import file, refused locally or by the API server's validation: nothing created),
+#   3 not found, 4 not ready (timed out, Stalled, or cannot be placed), 5 already exists.
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    NOT_FOUND = 3
+    NOT_READY = 4
+    ALREADY_EXISTS = 5
+
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok, 1 error, 2 usage or invalid input (nothing created), 3 not found, "
+    "4 not ready (timed out, Stalled or cannot be placed), 5 already exists."
+)
+app.info.epilog = EXIT_CODES_HELP
+
+out = Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+KubeconfigOption = typer.Option(
+    None, "--kubeconfig", help="Path to the kubeconfig file (default: $KUBECONFIG, ~/.kube/config)."
+)
+ContextOption = typer.Option(None, "--context", help="The kubeconfig context to use.")
+NamespaceOption = typer.Option(
+    None, "--namespace", "-n", help="Namespace (default: the context's, else default)."
+)
+
+# Which spawn flag sets which part of the spec, to name the flag at fault.
+SPAWN_FLAGS = {
+    "spec.agentType": "--type",
+    "spec.image": "--image",
+    "spec.resources": "--cpu/--mem",
+    "spec.gpu": "--gpu/--vram",
+    "spec.env": "--env",
+    "spec.replicas": "--replicas",
+    "spec.autoscaling": "--min/--max",
+    "spec.runtimeClassName": "--runtime",
+    "name": "NAME",
+}
+
+
+class Stop(Exception):
+    """End the command with this exit code and message (printed on stderr)."""
+
+    def __init__(self, code: ExitCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+T = TypeVar("T")
+
+
+def _run(work: Callable[[Fleet], Awaitable[T]], target: Target) -> T:
+    """Connect, do the work, and turn every failure into a message and an exit code."""
+
+    async def session() -> T:
+        fleet = await connect(target)
+        async with fleet:
+            return await work(fleet)
+
+    try:
+        return asyncio.run(session())
+    except Stop as stop:
+        _fail(stop.code, stop.message)
+    except FleetError as error:
+        code = ExitCode.ERROR
+        if error.not_found:
+            code = ExitCode.NOT_FOUND
+        elif error.already_exists:
+            code = ExitCode.ALREADY_EXISTS
+        elif error.invalid:
+            code = ExitCode.USAGE
+        _fail(code, f"Error from server ({error.reason or error.status}): {error.message}")
+    except NoLogs as reason:
+        _fail(ExitCode.ERROR, str(reason))
+    except ConfigException as error:
+        _fail(ExitCode.ERROR, f"cannot use the kubeconfig: {error}")
+    except (aiohttp.ClientError, OSError) as error:
+        _fail(ExitCode.ERROR, f"cannot reach the Kubernetes API server: {error}")
+
+
+def _fail(code: ExitCode, message: str) -> NoReturn:
+    err.print(f"[red]error:[/] {escape(message)}")
+    raise typer.Exit(int(code))
+
+
+def _warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(message)}")
+
+
+def _ref(name: str) -> str:
+    return f"{c.SINGULAR}.{c.GROUP}/{name}"
+
+
+def _print_document(obj: Any, output: str) -> None:
+    if output == "json":
+        out.print_json(json.dumps(obj), indent=2)
+    else:
+        typer.echo(yaml.safe_dump(obj, sort_keys=False), nl=False)
+
+
+class _Progress:
+    """Live progress on a terminal (a spinner with the latest message); one line per change
+    elsewhere, so logs and CI show how an agent came up."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.last = ""
+        self.status = err.status(f"waiting for {name}") if err.is_terminal else None
+
+    def __enter__(self) -> _Progress:
+        if self.status:
+            self.status.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.status:
+            self.status.stop()
+
+    def __call__(self, state: Readiness) -> None:
+        text = f"{self.name}: {state.message}"
+        if text == self.last:
+            return
+        self.last = text
+        if self.status:
+            self.status.update(escape(text))
+        else:
+            err.print(escape(text))
+
+
+async def _await_ready(fleet: Fleet, name: str, within: float) -> dict[str, Any]:
+    """Wait for Ready; exit 4 with the failing condition's message, or what it waits on."""
+    with _Progress(name) as progress:
+        state = await fleet.wait_ready(name, within, progress=progress)
+    if state.state == "failed":
+        raise Stop(
+            ExitCode.NOT_READY, f"{name} cannot become Ready ({state.reason}): {state.message}"
+        )
+    if state.state == "waiting":
+        raise Stop(
+            ExitCode.NOT_READY, f"timed out after {within:g} s waiting for {name}: {state.message}"
+        )
+    agent = await fleet.get(name)
+    endpoint = (agent.get("status") or {}).get("endpoints", {}).get("http", "")
+    err.print(f"[green]{escape(name)} is Ready[/]: {escape(state.message)}")
+    if endpoint:
+        err.print(f"  endpoint: http://{escape(endpoint)}")
+    return agent
+
+
+async def _create(fleet: Fleet, body: dict[str, Any], wait: bool, within: float) -> None:
+    await fleet.create(body)
+    typer.echo(f"{_ref(body['metadata']['name'])} created")
+    if wait:
+        await _await_ready(fleet, body["metadata"]["name"], within)
+
+
+def _spec_error(error: InvalidSpec, flags: dict[str, str]) -> NoReturn:
+    flag = next((f for prefix, f in flags.items() if error.field.startswith(prefix)), None)
+    where = f"{flag} ({error.field})" if flag and flag != error.field else error.field
+    _fail(ExitCode.USAGE, f"invalid {where}: {error.message}")
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def spawn(
+    name: str = typer.Argument(..., help="Agent name (a DNS label: it names the Service)."),
+    image: str = typer.Option(
+        ..., "--image", "--image-ref", help="Container image (Hypercore: --image-ref)."
+    ),
+    agent_type: str = typer.Option(
+        "custom",
+        "--type",
+        help="orchestrator, coding, testing, security, compliance, "
+        "documentation, discovery or custom.",
+    ),
+    cpu: str | None = typer.Option(None, help="CPU request, e.g. 2 or 500m."),
+    mem: str | None = typer.Option(
+        None, help="Memory request and limit; a bare number is MiB as in Hypercore (2048)."
+    ),
+    gpu: int | None = typer.Option(None, help="GPUs per replica."),
+    vram: str | None = typer.Option(
+        None, help="VRAM needed on each GPU; a bare number is GiB (24 = 24Gi)."
+    ),
+    port: list[str] = typer.Option(
+        [],
+        "--port",
+        "--ports",
+        help="Hypercore port mapping (8080:8080); agents always "
+        "serve 8080 http, 9090 grpc, 9091 metrics, 8081 health.",
+    ),
+    env: list[str] = typer.Option([], "--env", "-e", help="NAME=VALUE, repeatable."),
+    replicas: int | None = typer.Option(None, help="Fixed replica count (default 1)."),
+    min_replicas: int | None = typer.Option(None, "--min", help="Autoscaling minimum."),
+    max_replicas: int | None = typer.Option(None, "--max", help="Autoscaling maximum."),
+    runtime: str | None = typer.Option(None, help="RuntimeClass, e.g. kata (microVM isolation)."),
+    wait: bool = typer.Option(False, help="Wait until Ready, showing progress."),
+    timeout: float = typer.Option(300, help="Seconds --wait waits."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the AIAgent; create nothing."),
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+    namespace: str | None = NamespaceOption,
+) -> None:
+    """Create an AIAgent from Hypercore-style flags."""
+    try:
+        options = importers.SpawnOptions(
+            image=image,
+            agent_type=agent_type,
+            cpu=importers.cpu(cpu, "--cpu") if cpu is not None else None,
+            memory=importers.memory(mem, "--mem") if mem is not None else None,
+            gpu=gpu,
+            vram=importers.vram(vram, "--vram") if vram is not None else None,
+            env=importers.env_list(env, "--env"),
+            replicas=replicas,
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+            runtime_class=runtime,
+        )
+        for warning in importers.port_warnings(port, name, "--port"):
+            _warn(warning)
+        spec = importers.spawn_spec(options)
+        body = importers.agent_body(name, namespace or "", spec)
+    except InvalidSpec as error:
+        _spec_error(error, SPAWN_FLAGS)
+    target = Target(kubeconfig, context, namespace)
+    if dry_run:
+        body["metadata"]["namespace"] = namespace or "default"
+        _print_document(body, "yaml")
+        return
+
+    async def work(fleet: Fleet) -> None:
+        body["metadata"]["namespace"] = fleet.namespace
+        await _create(fleet, body, wait, timeout)
+
+    _run(work, target)
+
+
+@app.command("import", epilog=EXIT_CODES_HELP)
+def import_(
+    file: Path = typer.Argument(..., help="A Hypercore hac.toml or a deploy-agent service.yaml."),
+    name: str | None = typer.Option(None, help="Agent name (default: from the file)."),
+    agent_type: str = typer.Option("custom", "--type", help="The agent type."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the AIAgent; create nothing."),
+    wait: bool = typer.Option(False, help="Wait until Ready, showing progress."),
+    timeout: float | None = typer.Option(
+        None, help="Seconds --wait waits (default: the file's ready_timeout, else 300)."
+    ),
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+    namespace: str | None = NamespaceOption,
+) -> None:
+    """Create an AIAgent from a Hypercore hac.toml or a deploy-agent service.yaml.
+
+    Fields with no meaning on Kubernetes are named in warnings; --dry-run prints the AIAgent."""
+    try:
+        imported = importers.load(file, namespace or "default", name, agent_type)
+    except (InvalidFile, InvalidSpec) as error:
+        _fail(ExitCode.USAGE, str(error))
+    for warning in imported.warnings:
+        _warn(warning)
+    if dry_run:
+        _print_document(imported.body, "yaml")
+        return
+    within = timeout or imported.ready_timeout or 300
+
+    async def work(fleet: Fleet) -> None:
+        imported.body["metadata"]["namespace"] = fleet.namespace
+        await _create(fleet, imported.body, wait, within)
+
+    _run(work, Target(kubeconfig, context, namespace))
+
+
+def _agent_row(agent: dict[str, Any], wide: bool, all_namespaces: bool) -> list[str]:
+    meta, spec = agent["metadata"], agent.get("spec") or {}
+    status = agent.get("status") or {}
+    ready = condition(agent, c.COND_READY) or {}
+    ready_text = {"True": "[green]True[/]", "False": "[red]False[/]"}.get(
+        ready.get("status", ""), "-"
+    )
+    replicas = f"{status.get('availableReplicas', 0)}/{spec.get('replicas', 1)}"
+    row = [
+        escape(meta["name"]),
+        spec.get("agentType", ""),
+        ready_text,
+        replicas,
+        escape((status.get("placement") or {}).get("summary", "-")),
+        str((spec.get("gpu") or {}).get("vram") or "-"),
+        escape((status.get("endpoints") or {}).get("http", "-")),
+        human_age(age(meta.get("creationTimestamp"))),
+    ]
+    if all_namespaces:
+        row.insert(0, meta.get("namespace", ""))
+    if wide:
+        row += [escape(ready.get("reason", "")), escape(ready.get("message", ""))]
+    return row
+
+
+def _agent_table(agents: list[dict[str, Any]], wide: bool, all_namespaces: bool) -> Table:
+    columns = ["NAME", "TYPE", "READY", "AVAILABLE", "NODE/GPU", "VRAM", "ENDPOINT", "AGE"]
+    if all_namespaces:
+        columns.insert(0, "NAMESPACE")
+    if wide:
+        columns += ["REASON", "MESSAGE"]
+    table = _table(*columns)
+    for agent in agents:
+        table.add_row(*_agent_row(agent, wide, all_namespaces))
+    return table
+
+
+def _table(*columns: str) -> Table:
+    """kubectl's look: no borders, upper-case headers, columns never wrapped."""
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    return table
+
+
+def _print_table(table: Table) -> None:
+    """On a terminal as rich draws it; elsewhere plain text without trailing blanks."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    with out.capture() as captured:
+        out.print(table)
+    typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+
+OutputOption = typer.Option("", "--output", "-o", help="wide, json, yaml or name.")
+
+
+@app.command("list", epilog=EXIT_CODES_HELP)
+def list_(
+    output: str = OutputOption,
+    all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A"),
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+    namespace: str | None = NamespaceOption,
+) -> None:
+    """List agents: type, readiness, replicas, placement, VRAM, endpoint, age."""
+    _check_output(output, ("", "wide", "json", "yaml", "name"))
+
+    async def work(fleet: Fleet) -> list[dict[str, Any]]:
+        return await fleet.list_agents(all_namespaces=all_namespaces)
+
+    agents = _run(work, Target(kubeconfig, context, namespace))
+    if output in ("json", "yaml"):
+        items = [without_managed_fields(a) for a in agents]
+        _print_document({"apiVersion": "v1", "kind": "List", "items": items}, output)
+    elif output == "name":
+        for agent in agents:
+            typer.echo(_ref(agent["metadata"]["name"]))
+    elif not agents:
+        err.print("No agents found.")
+    else:
+        _print_table(_agent_table(agents, output == "wide", all_namespaces))
+
+
+def _check_output(output: str, allowed: tuple[str, ...]) -> None:
+    if output not in allowed:
+        choices = ", ".join(a for a in allowed if a)
+        _fail(ExitCode.USAGE, f"unknown output format {output!r}: use one of {choices}")
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def get(
+    name: str = typer.Argument(...),
+    output: str = typer.Option("", "--output", "-o", help="yaml, json or wide."),
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+    namespace: str | None = NamespaceOption,
+) -> None:
+    """Show one agent: a summary with its conditions, or the whole object (-o yaml|json)."""
+    _check_output(output, ("", "wide", "json", "yaml"))
+
+    async def work(fleet: Fleet) -> dict[str, Any]:
+        return await fleet.get(name)
+
+    agent = _run(work, Target(kubeconfig, context, namespace))
+    if output in ("json", "yaml"):
+        _print_document(without_managed_fields(agent), output)
+        return
+    _print_table(_agent_table([agent], output == "wide", False))
+    conditions = (agent.get("status") or {}).get("conditions") or []
+    if conditions:
+        out.print()
+        table = _table("CONDITION", "STATUS", "REASON", "AGE", "MESSAGE")
+        for cond in conditions:
+            table.add_row(
+                cond["type"],
+                cond["status"],
+                escape(cond.get("reason", "")),
+                human_age(age(cond.get("lastTransitionTime"))),
+                escape(cond.get("message", "")),
+            )
+        _print_table(table)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def logs(
+    name: str = typer.Argument(...),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Stream new lines."),
+    replica: int = typer.Option(0, help="Which replica (0 = the oldest Pod)."),
+    all_replicas: bool = typer.Option(False, "--all", help="Every replica, lines prefixed."),
+    tail: int | None = typer.Option(None, help="Only the last N lines of each Pod."),
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+    namespace: str | None = NamespaceOption,
+) -> None:
+    """Print an agent's logs (its Pods' `agent` container, through the API server)."""
+
+    async def work(fleet: Fleet) -> None:
+        await fleet.get(name)  # not found -> exit 3
+        pods = await fleet.agent_pods(name)
+        if not pods:
+            raise Stop(ExitCode.NOT_FOUND, f"agent {name} has no Pods yet")
+        if all_replicas:
+            chosen = pods
+        elif 0 <= replica < len(pods):
+            chosen = [pods[replica]]
+        else:
+            raise Stop(
+                ExitCode.NOT_FOUND,
+                f"agent {name} has {len(pods)} replica(s): --replica must be 0..{len(pods) - 1}",
+            )
+        results = await asyncio.gather(
+            *(_print_pod_logs(fleet, pod, follow, tail, all_replicas) for pod in chosen),
+            return_exceptions=True,
+        )
+        problems = [r for r in results if isinstance(r, BaseException)]
+        for problem in problems:
+            if not isinstance(problem, NoLogs | FleetError):
+                raise problem
+        if problems:
+            messages = [str(p) if isinstance(p, NoLogs) else p.message for p in problems]  # type: ignore[attr-defined]
+            raise Stop(ExitCode.ERROR, "\n".join(messages))
+
+    _run(work, Target(kubeconfig, context, namespace))
+
+
+async def _print_pod_logs(
+    fleet: Fleet, pod: dict[str, Any], follow: bool, tail: int | None, prefixed: bool
+) -> None:
+    prefix = f"[{pod['metadata']['name']}] " if prefixed else ""
+    async for line in fleet.pod_logs(pod, follow=follow, tail=tail):
+        typer.echo(prefix + line)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def delete(
+    name: str = typer.Argument(...),
+    wait: bool = typer.Option(
+        False, help="Wait until the agent and its Deployment and Service are gone."
+    ),
+    timeout: float = typer.Option(120, help="Seconds --wait waits."),
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+    namespace: str | None = NamespaceOption,
+) -> None:
+    """Delete an agent; Kubernetes garbage-collects its children."""
+
+    async def work(fleet: Fleet) -> None:
+        await fleet.delete(name, cascade="Foreground" if wait else "Background")
+        typer.echo(f"{_ref(name)} deleted")
+        if wait and not await fleet.wait_deleted(name, timeout):
+            raise Stop(
+                ExitCode.NOT_READY, f"timed out after {timeout:g} s waiting for {name} to go"
+            )
+
+    _run(work, Target(kubeconfig, context, namespace))
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def scale(
+    name: str = typer.Argument(...),
+    replicas: int = typer.Argument(..., min=0, help="The new replica count."),
+    wait: bool = typer.Option(False, help="Wait until Ready at the new size."),
+    timeout: float = typer.Option(300, help="Seconds --wait waits."),
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+    namespace: str | None = NamespaceOption,
+) -> None:
+    """Set an agent's replicas through the scale subresource (as `kubectl scale`)."""
+
+    async def work(fleet: Fleet) -> None:
+        agent = await fleet.get(name)
+        if ((agent.get("spec") or {}).get("autoscaling") or {}).get("enabled"):
+            _warn(f"{name} has autoscaling enabled: its autoscaler decides the replica count")
+        await fleet.scale(name, replicas)
+        typer.echo(f"{_ref(name)} scaled to {replicas}")
+        if wait:
+            await _await_ready(fleet, name, timeout)
+
+    _run(work, Target(kubeconfig, context, namespace))
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def nodes(
+    output: str = typer.Option("", "--output", "-o", help="wide, json or yaml."),
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+) -> None:
+    """Nodes with their capabilities (CPU, memory, GPUs) and the node agent's heartbeat."""
+    _check_output(output, ("", "wide", "json", "yaml"))
+
+    async def work(fleet: Fleet) -> list[NodeView]:
+        return await fleet.node_views()
+
+    views = _run(work, Target(kubeconfig, context, None))
+    if output in ("json", "yaml"):
+        _print_document([dataclasses.asdict(v) for v in views], output)
+        return
+    columns = ["NAME", "READY", "CPU", "MEMORY", "GPUS", "HEARTBEAT", "PLACEMENT"]
+    if output == "wide":
+        columns += ["ADDRESS", "OS/ARCH", "SIMULATED", "AGENT LABELS"]
+    table = _table(*columns)
+    for view in views:
+        ready = {"True": "[green]True[/]", "False": "[red]False[/]"}.get(view.ready, view.ready)
+        row = [
+            view.name,
+            ready,
+            view.cpu,
+            gibibytes(view.memory_mib),
+            escape(view.gpu_summary),
+            human_age(view.heartbeat_age),
+            escape(view.placement),
+        ]
+        if output == "wide":
+            labels = ",".join(f"{k.split('/', 1)[1]}={v}" for k, v in view.labels.items())
+            row += [
+                view.address or "-",
+                f"{view.os}/{view.arch}",
+                "yes" if view.simulated else "no",
+                escape(labels or "-"),
+            ]
+        table.add_row(*row)
+    _print_table(table)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def gpus(
+    output: str = typer.Option("", "--output", "-o", help="json or yaml."),
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+) -> None:
+    """Every GPU per node: VRAM total, committed and free, and the agents on it.
+
+    Read from the placement ledger, rebuilt from the Pods' placement annotations."""
+    _check_output(output, ("", "json", "yaml"))
+
+    async def work(fleet: Fleet) -> list[GPURow]:
+        return await fleet.gpu_table()
+
+    rows = _run(work, Target(kubeconfig, context, None))
+    if output:
+        _print_document([dataclasses.asdict(row) for row in rows], output)
+        return
+    if not rows:
+        err.print("No GPUs found.")
+        return
+    table = _table(
+        "NODE", "GPU", "PRODUCT", "SHARING", "TOTAL", "COMMITTED", "FREE", "AGENTS", "STATE"
+    )
+    for row in rows:
+        table.add_row(
+            row.node,
+            str(row.index),
+            escape(row.product or "-"),
+            row.sharing,
+            gibibytes(row.total_mib),
+            gibibytes(row.committed_mib),
+            gibibytes(row.free_mib),
+            escape(",".join(row.agents) or "-"),
+            escape(row.state),
+        )
+    _print_table(table)
+
+
+@app.command()
+def api(
+    host: str = typer.Option("127.0.0.1", help="Bind address."),
+    port: int = typer.Option(9000, help="Port (the deploy agent's is 9000)."),
+    max_wait: float = typer.Option(
+        600, help="Longest a POST /deploy waits for Ready, whatever its ready_timeout."
+    ),
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+    namespace: str | None = typer.Option(
+        None, "--namespace", "-n", help="Namespace of requests that name none (?namespace=)."
+    ),
+) -> None:
+    """Serve the deploy-agent-compatible HTTP API (and Hypercore's POST /spawn)."""
+    import uvicorn
+
+    from agentfleet.api import ApiSettings, create_app
+
+    settings = ApiSettings(target=Target(kubeconfig, context, namespace), max_wait_seconds=max_wait)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
 def main() -> None:

@@ -131,6 +131,7 @@ async def connect(pool_size: int = 64) -> client.ApiClient:
 
 
 _WRITE_VERBS = {"POST": "create", "DELETE": "delete", "PUT": "update"}
+APPLY_PATCH = "application/apply-patch+yaml; charset=utf-8"
 
 
 class Kube:
@@ -183,18 +184,29 @@ class Kube:
             message = f"{type(error).__name__}: {error}".rstrip(": ")
             raise ApiError(ref.kind, ref.name, 0, message) from error
 
-    async def apply(self, obj: dict[str, Any], plural: str, uid: str | None) -> dict[str, Any]:
+    async def apply(
+        self,
+        obj: dict[str, Any],
+        plural: str,
+        uid: str | None,
+        manager: str = c.FIELD_MANAGER,
+        force: bool = True,
+    ) -> dict[str, Any]:
         """Server-side apply, forced, because every field in `obj` is ours to own.
 
         With `uid`, the API server applies only to that very object (a precondition): an
-        object someone deleted and re-created meanwhile is never taken over by mistake."""
+        object someone deleted and re-created meanwhile is never taken over by mistake.
+        `manager` and `force=False` are for the replicas hand-over (reconciler.py): a count
+        someone else changed meanwhile is then a conflict, not overwritten."""
         ref = Ref.of(obj, plural)
         if uid:
             obj = {**obj, "metadata": {**obj["metadata"], "uid": uid}}
-        query = [("fieldManager", c.FIELD_MANAGER), ("force", "true")]
-        return await self._request(
-            "PATCH", ref, ref.path, obj, "application/apply-patch+yaml", query
-        )
+        query = [("fieldManager", manager), *([("force", "true")] if force else [])]
+        # Sent as UTF-8 JSON bytes: the client's own encoding escapes characters beyond the
+        # BMP (an emoji in an env value) as surrogate pairs, which the API server's YAML
+        # decoder refuses. The charset parameter routes the bytes through untouched.
+        body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+        return await self._request("PATCH", ref, ref.path, body, APPLY_PATCH, query)
 
     async def get(self, ref: Ref) -> dict[str, Any] | None:
         """The object, or None if it does not exist."""
@@ -299,7 +311,7 @@ class Kube:
 
 
 def _verb(content_type: str) -> str:
-    return "apply" if content_type == "application/apply-patch+yaml" else "patch"
+    return "apply" if content_type.startswith("application/apply-patch+yaml") else "patch"
 
 
 def _details(error: ApiException) -> tuple[str, str, frozenset[str]]:

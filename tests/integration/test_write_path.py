@@ -215,3 +215,15 @@ def test_resync_reconciles_an_idle_agent_and_writes_nothing(
     time.sleep(12)
     assert operator.reconciles() > reconciles
     assert operator.writes() == writes
+
+
+def test_any_unicode_in_a_spec_is_applied(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    """Characters beyond the BMP must reach the API server as UTF-8, not surrogate escapes."""
+    env = [{"name": "GREETING", "value": "héllo 🚀 世界"}]
+    apply(cluster, agent_yaml("rocket", namespace, env=env))
+    wait_ready(cluster, namespace, "rocket")
+    deployment = client.AppsV1Api(cluster.api()).read_namespaced_deployment("rocket", namespace)
+    values = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
+    assert values["GREETING"] == "héllo 🚀 世界"
