@@ -30,7 +30,7 @@ lock: ## Re-resolve requirements/*.txt (hashed lock files) from the pyproject ra
 	cd requirements && ../_output/uv/bin/uv pip compile ../pyproject.toml ../dev/pyproject.toml \
 	  --extra dev --python-version 3.11 --generate-hashes --no-header -q -o dev.txt
 
-tools: venv ## Build (once, cached) etcd, Kubernetes, kwok, helm and the upstream CRDs
+tools: venv ## Build (once, cached) etcd, Kubernetes, kwok, helm, KEDA, istioctl and the upstream CRDs
 	$(BIN)/agentfleet dev cluster build
 
 lint: venv ## ruff and mypy
@@ -67,8 +67,8 @@ image: venv ## The operator image as an OCI archive, without Docker: _output/age
 golden: venv ## Regenerate the renderer golden files (review the diff!)
 	$(BIN)/pytest -q tests/unit/render --update-golden
 
-cluster-up: tools ## Start the local control plane with simulated CPU and GPU nodes
-	$(BIN)/agentfleet dev cluster up --dir $(CLUSTER_DIR)
+cluster-up: tools ## Start the local control plane with simulated CPU and GPU nodes (KEDA=1 adds KEDA)
+	$(BIN)/agentfleet dev cluster up --dir $(CLUSTER_DIR) $(if $(KEDA),--keda)
 
 cluster-down: venv ## Stop the local control plane and delete its data
 	$(BIN)/agentfleet dev cluster down --dir $(CLUSTER_DIR)

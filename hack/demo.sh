@@ -22,7 +22,7 @@ down() {
 }
 
 up() {
-  "$BIN/agentfleet" dev cluster up --dir "$CLUSTER_DIR"
+  "$BIN/agentfleet" dev cluster up --dir "$CLUSTER_DIR" --keda
   eval "$("$BIN/agentfleet" dev cluster env --dir "$CLUSTER_DIR")"
   kubectl apply --server-side -f crds/aiagents.agentfleet.io.yaml
   kubectl wait --for=condition=Established crd/aiagents.agentfleet.io --timeout=60s

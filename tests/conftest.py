@@ -108,7 +108,7 @@ def cluster() -> Iterator[Cluster]:
     # Two checkouts (or two sessions) on one machine each set their own directory.
     directory = Path(os.environ.get("AGENTFLEET_TEST_CLUSTER_DIR", OUTPUT / "test-cluster"))
     local = LocalCluster(directory, lambda m: print(m, file=sys.stderr))
-    state = local.up(nodes=sorted((ROOT / "tests/e2e/nodes").glob("*.yaml")))
+    state = local.up(nodes=sorted((ROOT / "tests/e2e/nodes").glob("*.yaml")), keda=True)
     SUMMARY.append(f"local control plane up in {state.startup_seconds} s ({state.server})")
     try:
         yield Cluster(state.kubeconfig, kubectl, local=True)

@@ -208,29 +208,134 @@ def _build_helm(c: Component, out: Path) -> None:
     )
 
 
-UPSTREAM_CRD_SOURCES = {
-    # target dir: (module@version, glob inside the module)
+def _replace_directives(gomod: str) -> dict[str, str]:
+    """Every `replace` of a go.mod (block and single-line forms), as {left side: right side}."""
+    replaces: dict[str, str] = {}
+    blocks = re.findall(r"^replace \((.*?)^\)", gomod, re.M | re.S)
+    lines = [line for block in blocks for line in block.splitlines()]
+    lines += re.findall(r"^replace ([^(].*)$", gomod, re.M)
+    for line in lines:
+        directive = line.split("//", 1)[0].strip()
+        if "=>" in directive:
+            left, right = (part.strip() for part in directive.split("=>", 1))
+            replaces[left] = right
+    return replaces
+
+
+def _build_keda(c: Component, out: Path) -> None:
+    """KEDA pins k8s.io/*, controller-runtime's peers and prometheus with its own `replace`
+    block; a module that depends on KEDA must repeat it or `go mod tidy` picks newer ones."""
+    info = go_module(f"github.com/kedacore/keda/v2@{c.version}")
+    upstream_gomod = Path(info["GoMod"]).read_text()
+    replaces = _replace_directives(upstream_gomod)
+    if not replaces:
+        raise BuildError(f"no replace directives found in keda {c.version} go.mod")
+    go_line = re.search(r"^go (\S+)", upstream_gomod, re.M)
+    package = "github.com/kedacore/keda/v2/cmd/operator"
+    src = out / "src"
+    _wrapper_module(
+        src,
+        requires={"github.com/kedacore/keda/v2": c.version},
+        imports=[package],
+        replaces=replaces,
+        go=go_line.group(1) if go_line else "1.24",
+    )
+    ldflags = _ldflags(f"-X github.com/kedacore/keda/v2/version.Version={c.version}")
+    _run(
+        [
+            "go",
+            "build",
+            "-trimpath",
+            f"-ldflags={ldflags}",
+            "-o",
+            str(out / "bin" / "keda"),
+            package,
+        ],
+        src,
+    )
+    shutil.rmtree(src)
+
+
+def _build_istioctl(c: Component, out: Path) -> None:
+    """`go install istioctl@<pseudo-version>` checks every dependency against the checksum
+    database, which (as reached from here) does not know some of istio's pseudo-version
+    dependencies. A wrapper module with istio's own requirements and go.sum builds the same
+    program, each dependency verified against the hash istio recorded (and istio itself
+    against the checksum database, by `go mod download`)."""
+    module = "istio.io/istio"
+    info = go_module(f"{module}@{c.version}")
+    upstream_gomod = Path(info["GoMod"]).read_text()
+    if _replace_directives(upstream_gomod):
+        raise BuildError(f"{module}@{c.version} has replace directives; a wrapper must copy them")
+    src = out / "src"
+    src.mkdir(parents=True)
+    gomod = re.sub(
+        r"^module .*$", "module agentfleet.local/devtools", upstream_gomod, count=1, flags=re.M
+    )
+    (src / "go.mod").write_text(f"{gomod}\nrequire {module} {c.version}\n")
+    sums = (Path(info["Dir"]) / "go.sum").read_text()
+    sums += f"{module} {c.version} {info['Sum']}\n{module} {c.version}/go.mod {info['GoModSum']}\n"
+    (src / "go.sum").write_text(sums)
+    revision = c.version.rsplit("-", 1)[-1]
+    ldflags = _ldflags(
+        f"-X istio.io/istio/pkg/version.buildVersion={c.version}",
+        f"-X istio.io/istio/pkg/version.buildGitRevision={revision}",
+        "-X istio.io/istio/pkg/version.buildStatus=Clean",
+        f"-X istio.io/istio/pkg/version.buildTag={c.version}",
+    )
+    package = f"{module}/istioctl/cmd/istioctl"
+    _run(
+        [
+            "go",
+            "build",
+            "-trimpath",
+            f"-ldflags={ldflags}",
+            "-o",
+            str(out / "bin" / "istioctl"),
+            package,
+        ],
+        src,
+    )
+    shutil.rmtree(src)
+
+
+UPSTREAM_CRD_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
+    # target dir: (module@version, globs inside the module)
     "istio": (
         f"istio.io/api@{versions.ISTIO_API}",
-        "kubernetes/customresourcedefinitions.gen.yaml",
+        ("kubernetes/customresourcedefinitions.gen.yaml",),
     ),
-    "keda": (f"github.com/kedacore/keda/v2@{versions.KEDA}", "config/crd/bases/keda.sh_*.yaml"),
+    # KEDA's operator exits 2 minutes after start if the eventing.keda.sh CRDs are missing.
+    "keda": (
+        f"github.com/kedacore/keda/v2@{versions.KEDA}",
+        ("config/crd/bases/keda.sh_*.yaml", "config/crd/bases/eventing.keda.sh_*.yaml"),
+    ),
     "gateway-api": (
         f"sigs.k8s.io/gateway-api@{versions.GATEWAY_API}",
-        "config/crd/standard/*.yaml",
+        ("config/crd/standard/*.yaml",),
+    ),
+    # What a Helm chart's ServiceMonitor/PodMonitor/PrometheusRule is checked against; the
+    # others (Prometheus, Alertmanager, ...: 4 MB of schema) would only slow every start.
+    "prometheus-operator": (
+        f"github.com/prometheus-operator/prometheus-operator@{versions.PROMETHEUS_OPERATOR}",
+        tuple(
+            f"example/prometheus-operator-crd/monitoring.coreos.com_{plural}.yaml"
+            for plural in ("servicemonitors", "podmonitors", "prometheusrules")
+        ),
     ),
 }
 
 
 def _collect_crds(c: Component, out: Path) -> None:
-    for target, (module, pattern) in UPSTREAM_CRD_SOURCES.items():
+    for target, (module, patterns) in UPSTREAM_CRD_SOURCES.items():
         module_dir = Path(go_module(module)["Dir"])
-        files = sorted(module_dir.glob(pattern))
-        if not files:
-            raise BuildError(f"{module} has no files matching {pattern}")
-        (out / target).mkdir(parents=True)
-        for f in files:
-            shutil.copyfile(f, out / target / f.name)
+        for pattern in patterns:
+            files = sorted(module_dir.glob(pattern))
+            if not files:
+                raise BuildError(f"{module} has no files matching {pattern}")
+            (out / target).mkdir(parents=True, exist_ok=True)
+            for f in files:
+                shutil.copyfile(f, out / target / f.name)
 
 
 KUBERNETES = Component(
@@ -244,13 +349,16 @@ KWOK = Component(
     "kwok", versions.KWOK, ("bin/kwok", *(f"stages/{s}" for s in KWOK_STAGES)), _build_kwok
 )
 HELM = Component("helm", versions.HELM, ("bin/helm",), _build_helm)
+KEDA = Component("keda", versions.KEDA, ("bin/keda",), _build_keda)
+ISTIOCTL = Component("istioctl", versions.ISTIO, ("bin/istioctl",), _build_istioctl)
 UPSTREAM_CRDS = Component(
     "upstream-crds",
-    f"istio-{versions.ISTIO_API}_keda-{versions.KEDA}_gateway-api-{versions.GATEWAY_API}",
+    f"istio-{versions.ISTIO_API}_keda-{versions.KEDA}_gateway-api-{versions.GATEWAY_API}"
+    f"_prometheus-operator-{versions.PROMETHEUS_OPERATOR}",
     tuple(UPSTREAM_CRD_SOURCES),
     _collect_crds,
 )
-ALL = (ETCD, KUBERNETES, KWOK, HELM, UPSTREAM_CRDS)
+ALL = (ETCD, KUBERNETES, KWOK, HELM, KEDA, ISTIOCTL, UPSTREAM_CRDS)
 
 
 @contextlib.contextmanager
@@ -313,7 +421,14 @@ def _from_kubebuilder_assets(name: str) -> Path | None:
 def toolchain(log: Log = print) -> Toolchain:
     """Build or reuse every component. Binaries found in $KUBEBUILDER_ASSETS win (envtest
     ships etcd, kube-apiserver and kubectl; the rest is still built)."""
-    wanted = {"etcd": ETCD, **dict.fromkeys(KUBE_COMMANDS, KUBERNETES), "kwok": KWOK, "helm": HELM}
+    wanted = {
+        "etcd": ETCD,
+        **dict.fromkeys(KUBE_COMMANDS, KUBERNETES),
+        "kwok": KWOK,
+        "helm": HELM,
+        "keda": KEDA,
+        "istioctl": ISTIOCTL,
+    }
     binaries: dict[str, Path] = {}
     for name, component in wanted.items():
         binaries[name] = _from_kubebuilder_assets(name) or ensure(component, log) / "bin" / name

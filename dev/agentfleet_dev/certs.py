@@ -39,7 +39,8 @@ def _write_cert(cert: x509.Certificate, path: Path) -> None:
 
 
 class PKI:
-    """Files under `directory`: ca.crt, apiserver.{crt,key}, admin.{crt,key}, sa.{key,pub}."""
+    """Files under `directory`: ca.crt, apiserver.{crt,key}, admin.{crt,key}, sa.{key,pub}.
+    `serving_cert_dir` adds a controller-runtime style cert dir (tls.crt, tls.key, ca.crt)."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
@@ -85,20 +86,8 @@ class PKI:
             usage: x509.ObjectIdentifier,
             sans: list[x509.GeneralName] | None = None,
         ) -> None:
-            key = ec.generate_private_key(ec.SECP256R1())
-            builder = (
-                x509.CertificateBuilder()
-                .subject_name(subject)
-                .issuer_name(ca.subject)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + VALIDITY)
-                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            )
-            if sans:
-                builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            _write_cert(builder.sign(ca_key, hashes.SHA256()), self.path(f"{name}.crt"))
+            cert, key = _issue(ca, ca_key, subject, usage, sans)
+            _write_cert(cert, self.path(f"{name}.crt"))
             _write_key(key, self.path(f"{name}.key"))
 
         dns = [
@@ -124,3 +113,46 @@ class PKI:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
+
+    def serving_cert_dir(self, directory: Path, common_name: str) -> Path:
+        """A serving cert for a program on loopback, signed by this CA, in the layout
+        controller-runtime programs read from `--cert-dir` (KEDA's gRPC metrics service)."""
+        ca = x509.load_pem_x509_certificate(self.path("ca.crt").read_bytes())
+        ca_key = serialization.load_pem_private_key(self.path("ca.key").read_bytes(), None)
+        if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+            raise TypeError(f"{self.path('ca.key')} is not the EC key create() writes")
+        sans: list[x509.GeneralName] = [
+            x509.DNSName("localhost"),
+            x509.DNSName(common_name),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        ]
+        cert, key = _issue(ca, ca_key, _name(common_name), ExtendedKeyUsageOID.SERVER_AUTH, sans)
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_cert(cert, directory / "tls.crt")
+        _write_key(key, directory / "tls.key")
+        _write_cert(ca, directory / "ca.crt")
+        return directory
+
+
+def _issue(
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    subject: x509.Name,
+    usage: x509.ObjectIdentifier,
+    sans: list[x509.GeneralName] | None,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(ca_key, hashes.SHA256()), key

@@ -17,7 +17,7 @@ from agentfleet_dev import build
 from agentfleet_dev.cluster import LocalCluster
 
 app = typer.Typer(
-    help="A real local Kubernetes control plane (etcd, apiserver, controllers, kwok).",
+    help="A real local Kubernetes control plane (etcd, apiserver, controllers, kwok; KEDA).",
     no_args_is_help=True,
 )
 console = Console(stderr=True)
@@ -40,11 +40,16 @@ def _cluster(directory: Path) -> LocalCluster:
 def up(
     directory: Path = DirOption,
     nodes: Path = typer.Option(Path("tests/e2e/nodes"), help="Directory or file of Node YAML."),
-    upstream_crds: bool = typer.Option(True, help="Install the Istio, KEDA and Gateway API CRDs."),
+    upstream_crds: bool = typer.Option(
+        True, help="Install the Istio, KEDA, Gateway API and Prometheus Operator CRDs."
+    ),
+    keda: bool = typer.Option(
+        False, help="Also run KEDA's operator and a fake Prometheus its triggers can query."
+    ),
 ) -> None:
     """Build (once) and start the cluster; print the KUBECONFIG export."""
     files = sorted(nodes.glob("*.yaml")) if nodes.is_dir() else [nodes]
-    state = _cluster(directory).up(nodes=files, upstream_crds=upstream_crds)
+    state = _cluster(directory).up(nodes=files, upstream_crds=upstream_crds, keda=keda)
     typer.echo(f"export KUBECONFIG={state.kubeconfig}")
 
 
@@ -57,13 +62,18 @@ def down(directory: Path = DirOption) -> None:
 
 @app.command()
 def env(directory: Path = DirOption) -> None:
-    """Print exports for `eval "$(agentfleet dev cluster env)"`: KUBECONFIG, and PATH with
-    the pinned kubectl and helm first (not whatever kubectl the machine has)."""
+    """Print exports for `eval "$(agentfleet dev cluster env)"`: KUBECONFIG, PATH with the
+    pinned kubectl, helm and istioctl first (not whatever kubectl the machine has), and with
+    KEDA on, the fake Prometheus' URL and the file of values it answers with."""
     state = _cluster(directory).state()
     if not state:
         raise typer.Exit(_fail(f"no cluster in {directory}; run `agentfleet dev cluster up`"))
     typer.echo(f"export KUBECONFIG={state.kubeconfig}")
-    bins = [str(c.dir / "bin") for c in (build.KUBERNETES, build.HELM) if c.is_built()]
+    if state.prometheus_url:
+        typer.echo(f"export AGENTFLEET_PROMETHEUS_URL={state.prometheus_url}")
+        typer.echo(f"export AGENTFLEET_PROMETHEUS_VALUES={state.prometheus_values}")
+    tools = (build.KUBERNETES, build.HELM, build.ISTIOCTL)
+    bins = [str(c.dir / "bin") for c in tools if c.is_built()]
     if bins:
         typer.echo(f'export PATH="{":".join(bins)}:$PATH"')
 

@@ -2,7 +2,8 @@
 
 etcd, kube-apiserver, kube-controller-manager (garbage collection, Deployments, HPA),
 kube-scheduler and kwok (simulated nodes whose Pods become Ready), all on loopback with
-free ports, all data in one directory. `down` stops exactly the processes `up` started
+free ports, all data in one directory. On request also KEDA's operator and a fake
+Prometheus for its prometheus scaler. `down` stops exactly the processes `up` started
 (checked by pid *and* executable, so a recycled pid is never killed) and removes the data.
 """
 
@@ -16,6 +17,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -26,10 +28,24 @@ import yaml
 
 from agentfleet_dev import build
 from agentfleet_dev.certs import PKI
+from agentfleet_dev.fake_prometheus import write_values
 
 Log = Callable[[str], None]
-START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+START_ORDER = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "prometheus",
+    "keda",
+)
 SERVICE_CIDR = "10.96.0.0/16"
+# Where KEDA keeps cluster-scoped objects' secrets (ClusterTriggerAuthentication) and
+# believes it runs (POD_NAMESPACE), as in its Helm chart.
+KEDA_NAMESPACE = "keda"
+KEDA_PORTS = ("keda", "keda-metrics", "keda-metrics-service", "prometheus")
+FAKE_PROMETHEUS_MODULE = "agentfleet_dev.fake_prometheus"
 
 
 class ClusterError(RuntimeError):
@@ -38,13 +54,17 @@ class ClusterError(RuntimeError):
 
 @dataclass(frozen=True)
 class Process:
-    """A process `up` started: its pid and the executable it must still be running."""
+    """A process `up` started: its pid and the executable it must still be running (and for
+    an interpreter, which any Python process shares, an argument it was started with)."""
 
     pid: int
     binary: str
+    argument: str = ""
 
     def alive(self) -> bool:
-        return is_running(self.pid, self.binary)
+        return is_running(self.pid, self.binary) and (
+            not self.argument or self.argument in _command_line(self.pid)
+        )
 
 
 @dataclass
@@ -55,6 +75,13 @@ class ClusterState:
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
     startup_seconds: float = 0.0
+    # Set when KEDA runs: the fake Prometheus' base URL and its {query substring: value} file.
+    prometheus_url: str = ""
+    prometheus_values: str = ""
+
+    @property
+    def keda(self) -> bool:
+        return "keda" in self.processes
 
     @classmethod
     def load(cls, directory: Path) -> ClusterState | None:
@@ -78,6 +105,13 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def _command_line(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    except OSError:
+        return []
 
 
 def is_running(pid: int, binary: str) -> bool:
@@ -118,10 +152,18 @@ class LocalCluster:
             return False
         return all(p.alive() for p in state.processes.values())
 
-    def up(self, nodes: Iterable[Path] = (), upstream_crds: bool = True) -> ClusterState:
+    def up(
+        self, nodes: Iterable[Path] = (), upstream_crds: bool = True, keda: bool = False
+    ) -> ClusterState:
+        """Start everything and wait until it is usable. `keda=True` also runs KEDA's operator
+        and the fake Prometheus (added to an already running cluster that lacks them)."""
+        if keda and not upstream_crds:
+            raise ValueError("KEDA's operator needs KEDA's CRDs: keda=True needs upstream_crds")
         if self.is_up():
             state = self.state()
             assert state is not None
+            if keda and not state.keda:
+                self._add_keda(state)
             self.log(f"cluster already running; KUBECONFIG={state.kubeconfig}")
             return state
         self.down()  # clear a half-dead previous run
@@ -137,6 +179,7 @@ class LocalCluster:
             "kube-controller-manager",
             "kube-scheduler",
             "kwok",
+            *(KEDA_PORTS if keda else ()),
         )
         ports = dict(zip(names, free_ports(len(names)), strict=True))
         state = ClusterState(
@@ -153,7 +196,11 @@ class LocalCluster:
             self._apply_nodes(tools, list(nodes))
             if upstream_crds:
                 self._install_upstream_crds(tools)
+            if keda:
+                self._start_keda(tools, ports, state)
             self._wait_settled(tools, has_nodes=bool(list(nodes)))
+            if keda:
+                self._wait_keda_healthy(ports)
         except BaseException:
             state.save()
             self.down(keep_logs=True)
@@ -181,7 +228,15 @@ class LocalCluster:
 
     # --- processes ---------------------------------------------------------------------------
 
-    def _spawn(self, name: str, binary: Path, args: list[str], state: ClusterState) -> None:
+    def _spawn(
+        self,
+        name: str,
+        binary: Path,
+        args: list[str],
+        state: ClusterState,
+        env: dict[str, str] | None = None,
+        argument: str = "",
+    ) -> None:
         log_file = open(self.dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 (owned by the child)
         proc = subprocess.Popen(
             [str(binary), *args],
@@ -190,10 +245,11 @@ class LocalCluster:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             cwd=self.dir,
+            env={**os.environ, **env} if env else None,
         )
         log_file.close()
         self._procs[name] = proc
-        state.processes[name] = Process(proc.pid, str(binary))
+        state.processes[name] = Process(proc.pid, str(binary), argument)
         state.save()
 
     def _wait(
@@ -399,6 +455,102 @@ class LocalCluster:
             state,
         )
 
+    def _add_keda(self, state: ClusterState) -> None:
+        """`up(keda=True)` on a cluster that runs without KEDA: start it there."""
+        tools = build.toolchain(self.log)
+        started = time.monotonic()
+        ports = dict(zip(KEDA_PORTS, free_ports(len(KEDA_PORTS)), strict=True))
+        state.ports.update(ports)
+        self._start_keda(tools, ports, state)
+        self._wait_keda_healthy(ports)
+        state.save()
+        self.log(f"KEDA added in {time.monotonic() - started:.1f} s")
+
+    def _start_keda(
+        self, tools: build.Toolchain, ports: dict[str, int], state: ClusterState
+    ) -> None:
+        """KEDA's operator as a local process, with the fake Prometheus its prometheus
+        triggers can query. Only the operator: without KEDA's metrics adapter (an aggregated
+        API the apiserver cannot reach on loopback) HPAs get no external metrics, but KEDA
+        still reconciles ScaledObjects, owns their HPAs and polls its scalers (Ready/Active).
+
+        It runs with the admin kubeconfig (system:masters) rather than its own ServiceAccount
+        and ClusterRole: acceptable for a throwaway dev cluster, never for a real one."""
+        values = self.dir / "prometheus-values.json"
+        if not values.exists():
+            write_values(values, {})
+        self._spawn(
+            "prometheus",
+            Path(sys.executable),
+            [
+                "-m",
+                FAKE_PROMETHEUS_MODULE,
+                f"--port={ports['prometheus']}",
+                f"--values={values}",
+            ],
+            state,
+            argument=FAKE_PROMETHEUS_MODULE,
+        )
+        state.prometheus_url = f"http://127.0.0.1:{ports['prometheus']}"
+        state.prometheus_values = str(values)
+        state.save()
+
+        self.kubectl(
+            tools,
+            "apply",
+            "--server-side",
+            "-f",
+            str(self._write_manifest("keda-namespace.yaml", _namespace(KEDA_NAMESPACE))),
+        )
+        # The gRPC metrics service (for KEDA's metrics adapter) serves TLS from --cert-dir;
+        # --ca-dir holds CAs scalers trust (the cluster's own, for a scaler behind TLS here).
+        cert_dir = self.pki.serving_cert_dir(self.dir / "keda-certs", "keda-operator")
+        ca_dir = self.dir / "keda-ca"
+        ca_dir.mkdir(exist_ok=True)
+        shutil.copyfile(self.pki.path("ca.crt"), ca_dir / "ca.crt")
+        self._spawn(
+            "keda",
+            tools.bin["keda"],
+            [
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--enable-cert-rotation=false",
+                "--enable-webhook-patching=false",
+                f"--cert-dir={cert_dir}",
+                f"--ca-dir={ca_dir}",
+                f"--metrics-bind-address=127.0.0.1:{ports['keda-metrics']}",
+                f"--health-probe-bind-address=127.0.0.1:{ports['keda']}",
+                f"--metrics-service-bind-address=127.0.0.1:{ports['keda-metrics-service']}",
+            ],
+            state,
+            env={
+                "KEDA_CLUSTER_OBJECT_NAMESPACE": KEDA_NAMESPACE,
+                "POD_NAMESPACE": KEDA_NAMESPACE,
+                "WATCH_NAMESPACE": "",  # all namespaces
+            },
+        )
+
+    def _wait_keda_healthy(self, ports: dict[str, int]) -> None:
+        prometheus = f"http://127.0.0.1:{ports['prometheus']}/-/ready"
+        self._wait(
+            "the fake Prometheus",
+            lambda: urllib.request.urlopen(prometheus, timeout=2).status == 200,
+            30,
+            "prometheus",
+        )
+        health = f"http://127.0.0.1:{ports['keda']}/healthz"
+        self._wait(
+            "KEDA's health probe",
+            lambda: urllib.request.urlopen(health, timeout=2).status == 200,
+            90,
+            "keda",
+        )
+
+    def _write_manifest(self, name: str, obj: dict[str, object]) -> Path:
+        path = self.dir / name
+        path.write_text(yaml.safe_dump(obj))
+        return path
+
     # --- cluster contents --------------------------------------------------------------------
 
     def kubectl(self, tools: build.Toolchain, *args: str, timeout: float = 120) -> str:
@@ -445,3 +597,7 @@ class LocalCluster:
                 "--timeout=90s",
                 timeout=100,
             )
+
+
+def _namespace(name: str) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
