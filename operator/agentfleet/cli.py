@@ -106,6 +106,17 @@ def run(
     unhealthy_after_seconds: float = typer.Option(
         300, help="/healthz fails when a watch or the work queue is stuck this long."
     ),
+    placement: bool = typer.Option(
+        True,
+        help="Place GPU agents' pods from the VRAM ledger (scheduling gates); off: node"
+        " affinity on GPU labels only.",
+    ),
+    placement_policy: str = typer.Option(
+        "spread", help="spread (least-loaded GPU) or binpack (fullest GPU that fits)."
+    ),
+    node_failure_seconds: int = typer.Option(
+        30, min=0, help="Placed pods leave a NotReady/unreachable node after this long."
+    ),
     allow_host_path: bool = typer.Option(False, help="Let agents mount hostPath volumes."),
     allow_privileged: bool = typer.Option(
         False, help="Let agents ask for privileged / root / added-capability security contexts."
@@ -117,8 +128,13 @@ def run(
     from agentfleet.config import Policy, RenderConfig
 
     config = OperatorConfig(
-        render=RenderConfig(cluster_domain=cluster_domain),
+        render=RenderConfig(
+            cluster_domain=cluster_domain,
+            gpu_placement=placement,
+            node_failure_seconds=node_failure_seconds,
+        ),
         policy=Policy(allow_host_path=allow_host_path, allow_privileged=allow_privileged),
+        placement_policy="binpack" if placement_policy == "binpack" else "spread",
         namespaces=tuple(namespace),
         agent_selector=agent_selector,
         workers=workers,

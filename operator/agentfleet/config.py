@@ -7,6 +7,7 @@ runs: concurrency, timeouts, rate limits, health thresholds and the agent policy
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,12 @@ class RenderConfig:
     """Installation-wide inputs of the renderers (pure data, part of every render's key)."""
 
     cluster_domain: str = "cluster.local"
+    # GPU agents' pods wait behind a scheduling gate until the placement ledger picks their
+    # node and GPUs; off, they only get node affinity on the GPU labels.
+    gpu_placement: bool = True
+    # Placed pods tolerate a NotReady/unreachable node this long before they are evicted and
+    # placed again elsewhere (Kubernetes' default is 300 s).
+    node_failure_seconds: int = 30
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,8 @@ class OperatorConfig:
     render: RenderConfig = field(default_factory=RenderConfig)
     policy: Policy = field(default_factory=Policy)
     namespaces: tuple[str, ...] = ()  # empty: every namespace
+    # GPU placement: "spread" (least-loaded GPU, the origin deploy agent's rule) or "binpack".
+    placement_policy: Literal["spread", "binpack"] = "spread"
     # Sharding: serve only AIAgents matching this label selector (server-side).
     agent_selector: str = ""
     workers: int = 8

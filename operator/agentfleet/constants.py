@@ -73,6 +73,12 @@ COND_RECONCILING: Final = "Reconciling"
 COND_STALLED: Final = "Stalled"
 COND_SCALER_READY: Final = "ScalerReady"
 COND_MESH_READY: Final = "MeshReady"
+COND_PLACED: Final = "Placed"
+
+# GPU agents' pods: a label the operator's Pod watch selects on, and the scheduling gate
+# that holds each one until the placement ledger has chosen its node and GPUs.
+LABEL_GPU: Final = f"{GROUP}/gpu"
+SCHEDULING_GATE: Final = f"{GROUP}/placement"
 
 
 class Reason:

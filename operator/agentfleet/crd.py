@@ -48,6 +48,11 @@ def _convert(node: Any, definitions: dict[str, Any]) -> Any:
         if key == "const":
             out["enum"] = [value]
             continue
+        if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            # JSON Schema 2020 gives the bound; OpenAPI v3 (CRDs) a flag next to it.
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
+            continue
         if key == "properties":
             out[key] = {name: _convert(sub, definitions) for name, sub in value.items()}
             continue

@@ -17,6 +17,7 @@ from typing import Any
 
 import kopf
 import prometheus_client
+from pydantic import ValidationError
 
 from agentfleet import constants as c
 from agentfleet import kube, metrics, watchhealth
@@ -33,6 +34,8 @@ from agentfleet.children import CHILD_KINDS, ChildKind
 from agentfleet.config import OperatorConfig
 from agentfleet.controller import Controller
 from agentfleet.health import Health
+from agentfleet.models import AIAgent
+from agentfleet.placer import Placer
 from agentfleet.reconciler import Reconciler
 from agentfleet.render.context import Peer
 
@@ -122,6 +125,15 @@ class IndexCache:
     def agent(self, key: Key) -> AgentRecord | None:
         return next(iter(self.agents.get(key, [])), None)
 
+    def parsed_agent(self, key: Key) -> AIAgent | None:
+        record = self.agent(key)
+        if record is None or record.deleting:
+            return None
+        try:
+            return AIAgent.from_body(record.body())
+        except ValidationError:
+            return None
+
     def children(self, kind: str, key: Key) -> list[ChildRecord]:
         return list(self.children_by_kind[kind].get(key, []))
 
@@ -163,6 +175,10 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
         settings.watching.label_selectors[row.api_version, row.plural] = OURS
     if config.agent_selector:
         settings.watching.label_selectors[c.GROUP, c.PLURAL] = config.agent_selector
+    if config.render.gpu_placement:
+        from agentfleet import placement_handlers
+
+        placement_handlers.configure(settings)
     # Back-pressure: at most this many objects are processed at once; the watch stream waits
     # (in the socket, not in memory) when a burst of thousands of events arrives.
     settings.queueing.worker_limit = 1000
@@ -191,7 +207,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         kwargs["crd_index"],
         kwargs["peer_index"],
     )
-    controller = Controller(Reconciler(writer, cache, config), config)
+    reconciler = Reconciler(writer, cache, config)
+    controller = Controller(reconciler, config)
+    if config.render.gpu_placement:
+        placer = Placer(writer, cache.parsed_agent, controller.queue.add, config.placement_policy)
+        reconciler.placements = placer.state
+        memo["placer"] = placer
+        placer.start()
     controller.start()
     if config.metrics_port:
         metrics.AGENTS.count = cache.condition_counts
@@ -207,6 +229,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    if "placer" in memo:
+        await memo["placer"].stop()
     await memo["controller"].stop()
     if "health" in memo:
         await memo["health"].cleanup()

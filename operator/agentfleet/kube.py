@@ -250,6 +250,13 @@ class Kube:
                 )
         return patched
 
+    async def patch(self, ref: Ref, patch: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch (e.g. a placement decision on a gated Pod)."""
+        query = [("fieldManager", c.FIELD_MANAGER)]
+        return await self._request(
+            "PATCH", ref, ref.path, patch, "application/merge-patch+json", query
+        )
+
     async def patch_status(
         self, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any]:

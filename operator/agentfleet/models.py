@@ -382,9 +382,25 @@ class Endpoints(KubeModel):
     health: str
 
 
+class PlacedReplica(KubeModel):
+    """One replica's placement decision: its node, GPU indices and VRAM per GPU."""
+
+    node: str
+    gpus: list[int]
+    vram_mi_b: int = Field(alias="vramMiB", ge=0)
+
+
 class PlacementStatus(KubeModel):
     summary: str = Field(
         description="Where the agent runs or what it needs, e.g. 1x NVIDIA >=24Gi."
+    )
+    replicas: list[PlacedReplica] | None = Field(
+        default=None, description="The placement ledger's decision for each GPU replica."
+    )
+    committed_vram: str | None = Field(
+        default=None,
+        alias="committedVRAM",
+        description="VRAM the agent's replicas hold, over all GPUs (e.g. 48Gi).",
     )
 
 

@@ -25,9 +25,13 @@ from agentfleet.config import OperatorConfig
 from agentfleet.constants import Reason
 from agentfleet.kube import ApiError, Ref
 from agentfleet.models import AIAgent
+from agentfleet.placement.sizes import format_mib
+from agentfleet.placer import AgentPlacement
+from agentfleet.render import gpu
 from agentfleet.render.context import LiveDeployment, Peer, RenderContext
 from agentfleet.status import (
     FeatureState,
+    Placed,
     Problem,
     desired_status,
     invalid_spec_status,
@@ -124,6 +128,8 @@ class Reconciler:
     status_window: float = 1.0
     clock: Callable[[], float] = time.monotonic
     memos: dict[Key, AgentMemo] = field(default_factory=dict)
+    # Where each GPU agent's replicas were placed (placer.py), when placement is on.
+    placements: Callable[[Key], AgentPlacement] | None = None
 
     async def reconcile(self, key: Key) -> Result:
         record = self.cache.agent(key)
@@ -153,6 +159,9 @@ class Reconciler:
             return Result()
         features = [_fold(states) for states in outcome.features.values()]
         features += pending_features(agent, frozenset(outcome.features))
+        placed = None
+        if self.placements is not None and gpu.wants_gpu(agent.spec.gpu):
+            placed = placed_condition(self.placements(key))
         status = desired_status(
             agent,
             outcome.deployment,
@@ -160,6 +169,7 @@ class Reconciler:
             previous,
             self.config.render.cluster_domain,
             features=features,
+            placed=placed,
         )
         problem = outcome.problem
         result = await self._write_status(key, body, status, urgent=problem is not None)
@@ -408,6 +418,24 @@ class Reconciler:
                 meta["name"],
                 exc_info=True,
             )
+
+
+def placed_condition(state: AgentPlacement) -> Placed:
+    """The Placed condition from the placer's books for one agent."""
+    replicas = tuple(
+        {"node": r.node, "gpus": list(r.gpus), "vramMiB": r.vram_mib} for r in state.placed
+    )
+    committed = sum(r.vram_mib * len(r.gpus) for r in state.placed)
+    vram = format_mib(committed) if committed else None
+    if state.refusal is not None:
+        refusal = state.refusal
+        return Placed(False, refusal.reason, refusal.message, replicas, vram, refused=True)
+    if state.waiting:
+        message = f"{state.waiting} replica(s) waiting for a placement decision"
+        return Placed(False, "Pending", message, replicas, vram)
+    where = ", ".join(f"{r.node} GPU {','.join(map(str, r.gpus))}" for r in state.placed)
+    message = f"{len(state.placed)} replica(s) placed" + (f": {where}" if where else "")
+    return Placed(True, "Placed", message, replicas, vram)
 
 
 def classify(error: ApiError) -> Problem:

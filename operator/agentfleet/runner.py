@@ -10,7 +10,10 @@ from agentfleet.config import OperatorConfig
 
 
 def run(config: OperatorConfig, verbose: bool = False) -> None:
-    import agentfleet.handlers  # noqa: F401  (registers the handlers)
+    import agentfleet.handlers
+
+    if config.render.gpu_placement:
+        import agentfleet.placement_handlers  # noqa: F401  (Pods, Nodes, Leases)
 
     kopf.configure(verbose=verbose)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

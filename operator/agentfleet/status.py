@@ -32,6 +32,18 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class Placed:
+    """A GPU agent's placement: the Placed condition and status.placement's details."""
+
+    ok: bool
+    reason: str
+    message: str
+    replicas: tuple[dict[str, Any], ...] = ()  # {node, gpus, vramMiB}
+    committed_vram: str | None = None
+    refused: bool = False  # no node has room: the agent waits for capacity
+
+
+@dataclass(frozen=True)
 class FeatureState:
     """One optional feature's condition (ScalerReady, MeshReady ...)."""
 
@@ -190,12 +202,18 @@ def desired_status(
     cluster_domain: str,
     timestamp: str | None = None,
     features: list[FeatureState] | None = None,
+    placed: Placed | None = None,
 ) -> dict[str, Any]:
     dep_status = (deployment or {}).get("status") or {}
     wanted = (deployment or {}).get("spec", {}).get("replicas", agent.spec.replicas)
+    if problem is None and placed is not None and placed.refused:
+        # Waiting for GPU capacity is why the rollout does not progress: say so.
+        problem = Problem(placed.reason, placed.message, stalled=False)
     summary = _summary(problem, rollout(deployment), wanted) + [
         (f.condition, f.ok, f.reason, f.message) for f in features or []
     ]
+    if placed is not None:
+        summary.append((c.COND_PLACED, placed.ok, placed.reason, placed.message))
     generation = agent.metadata.generation
     return {
         "observedGeneration": generation,
@@ -206,9 +224,21 @@ def desired_status(
         "selector": label_selector(agent),
         "serviceAccountName": service_account_name(agent),
         "endpoints": service.endpoints(agent, cluster_domain),
-        "placement": {"summary": gpu.summary(agent.spec.gpu)},
+        "placement": _placement(agent, placed),
         "conditions": _conditions(summary, generation, previous or {}, timestamp),
     }
+
+
+def _placement(agent: AIAgent, placed: Placed | None) -> dict[str, Any]:
+    summary = gpu.summary(agent.spec.gpu)
+    if placed is None or not placed.replicas:
+        return {"summary": summary}
+    nodes = sorted({r["node"] for r in placed.replicas})
+    shown = ",".join(nodes[:3]) + (f",+{len(nodes) - 3}" if len(nodes) > 3 else "")
+    result: dict[str, Any] = {"summary": f"{summary} on {shown}", "replicas": list(placed.replicas)}
+    if placed.committed_vram:
+        result["committedVRAM"] = placed.committed_vram
+    return result
 
 
 def invalid_spec_status(

@@ -367,10 +367,6 @@ def test_a_deploy_not_ready_in_time_answers_what_it_waits_for(cluster: Cluster, 
     assert api.call("POST", "/stop", json={"name": "stuck"}).status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs the operator's Placed condition (the lead's placement work, in progress)",
-)
 def test_a_deploy_no_gpu_can_take_is_refused_and_leaves_nothing(cluster: Cluster, api: Api) -> None:
     manifest = {"name": "huge", "image": "i:1", "gpu": True, "vram_gb": 1000, "ready_timeout": 30}
     response = api.call("POST", "/deploy", json=manifest)
@@ -383,10 +379,6 @@ def test_a_deploy_no_gpu_can_take_is_refused_and_leaves_nothing(cluster: Cluster
     assert "huge" not in deployments.stdout
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs the operator's placement annotation on Pods (the lead's placement work)",
-)
 def test_a_gpu_deploy_reports_its_gpu_and_is_booked_in_gpus(cluster: Cluster, api: Api) -> None:
     manifest = {"name": "vision", "image": "i:1", "gpu": True, "vram_gb": 40, "ready_timeout": 60}
     try:

@@ -204,10 +204,6 @@ def test_exit_codes_scripts_can_rely_on(
     assert agent_names(cluster, namespace) == ["stuck", "twice"]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs the operator's Placed condition (the lead's placement work, in progress)",
-)
 def test_spawn_wait_stops_with_the_placement_message_when_no_gpu_fits(
     cluster: Cluster, operator: Operator, namespace: str
 ) -> None:

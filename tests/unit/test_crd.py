@@ -94,3 +94,14 @@ def test_env_is_a_list_map_so_duplicate_names_are_refused() -> None:
 def test_committed_file_is_yaml_of_the_same_object() -> None:
     body = COMMITTED.read_text()
     assert yaml.safe_load(body) == crd.custom_resource_definition()
+
+
+def test_exclusive_bounds_are_written_the_openapi_v3_way() -> None:
+    from pydantic import BaseModel, Field
+
+    class Bounded(BaseModel):
+        percent: float = Field(gt=0, lt=100)
+
+    schema = crd.structural_schema(Bounded)["properties"]["percent"]
+    assert schema["minimum"] == 0 and schema["exclusiveMinimum"] is True
+    assert schema["maximum"] == 100 and schema["exclusiveMaximum"] is True

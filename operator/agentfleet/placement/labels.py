@@ -69,7 +69,7 @@ def lease_name(node: str) -> str:
 
 # --- the operator's decision on each placed Pod ----------------------------------------------
 PLACEMENT: Final = f"{c.GROUP}/placement"  # annotation: format_placement(record)
-SCHEDULING_GATE: Final = PLACEMENT  # spec.schedulingGates[].name until a node is chosen
+SCHEDULING_GATE: Final = c.SCHEDULING_GATE  # spec.schedulingGates[].name until a node is chosen
 
 # --- label values ----------------------------------------------------------------------------
 _LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -47,9 +47,10 @@ def render(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
                     "prometheus.io/path": c.METRICS_PATH,
                 },
             },
-            "spec": _pod_spec(agent),
+            "spec": _pod_spec(agent, context),
         },
     }
+    gpu.hold_for_placement(deployment_spec["template"], agent.spec.gpu, context.config)
     return [
         {
             "apiVersion": "apps/v1",
@@ -60,7 +61,7 @@ def render(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
     ]
 
 
-def _pod_spec(agent: AIAgent) -> dict[str, Any]:
+def _pod_spec(agent: AIAgent, context: RenderContext) -> dict[str, Any]:
     spec = agent.spec
     placement = spec.placement
     pod: dict[str, Any] = {
@@ -80,7 +81,7 @@ def _pod_spec(agent: AIAgent) -> dict[str, Any]:
         "nodeSelector": placement.node_selector if placement else None,
         "tolerations": _dump_list(placement.tolerations) if placement else None,
         "topologySpreadConstraints": placement.topology_spread_constraints if placement else None,
-        "affinity": _affinity(spec),
+        "affinity": _affinity(spec, context),
     }
     pod.update({key: value for key, value in optional.items() if value})
     return pod
@@ -139,9 +140,13 @@ def _resources(spec: AgentSpec) -> dict[str, Any]:
     return {key: value for key, value in (("requests", requests), ("limits", limits)) if value}
 
 
-def _affinity(spec: AgentSpec) -> dict[str, Any] | None:
-    """The user's affinity with the GPU requirements ANDed into every required node term."""
+def _affinity(spec: AgentSpec, context: RenderContext) -> dict[str, Any] | None:
+    """The user's affinity with the GPU requirements ANDed into every required node term.
+    With the placement ledger on, it matches GPUs itself (and explains a refusal with
+    numbers), so the scheduler only gets the node it chose."""
     user = spec.placement.affinity if spec.placement else None
+    if context.config.gpu_placement:
+        return user
     requirements = gpu.node_requirements(spec.gpu)
     if not requirements:
         return user

@@ -11,7 +11,12 @@ from typing import Any
 
 from agentfleet import constants as c
 from agentfleet import quantity
+from agentfleet.config import RenderConfig
 from agentfleet.models import GPU, GPUSharing, GPUVendor
+
+# Kubernetes evicts pods from a NotReady or unreachable node after these taints appear; the
+# default 300 s is too long for a GPU agent that can be re-placed on a healthy node.
+NODE_FAILURE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 
 
 def wants_gpu(gpu: GPU | None) -> bool:
@@ -60,3 +65,26 @@ def summary(gpu: GPU | None) -> str:
     if gpu.sharing is GPUSharing.SHARED:
         parts.append("shared")
     return " ".join(parts)
+
+
+def hold_for_placement(template: dict[str, Any], gpu: GPU | None, config: RenderConfig) -> None:
+    """A GPU agent's pods wait behind a scheduling gate until the operator's placement ledger
+    has chosen their node and GPUs (one decision at a time, so VRAM is never over-committed);
+    they carry a label the operator's Pod watch selects, and leave a failed node quickly."""
+    if gpu is None or not wants_gpu(gpu) or not config.gpu_placement:
+        return
+    template["metadata"]["labels"][c.LABEL_GPU] = "true"
+    spec = template["spec"]
+    spec["schedulingGates"] = [{"name": c.SCHEDULING_GATE}]
+    spec["tolerations"] = [
+        *spec.get("tolerations", []),
+        *(
+            {
+                "key": taint,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": config.node_failure_seconds,
+            }
+            for taint in NODE_FAILURE_TAINTS
+        ),
+    ]

@@ -1,20 +1,23 @@
 from typing import Any
 
 from agentfleet import constants as c
+from agentfleet.config import RenderConfig
 from agentfleet.models import AIAgent
 from agentfleet.render import deployment
 from agentfleet.render.context import RenderContext
 from tests.unit.conftest import agent_from
 
 CTX = RenderContext()
+# Without the placement ledger, the scheduler matches GPUs from the node labels.
+NO_LEDGER = RenderContext(RenderConfig(gpu_placement=False))
 
 
 def container(agent: AIAgent) -> dict[str, Any]:
     return deployment.render(agent, CTX)[0]["spec"]["template"]["spec"]["containers"][0]
 
 
-def pod(agent: AIAgent) -> dict[str, Any]:
-    return deployment.render(agent, CTX)[0]["spec"]["template"]["spec"]
+def pod(agent: AIAgent, context: RenderContext = CTX) -> dict[str, Any]:
+    return deployment.render(agent, context)[0]["spec"]["template"]["spec"]
 
 
 def test_fixed_named_ports(minimal_agent: AIAgent) -> None:
@@ -78,7 +81,9 @@ def test_owner_reference_is_the_controller(minimal_agent: AIAgent) -> None:
 def test_gpu_becomes_extended_resource_and_vram_affinity() -> None:
     agent = agent_from({"agentType": "coding", "image": "i", "gpu": {"count": 1, "vram": "24Gi"}})
     assert container(agent)["resources"]["limits"] == {"nvidia.com/gpu": "1"}
-    terms = pod(agent)["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    terms = pod(agent, NO_LEDGER)["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
     (term,) = terms["nodeSelectorTerms"]
     assert {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["24575"]} in term[
         "matchExpressions"
@@ -87,7 +92,7 @@ def test_gpu_becomes_extended_resource_and_vram_affinity() -> None:
 
 def test_shared_gpu_requires_a_sharing_node() -> None:
     agent = agent_from({"agentType": "coding", "image": "i", "gpu": {"sharing": "shared"}})
-    (term,) = pod(agent)["affinity"]["nodeAffinity"][
+    (term,) = pod(agent, NO_LEDGER)["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"
     ]["nodeSelectorTerms"]
     assert {
@@ -95,6 +100,27 @@ def test_shared_gpu_requires_a_sharing_node() -> None:
         "operator": "In",
         "values": ["time-slicing", "mps"],
     } in term["matchExpressions"]
+
+
+def test_gpu_pods_wait_for_the_ledger_and_leave_a_failed_node_quickly() -> None:
+    agent = agent_from({"agentType": "coding", "image": "i", "gpu": {"count": 1, "vram": "24Gi"}})
+    spec = pod(agent)
+    assert spec["schedulingGates"] == [{"name": c.SCHEDULING_GATE}]
+    assert "affinity" not in spec, "the ledger chooses the node; the scheduler gets only that"
+    assert {
+        "key": "node.kubernetes.io/not-ready",
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": 30,
+    } in spec["tolerations"]
+    labels = deployment.render(agent, CTX)[0]["spec"]["template"]["metadata"]["labels"]
+    assert labels[c.LABEL_GPU] == "true"
+    assert "schedulingGates" not in pod(agent, NO_LEDGER)
+
+
+def test_cpu_agents_are_not_gated(minimal_agent: AIAgent) -> None:
+    assert "schedulingGates" not in pod(minimal_agent)
+    assert "tolerations" not in pod(minimal_agent)
 
 
 def test_zero_gpus_means_no_gpu_constraints() -> None:

@@ -1,0 +1,215 @@
+"""The placer's decisions and writes, with the simulated nodes and a fake of our own Pod
+writer (the real API server is exercised in tests/integration/test_placement.py)."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+from agentfleet import constants as c
+from agentfleet.cache import Key
+from agentfleet.children import desired_objects
+from agentfleet.kube import ApiError, Ref
+from agentfleet.models import AIAgent
+from agentfleet.placement import labels as k
+from agentfleet.placement import parse_placement
+from agentfleet.placer import Placer
+from agentfleet.render.context import RenderContext
+from tests.unit.conftest import agent_from
+from tests.unit.placement.fleet import NOW, e2e_nodes
+from tests.unit.test_reconciler import merge
+
+NS = "team"
+
+
+class Pods:
+    """The Pods 'in the cluster' and the writes the placer makes to them."""
+
+    def __init__(self) -> None:
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.patches: list[str] = []
+        self.events: list[tuple[str, str]] = []
+        self.conflict_next = False
+        self.versions = itertools.count(1)
+
+    async def patch(self, ref: Ref, patch: dict[str, Any]) -> dict[str, Any]:
+        key = f"{ref.namespace}/{ref.name}"
+        self.patches.append(key)
+        pod = self.pods[key]
+        if (
+            self.conflict_next
+            or patch["metadata"]["resourceVersion"] != (pod["metadata"]["resourceVersion"])
+        ):
+            self.conflict_next = False
+            raise ApiError("Pod", ref.name, 409, "the object has been modified", "Conflict")
+        updated = merge(pod, patch)
+        updated["metadata"]["resourceVersion"] = str(next(self.versions))
+        self.pods[key] = updated
+        return copy.deepcopy(updated)
+
+    async def post_event(
+        self, body: dict[str, Any], reason: str, message: str, type_: str = "Warning"
+    ) -> None:
+        self.events.append((reason, message))
+
+
+class World:
+    def __init__(self) -> None:
+        self.pods = Pods()
+        self.agents: dict[Key, AIAgent] = {}
+        self.changed: list[Key] = []
+        self.placer = Placer(self.pods, self.agents.get, self.changed.append, now=lambda: NOW)
+        for node in e2e_nodes():
+            self.placer.node_seen(node)
+
+    def agent(self, name: str, **gpu: Any) -> AIAgent:
+        agent = agent_from(
+            {"agentType": "coding", "image": "example.com/a:1", "gpu": gpu},
+            name=name,
+            namespace=NS,
+        )
+        self.agents[(NS, name)] = agent
+        return agent
+
+    def pod_of(self, agent: AIAgent, index: int = 0) -> dict[str, Any]:
+        """A Pod made from the agent's pod template, as the ReplicaSet creates it."""
+        (deployment,) = [
+            o for o in desired_objects(agent, RenderContext()) if o["kind"] == "Deployment"
+        ]
+        template = copy.deepcopy(deployment["spec"]["template"])
+        name = f"{agent.metadata.name}-{index}"
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                **template["metadata"],
+                "name": name,
+                "namespace": NS,
+                "resourceVersion": str(next(self.pods.versions)),
+            },
+            "spec": template["spec"],
+            "status": {"phase": "Pending"},
+        }
+        self.pods.pods[f"{NS}/{name}"] = pod
+        self.placer.pod_seen(copy.deepcopy(pod))
+        return pod
+
+    async def decide(self, pod: dict[str, Any]) -> None:
+        key = f"{NS}/{pod['metadata']['name']}"
+        await self.placer.place_one(key)
+
+    def bind_all(self) -> None:
+        """What the watch would bring back: every patched Pod, bound by the scheduler."""
+        for pod in self.pods.pods.values():
+            if not pod["spec"].get("schedulingGates"):
+                placement = parse_placement(pod["metadata"]["annotations"][k.PLACEMENT])
+                pod["spec"]["nodeName"] = placement.node
+            self.placer.pod_seen(copy.deepcopy(pod))
+
+
+async def test_a_gated_pod_gets_its_decision_a_pinned_affinity_and_no_gate_in_one_patch() -> None:
+    world = World()
+    agent = world.agent("coder", count=1, vram="24Gi")
+    pod = world.pod_of(agent)
+    assert pod["spec"]["schedulingGates"] == [{"name": c.SCHEDULING_GATE}]
+    await world.decide(pod)
+    assert world.pods.patches == [f"{NS}/coder-0"]
+    placed = world.pods.pods[f"{NS}/coder-0"]
+    assert placed["spec"]["schedulingGates"] == []
+    decision = parse_placement(placed["metadata"]["annotations"][k.PLACEMENT])
+    assert decision.node in {"gpu-a100-1", "gpu-h100-1"} and len(decision.gpus) == 1
+    terms = placed["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    assert all(
+        {"key": "metadata.name", "operator": "In", "values": [decision.node]} in t["matchFields"]
+        for t in terms
+    )
+    assert world.placer.state((NS, "coder")).placed == (decision,)
+    assert (NS, "coder") in world.changed
+
+
+async def test_forty_agents_asking_16gi_of_a_shared_gpu_get_exactly_one() -> None:
+    world = World()
+    for i in range(40):
+        pod = world.pod_of(world.agent(f"doc-{i}", count=1, vram="16Gi", sharing="shared"))
+        await world.decide(pod)
+    placed = [key for key in world.placer.pods_of if world.placer.state(key).placed]
+    refused = {key: world.placer.state(key).refusal for key in world.placer.pods_of}
+    assert len(placed) == 1
+    messages = {r.message for r in refused.values() if r is not None}
+    assert len(messages) == 1
+    (message,) = messages
+    assert "no node has 16Gi free VRAM" in message and "gpu-l4-timeslice-1" in message
+    assert {r.reason for r in refused.values() if r} == {"InsufficientVRAM"}
+    assert all(world.pods.pods[f"{NS}/doc-{i}-0"]["spec"]["schedulingGates"] for i in range(1, 40))
+
+
+async def test_a_pod_going_away_frees_room_for_the_refused() -> None:
+    world = World()
+    first = world.pod_of(world.agent("a", count=1, vram="16Gi", sharing="shared"))
+    second = world.pod_of(world.agent("b", count=1, vram="16Gi", sharing="shared"))
+    await world.decide(first)
+    await world.decide(second)
+    assert world.placer.state((NS, "b")).refusal is not None
+    world.bind_all()
+    world.placer.pod_gone(world.pods.pods.pop(f"{NS}/a-0"))
+    assert f"{NS}/b-0" in world.placer.queue._timers, "retried when capacity appears"
+    await world.decide(second)
+    assert world.placer.state((NS, "b")).placed
+
+
+async def test_the_books_survive_a_restart() -> None:
+    """A new placer fed the Pods as they are (decisions in annotations) never re-uses a GPU."""
+    world = World()
+    for i in range(16):  # 16 whole GPUs: 8 on the A100, 8 on the H100
+        await world.decide(world.pod_of(world.agent(f"e-{i}", count=1, vram="40Gi")))
+    world.bind_all()
+    restarted = Placer(world.pods, world.agents.get, world.changed.append, now=lambda: NOW)
+    for node in e2e_nodes():
+        restarted.node_seen(node)
+    for pod in world.pods.pods.values():
+        restarted.pod_seen(copy.deepcopy(pod))
+    world.placer = restarted
+    late = world.pod_of(world.agent("late", count=1, vram="40Gi"))
+    await world.decide(late)
+    refusal = restarted.state((NS, "late")).refusal
+    assert refusal is not None and refusal.reason == "InsufficientGPU"
+
+
+async def test_a_conflicting_write_undoes_the_booking() -> None:
+    world = World()
+    pod = world.pod_of(world.agent("x", count=8, vram="40Gi"))
+    world.pods.conflict_next = True
+    await world.decide(pod)
+    assert world.placer.state((NS, "x")).placed == ()
+    other = world.pod_of(world.agent("y", count=8, vram="40Gi"))
+    await world.decide(other)
+    third = world.pod_of(world.agent("z", count=8, vram="40Gi"))
+    await world.decide(third)
+    assert world.placer.state((NS, "y")).placed and world.placer.state((NS, "z")).placed, (
+        "the failed write of x holds no GPUs"
+    )
+
+
+async def test_a_replica_lost_with_its_node_is_placed_again_and_the_move_is_told() -> None:
+    world = World()
+    agent = world.agent("mover", count=1, vram="40Gi")
+    pod = world.pod_of(agent)
+    await world.decide(pod)
+    world.bind_all()
+    old = world.placer.state((NS, "mover")).placed[0].node
+    dead = next(n for n in e2e_nodes() if n["metadata"]["name"] == old)
+    dead["status"]["conditions"] = [{"type": "Ready", "status": "Unknown"}]
+    world.placer.node_seen(dead)
+    evicted = world.pods.pods.pop(f"{NS}/mover-0")
+    evicted["metadata"]["deletionTimestamp"] = "2026-11-30T12:01:00Z"
+    world.placer.pod_seen(evicted)
+    world.placer.pod_gone(evicted)
+    replacement = world.pod_of(agent, index=1)
+    await world.decide(replacement)
+    (placed,) = world.placer.state((NS, "mover")).placed
+    assert placed.node != old
+    ((reason, message),) = world.pods.events
+    assert reason == "Replaced" and old in message and placed.node in message
