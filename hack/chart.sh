@@ -30,6 +30,7 @@ declare -A OUTPUT_OF=(
   [namespace.yaml]=namespace.yaml
   [serviceaccount.yaml]=rbac.yaml
   [rbac.yaml]=rbac.yaml
+  [rbac-own-namespace.yaml]=rbac.yaml
   [deployment.yaml]=deployment.yaml
   [service.yaml]=service.yaml
 )

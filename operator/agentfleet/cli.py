@@ -83,6 +83,16 @@ def run(
         help="Serve only AIAgents with these labels (server-side selector, e.g."
         " agentfleet.io/shard=a): one way to split a fleet across operators.",
     ),
+    shard_id: str = typer.Option(
+        "",
+        help="Claim this operator's share (namespaces + --agent-selector) in a Lease; refuse to"
+        " start if another live operator's share could overlap it.",
+    ),
+    shard_namespace: str = typer.Option(
+        "",
+        envvar="POD_NAMESPACE",
+        help="Where the shard Lease lives (default: this Pod's namespace, or agentfleet-system).",
+    ),
     workers: int = typer.Option(8, min=1, help="Concurrent reconciles."),
     metrics_address: str = typer.Option("0.0.0.0", help="Prometheus metrics bind address."),
     metrics_port: int = typer.Option(8080, help="Prometheus metrics port (0 disables)."),
@@ -137,6 +147,8 @@ def run(
         placement_policy="binpack" if placement_policy == "binpack" else "spread",
         namespaces=tuple(namespace),
         agent_selector=agent_selector,
+        shard_id=shard_id,
+        shard_namespace=shard_namespace or "agentfleet-system",
         workers=workers,
         metrics_address=metrics_address,
         metrics_port=metrics_port,

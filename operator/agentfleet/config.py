@@ -41,6 +41,10 @@ class OperatorConfig:
     placement_policy: Literal["spread", "binpack"] = "spread"
     # Sharding: serve only AIAgents matching this label selector (server-side).
     agent_selector: str = ""
+    # Claim this share in a Lease (in `shard_namespace`) and refuse to start if another live
+    # operator's share could overlap it (sharding.py). Empty: no claim (one operator).
+    shard_id: str = ""
+    shard_namespace: str = "agentfleet-system"
     workers: int = 8
     metrics_address: str = "0.0.0.0"
     metrics_port: int = 8080  # 0 disables the metrics endpoint

@@ -13,6 +13,9 @@ as a small record (cache.py), not a whole object.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
 from typing import Any
 
 import kopf
@@ -20,7 +23,7 @@ import prometheus_client
 from pydantic import ValidationError
 
 from agentfleet import constants as c
-from agentfleet import kube, metrics, watchhealth
+from agentfleet import kube, metrics, sharding, watchhealth
 from agentfleet.cache import (
     AgentRecord,
     ChildRecord,
@@ -214,6 +217,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         reconciler.placements = placer.state
         memo["placer"] = placer
         placer.start()
+    if config.shard_id:
+        await claim_shard(writer, config, memo)
     controller.start()
     if config.metrics_port:
         metrics.AGENTS.count = cache.condition_counts
@@ -227,8 +232,25 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     metrics.MAX_CONCURRENT.labels(metrics.CONTROLLER).set(config.workers)
 
 
+async def claim_shard(writer: kube.Kube, config: OperatorConfig, memo: kopf.Memo) -> None:
+    """Serve nothing unless this operator's share is its own (see sharding.py)."""
+    scope = sharding.Scope(config.namespaces, config.agent_selector)
+    holder = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    claim = sharding.ShardClaim(writer, config.shard_id, scope, config.shard_namespace, holder)
+    try:
+        await claim.acquire()
+    except sharding.ShardConflict as conflict:
+        message = f"refusing to serve shard {config.shard_id!r}: {conflict}"
+        raise kopf.PermanentError(message) from conflict
+    memo["claim"] = claim
+    memo["renewal"] = asyncio.create_task(claim.renew_forever(), name="shard-lease-renewal")
+
+
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    if "renewal" in memo:
+        memo["renewal"].cancel()
+        await memo["claim"].release()
     if "placer" in memo:
         await memo["placer"].stop()
     await memo["controller"].stop()

@@ -208,6 +208,11 @@ class Kube:
         body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
         return await self._request("PATCH", ref, ref.path, body, APPLY_PATCH, query)
 
+    async def list(self, ref: Ref) -> list[dict[str, Any]]:
+        """Every object of the collection (one page: for small collections only)."""
+        listed = await self._request("GET", ref, ref.collection_path)
+        return list(listed.get("items") or [])
+
     async def get(self, ref: Ref) -> dict[str, Any] | None:
         """The object, or None if it does not exist."""
         try:

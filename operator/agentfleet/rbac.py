@@ -35,6 +35,7 @@ HEADER = """\
 #   keda, istio,  granted when the value rbac.<group> is true (the optional child kinds).
 #   gatewayApi,
 #   placement
+#   ownNamespace  granted only in the operator's own namespace (a Role): its shard claim Lease.
 #   clusterScoped rules on cluster-scoped resources. Cluster-wide, they join the one ClusterRole;
 #                 with watchNamespaces they are the only rules in a ClusterRole, and every other
 #                 group is bound per watched namespace. A rule here may carry `requires: <group>`
@@ -71,6 +72,14 @@ def rules() -> dict[str, list[Rule]]:
             "verbs": ["get", "list", "watch"],
         },
     ]
+    groups["ownNamespace"] = [
+        # Shard claims (`--shard-id`): Leases in the operator's own namespace only.
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "create", "patch"],
+        },
+    ]
     groups["clusterScoped"] = [
         # Agents in a namespace being deleted are left alone (no wasted writes in teardown).
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
@@ -90,7 +99,7 @@ def rules() -> dict[str, list[Rule]]:
     ]
     for name in OPTIONAL_GROUPS:
         groups.setdefault(name, [])
-    order = ["core", *OPTIONAL_GROUPS, "clusterScoped"]
+    order = ["core", *OPTIONAL_GROUPS, "ownNamespace", "clusterScoped"]
     return {name: groups[name] for name in order}
 
 

@@ -114,7 +114,7 @@ def test_kustomize_install_is_accepted_by_the_api_server(cluster: Cluster, crd: 
     rendered = cluster.kubectl("kustomize", str(manifests)).stdout
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(rendered) if d)
     expected = ["CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole"]
-    expected += ["ClusterRoleBinding", "Service", "Deployment"]
+    expected += ["ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment"]
     assert kinds == sorted(expected)
     accepted, _ = server_dry_run(cluster, rendered)
     assert accepted == len(kinds)
@@ -222,7 +222,7 @@ def operator_needs(watched: str) -> Matrix:
     return needs
 
 
-def data_file_grants(watched: str, toggles: dict[str, bool]) -> Matrix:
+def data_file_grants(watched: str, toggles: dict[str, bool], own: str) -> Matrix:
     """Every verb of every enabled rule in files/rbac.yaml: the chart binds what the file says."""
     data = yaml.safe_load((CHART / "files" / "rbac.yaml").read_text())
     grants: Matrix = []
@@ -231,7 +231,7 @@ def data_file_grants(watched: str, toggles: dict[str, bool]) -> Matrix:
             needed_group = group if group != "clusterScoped" else rule.get("requires")
             if needed_group and not toggles.get(needed_group, True):
                 continue
-            scope = () if group == "clusterScoped" else ("-n", watched)
+            scope = {"clusterScoped": (), "ownNamespace": ("-n", own)}.get(group, ("-n", watched))
             grants += [
                 (True, verb, rbac_resource(api_group, resource), scope)
                 for api_group in rule["apiGroups"]
@@ -241,11 +241,12 @@ def data_file_grants(watched: str, toggles: dict[str, bool]) -> Matrix:
     return grants
 
 
-def operator_matrix(watched: str, elsewhere: str) -> Matrix:
+def operator_matrix(watched: str, elsewhere: str, own: str) -> Matrix:
+    """`own`: the release namespace, where only the shard claim Lease may be written."""
     here = ("-n", watched)
     return [
         *operator_needs(watched),
-        *data_file_grants(watched, {}),
+        *data_file_grants(watched, {}, own),
         (False, "create", f"{c.PLURAL}.{c.GROUP}", here),
         (False, "delete", f"{c.PLURAL}.{c.GROUP}", here),
         (False, "delete", "pods", here),
@@ -263,7 +264,7 @@ def test_denied_questions_are_well_formed(cluster: Cluster, namespaces: list[str
     watched = namespaces[0]
     denied = [
         (verb, resource, scope)
-        for allowed, verb, resource, scope in operator_matrix(watched, watched)
+        for allowed, verb, resource, scope in operator_matrix(watched, watched, watched)
         + forbidden_everywhere(watched)
         if not allowed
     ]
@@ -304,7 +305,7 @@ def test_helm_install_runs_the_operator_then_upgrade_and_uninstall(
         subject = f"system:serviceaccount:{release_ns}:{account}"
         assert cluster.kubectl("get", "deployment", "-n", release_ns, "-o", "name").stdout.split()
         assert cluster.kubectl("get", "rolebinding", "-n", watched, "-o", "name").stdout.strip()
-        checks = check_matrix(cluster, subject, operator_matrix(watched, elsewhere))
+        checks = check_matrix(cluster, subject, operator_matrix(watched, elsewhere, release_ns))
         checks += check_matrix(
             cluster,
             subject,
@@ -422,7 +423,9 @@ def test_every_service_account_can_do_its_job_and_nothing_dangerous(
     release, release_ns = full_release
     other = namespaces[1]
     prefix = f"system:serviceaccount:{release_ns}:{release}-agentfleet"
-    checks = check_matrix(cluster, f"{prefix}-operator", operator_matrix(other, "default"))
+    checks = check_matrix(
+        cluster, f"{prefix}-operator", operator_matrix(other, "default", release_ns)
+    )
     checks += check_matrix(
         cluster,
         f"{prefix}-operator",

@@ -170,7 +170,7 @@ def test_every_schema_key_has_a_default_in_values_yaml() -> None:
 
 def test_rbac_data_file_has_the_documented_shape() -> None:
     data = rbac_data()
-    assert set(data) == {"core", *OPTIONAL_GROUPS, "clusterScoped"}
+    assert set(data) == {"core", *OPTIONAL_GROUPS, "ownNamespace", "clusterScoped"}
     for group, rules in data.items():
         assert rules or group in OPTIONAL_GROUPS, group  # optional: empty until its kinds exist
         for rule in rules:
@@ -278,7 +278,15 @@ def test_bad_value_is_refused_naming_it(helm: Path, flag: str, named: str) -> No
 
 def test_defaults_render_only_the_operator(helm: Path) -> None:
     kinds = sorted(o["kind"] for o in render(helm))
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Role",  # the operator's own namespace: its shard claim Lease
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ]
 
 
 def test_all_options_render_every_optional_object(helm: Path) -> None:
@@ -341,7 +349,11 @@ def test_watch_namespaces_bind_the_namespaced_rules_in_each(helm: Path) -> None:
     assert roles["agentfleet-operator-namespaced"]["rules"] == expected_rules("namespaced")
     cluster_bindings = [o for o in objects if o["kind"] == "ClusterRoleBinding"]
     assert [b["roleRef"]["name"] for b in cluster_bindings] == ["agentfleet-operator"]
-    bindings = [o for o in objects if o["kind"] == "RoleBinding"]
+    bindings = [
+        o
+        for o in objects
+        if o["kind"] == "RoleBinding" and o["roleRef"]["kind"] == "ClusterRole"
+    ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     assert {b["roleRef"]["name"] for b in bindings} == {"agentfleet-operator-namespaced"}
     args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -585,4 +597,10 @@ def test_static_manifests_keep_the_identity_the_integration_tests_use() -> None:
     accounts = [d["metadata"] for d in rbac if d["kind"] == "ServiceAccount"]
     assert accounts[0]["name"] == "agentfleet-operator"
     assert accounts[0]["namespace"] == "agentfleet-system"
-    assert {d["kind"] for d in rbac} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    assert {d["kind"] for d in rbac} == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    }

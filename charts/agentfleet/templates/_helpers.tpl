@@ -104,6 +104,12 @@ The operator's PolicyRules from files/rbac.yaml. Argument: dict "root" $ "scope"
 {{- $args = append $args (printf "--metrics-port=%d" (int $op.metricsPort)) }}
 {{- $args = append $args (printf "--health-port=%d" (int $op.healthPort)) }}
 {{- $args = append $args (printf "--cluster-domain=%s" $op.clusterDomain) }}
+{{- with $op.agentSelector }}
+{{- $args = append $args (printf "--agent-selector=%s" .) }}
+{{- end }}
+{{- with $op.shardId }}
+{{- $args = append $args (printf "--shard-id=%s" .) }}
+{{- end }}
 {{- if $op.verbose }}
 {{- $args = append $args "--verbose" }}
 {{- end }}
