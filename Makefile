@@ -6,7 +6,7 @@ CLUSTER_DIR ?= _output/cluster
 export AGENTFLEET_CLUSTER_DIR := $(CLUSTER_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock tools lint manifests chart-lint image unit test integration e2e crds golden cluster-up cluster-down \
+.PHONY: help venv lock tools lint manifests chart-lint image istio keda unit test integration e2e crds golden cluster-up cluster-down \
         cluster-status demo demo-down run clean
 
 help: ## Show this help
@@ -57,6 +57,12 @@ crds: venv ## Regenerate crds/ from models.py, then everything derived from them
 manifests: venv ## Render the chart's RBAC rules (from the table of child kinds), manifests/operator, the chart's CRD copy and argocd/argocd-cm.yaml
 	$(BIN)/python -m agentfleet.rbac > charts/agentfleet/files/rbac.yaml
 	BIN=$(BIN) hack/chart.sh manifests
+
+keda: venv ## Regenerate keda/ (the example agents' ScaledObjects) from the renderers
+	$(BIN)/pytest -q tests/unit/render/test_keda.py -k keda_folder --update-golden
+
+istio: venv ## Regenerate istio/ (the example fleet's mesh objects, both modes) from the renderers
+	$(BIN)/python istio/generate.py
 
 chart-lint: venv ## helm lint --strict the chart (default and all-options values)
 	BIN=$(BIN) hack/chart.sh lint

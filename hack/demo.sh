@@ -29,7 +29,8 @@ up() {
   if [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
     echo "operator already running (pid $(cat "$PIDFILE"))"
   else
-    "$BIN/agentfleet" run --metrics-address 127.0.0.1 --metrics-port 0 --health-port 0 >"$LOG" 2>&1 &
+    "$BIN/agentfleet" run --metrics-address 127.0.0.1 --metrics-port 0 --health-port 0 \
+      --prometheus-address "$AGENTFLEET_PROMETHEUS_URL" >"$LOG" 2>&1 &
     echo $! >"$PIDFILE"
     echo "operator started (pid $!, log $LOG)"
   fi
@@ -37,12 +38,15 @@ up() {
   echo "waiting for the fleet to become Ready ..."
   kubectl wait --for=condition=Ready aia --all -n ai-agents --timeout=300s >/dev/null
   kubectl get aia -n ai-agents
+  echo
+  kubectl get scaledobjects,hpa -n ai-agents
   cat <<MSG
 
 The fleet is up. Try:
   eval "\$($BIN/agentfleet dev cluster env --dir $CLUSTER_DIR)"
   kubectl get aia -n ai-agents -o wide
-  kubectl scale aia/coding -n ai-agents --replicas=7
+  kubectl patch aia/coding -n ai-agents --type=merge -p '{"spec":{"autoscaling":{"minReplicas":7}}}'
+  $BIN/agentfleet gpus                    # the VRAM ledger: per node and GPU
   kubectl get deploy,svc,pods -n ai-agents
 Stop everything with: make demo-down
 MSG

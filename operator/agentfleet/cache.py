@@ -143,10 +143,14 @@ def peer_of(body: dict[str, Any]) -> Peer:
     )
 
 
-def depends_on_peers(peer: Peer) -> bool:
-    """Do this agent's objects name other agents (mesh policies and shared mesh objects)?"""
-    mesh = peer.mesh or {}
-    return bool(mesh) and mesh.get("enabled", True) is not False and mesh.get("mode") != "none"
+def depends_on_peers(peer: Peer, default_mesh_mode: str | None = None) -> bool:
+    """Do this agent's objects name other agents? Mesh policies name callers by agent or
+    type, and the objects mesh agents share list every agent using them as owners. Without
+    spec.mesh an agent is in the mesh only by the operator's default mode; with spec.mesh
+    but no mode it counts as in the mesh unless that default is known to be none."""
+    if peer.mesh is None:
+        return default_mesh_mode not in (None, "none")
+    return (peer.mesh.get("mode") or default_mesh_mode) != "none"
 
 
 def agent_owner_keys(body: dict[str, Any]) -> list[Key]:

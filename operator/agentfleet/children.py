@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agentfleet import constants as c
 from agentfleet.models import AIAgent
-from agentfleet.render import deployment, service, serviceaccount
+from agentfleet.render import deployment, gateway, istio, keda, service, serviceaccount
 from agentfleet.render.context import RenderContext
 
 Renderer = Callable[[AIAgent, RenderContext], list[dict[str, Any]]]
@@ -63,7 +64,82 @@ class ChildKind:
 CHILD_KINDS: tuple[ChildKind, ...] = (
     ChildKind("ServiceAccount", "v1", "serviceaccounts", serviceaccount.render),
     ChildKind("Service", "v1", "services", service.render),
+    # The mesh, before the Deployment so that pods start with their policies in place. The
+    # AuthorizationPolicy and Gateway rows also hold objects the mesh agents of a namespace
+    # share (its default-deny policy and waypoint); an agent's own ones have a controller.
+    ChildKind(
+        "PeerAuthentication",
+        istio.SECURITY_API,
+        "peerauthentications",
+        istio.peer_authentications,
+        feature=c.COND_MESH_READY,
+        rbac_group="istio",
+    ),
+    ChildKind(
+        "AuthorizationPolicy",
+        istio.SECURITY_API,
+        "authorizationpolicies",
+        istio.authorization_policies,
+        feature=c.COND_MESH_READY,
+        shared=True,
+        rbac_group="istio",
+        still_wanted=istio.still_wanted,
+    ),
+    ChildKind(
+        "Gateway",
+        gateway.API_VERSION,
+        "gateways",
+        gateway.waypoints,
+        feature=c.COND_MESH_READY,
+        shared=True,
+        rbac_group="gatewayApi",
+        health=gateway.health,
+        still_wanted=gateway.still_wanted,
+    ),
+    ChildKind(
+        "DestinationRule",
+        istio.NETWORKING_API,
+        "destinationrules",
+        istio.destination_rules,
+        feature=c.COND_MESH_READY,
+        rbac_group="istio",
+    ),
+    ChildKind(
+        "VirtualService",
+        istio.NETWORKING_API,
+        "virtualservices",
+        istio.virtual_services,
+        feature=c.COND_MESH_READY,
+        rbac_group="istio",
+    ),
+    ChildKind(
+        "HTTPRoute",
+        gateway.API_VERSION,
+        "httproutes",
+        gateway.http_routes,
+        feature=c.COND_MESH_READY,
+        rbac_group="gatewayApi",
+        health=gateway.health,
+    ),
+    ChildKind(
+        "GRPCRoute",
+        gateway.API_VERSION,
+        "grpcroutes",
+        gateway.grpc_routes,
+        feature=c.COND_MESH_READY,
+        rbac_group="gatewayApi",
+        health=gateway.health,
+    ),
     ChildKind("Deployment", "apps/v1", "deployments", deployment.render),
+    ChildKind(
+        keda.KIND,
+        keda.API_VERSION,
+        "scaledobjects",
+        keda.render,
+        feature=c.COND_SCALER_READY,
+        rbac_group="keda",
+        health=keda.health,
+    ),
 )
 BY_KIND: dict[str, ChildKind] = {row.kind: row for row in CHILD_KINDS}
 FEATURES: tuple[str, ...] = tuple(dict.fromkeys(r.feature for r in CHILD_KINDS if r.feature))

@@ -27,7 +27,7 @@ from rich.table import Table
 from agentfleet import constants as c
 from agentfleet import crd as crd_module
 from agentfleet import importers
-from agentfleet.config import OperatorConfig
+from agentfleet.config import DEFAULT_PROMETHEUS_ADDRESS, OperatorConfig
 from agentfleet.fleet import (
     Fleet,
     FleetError,
@@ -101,6 +101,31 @@ def run(
     cluster_domain: str = typer.Option(
         "cluster.local", help="DNS suffix used in status.endpoints."
     ),
+    prometheus_address: str = typer.Option(
+        DEFAULT_PROMETHEUS_ADDRESS,
+        help="Prometheus that KEDA's requests-per-second and queue-depth triggers query.",
+    ),
+    autoscaling_defaults: Path | None = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="YAML: agent type -> spec.autoscaling fields (minReplicas, maxReplicas,"
+        " triggers ...) that replace the built-in defaults of that type.",
+    ),
+    mesh_mode: str = typer.Option(
+        "none", help="Istio mode of agents whose spec.mesh.mode is unset: ambient, sidecar, none."
+    ),
+    mesh_trust_domain: str = typer.Option(
+        "cluster.local", help="Trust domain of the SPIFFE principals in AuthorizationPolicies."
+    ),
+    mesh_metrics_namespace: list[str] = typer.Option(
+        ["monitoring"],
+        help="Namespace whose workloads may scrape the agents' metrics port (9091) in the"
+        " mesh; repeat for several, pass '' for none.",
+    ),
+    mesh_default_deny: bool = typer.Option(
+        True, help="Give every namespace with mesh agents a default-deny AuthorizationPolicy."
+    ),
     resync_seconds: float = typer.Option(
         600, help="Reconcile every agent again about this often (jittered; 0 disables)."
     ),
@@ -136,12 +161,23 @@ def run(
     """Run the operator (in a Pod, or locally against $KUBECONFIG)."""
     from agentfleet import runner
     from agentfleet.config import Policy, RenderConfig
+    from agentfleet.models import MeshMode
 
+    try:
+        default_mesh_mode = MeshMode(mesh_mode)
+    except ValueError:
+        raise typer.BadParameter("use ambient, sidecar or none", param_hint="--mesh-mode") from None
     config = OperatorConfig(
         render=RenderConfig(
             cluster_domain=cluster_domain,
             gpu_placement=placement,
             node_failure_seconds=node_failure_seconds,
+            prometheus_address=prometheus_address,
+            autoscaling_defaults=_autoscaling_defaults(autoscaling_defaults),
+            mesh_mode=default_mesh_mode,
+            mesh_trust_domain=mesh_trust_domain,
+            mesh_metrics_namespaces=tuple(n for n in mesh_metrics_namespace if n),
+            mesh_default_deny=mesh_default_deny,
         ),
         policy=Policy(allow_host_path=allow_host_path, allow_privileged=allow_privileged),
         placement_policy="binpack" if placement_policy == "binpack" else "spread",
@@ -165,6 +201,18 @@ def run(
         unhealthy_after_seconds=unhealthy_after_seconds,
     )
     runner.run(config, verbose)
+
+
+def _autoscaling_defaults(path: Path | None) -> dict[str, Any]:
+    """`--autoscaling-defaults`, checked before the operator starts (a usage error if bad)."""
+    from agentfleet.render import keda
+
+    if path is None:
+        return {}
+    try:
+        return dict(keda.load_defaults(path.read_text()))
+    except ValueError as error:  # pydantic's ValidationError is a ValueError too
+        raise typer.BadParameter(str(error), param_hint="--autoscaling-defaults") from error
 
 
 # --- user commands: thin front ends over AIAgents ----------------------------------------------

@@ -9,6 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from agentfleet.models import Autoscaling, MeshMode
+
+# The Service prometheus-operator creates for the Prometheus servers of a namespace
+# (kube-prometheus and kube-prometheus-stack install them in `monitoring`).
+DEFAULT_PROMETHEUS_ADDRESS = "http://prometheus-operated.monitoring.svc:9090"
+
 
 @dataclass(frozen=True)
 class RenderConfig:
@@ -21,6 +27,18 @@ class RenderConfig:
     # Placed pods tolerate a NotReady/unreachable node this long before they are evicted and
     # placed again elsewhere (Kubernetes' default is 300 s).
     node_failure_seconds: int = 30
+    # Where KEDA's prometheus triggers (requests per second, queue depth) send their queries.
+    prometheus_address: str = DEFAULT_PROMETHEUS_ADDRESS
+    # Per agent type (its value, e.g. "coding"): autoscaling settings that replace the
+    # built-in defaults of that type; an agent's own spec.autoscaling fields win over both.
+    autoscaling_defaults: dict[str, Autoscaling] = field(default_factory=dict)
+    # Istio: the mode of agents whose spec.mesh.mode is unset (none: not in the mesh), the
+    # trust domain of SPIFFE principals, the namespaces whose workloads may scrape metrics
+    # (port 9091), and whether a mesh namespace gets a default-deny AuthorizationPolicy.
+    mesh_mode: MeshMode = MeshMode.NONE
+    mesh_trust_domain: str = "cluster.local"
+    mesh_metrics_namespaces: tuple[str, ...] = ("monitoring",)
+    mesh_default_deny: bool = True
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,9 @@ CRD_NAME: Final = f"{PLURAL}.{GROUP}"
 
 # One field manager for every write the operator makes (server-side apply and status).
 FIELD_MANAGER: Final = "agentfleet"
+# Except one: when autoscaling takes over a Deployment's spec.replicas, this manager applies
+# the live count first, so that our apply dropping the field does not reset it to 1.
+HANDOVER_FIELD_MANAGER: Final = "agentfleet-handover"
 
 # The container that runs the agent, and its fixed ports (same in every agent Pod).
 CONTAINER_NAME: Final = "agent"
@@ -103,3 +106,17 @@ class Reason:
     # An optional feature's CRD (KEDA, Istio, Gateway API) is not served by the API server.
     CRD_NOT_INSTALLED: Final = "CRDNotInstalled"
     APPLIED: Final = "Applied"
+    # A ScaledObject KEDA has not reported on yet (KEDA's own reasons are mirrored otherwise).
+    WAITING_FOR_KEDA: Final = "WaitingForKEDA"
+
+
+# Istio (ambient and sidecar) and Gateway API: labels the mesh reads, and the names of the
+# objects an agent shares with the other mesh agents of its namespace. The shared policy has
+# a dot in its name, which no AIAgent name can have, so it never clashes with an agent's own.
+LABEL_ISTIO_DATAPLANE_MODE: Final = "istio.io/dataplane-mode"
+LABEL_ISTIO_SIDECAR_INJECT: Final = "sidecar.istio.io/inject"
+LABEL_ISTIO_USE_WAYPOINT: Final = "istio.io/use-waypoint"
+LABEL_ISTIO_WAYPOINT_FOR: Final = "istio.io/waypoint-for"
+WAYPOINT_GATEWAY_CLASS: Final = "istio-waypoint"
+NAMESPACE_WAYPOINT: Final = "waypoint"  # `istioctl waypoint apply`'s default name
+NAMESPACE_DEFAULT_DENY: Final = "agentfleet.default-deny"

@@ -229,6 +229,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     memo["api"] = api
     memo["controller"] = controller
     memo["cache"] = cache
+    memo["config"] = config
     metrics.MAX_CONCURRENT.labels(metrics.CONTROLLER).set(config.workers)
 
 
@@ -282,19 +283,21 @@ async def agent_changed(
         seen[key] = peer
     if type is None or before == peer:
         return  # the initial listing, or nothing others depend on changed
+    mesh_mode = memo["config"].render.mesh_mode
     for other in memo["cache"].peers(key[0]):
-        if other.name != name and depends_on_peers(other):
+        if other.name != name and depends_on_peers(other, mesh_mode):
             controller.queue.add((key[0], other.name))
 
 
 async def _child_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A child changed or vanished: its owner may need a repair or a status update."""
+    """A child changed or vanished: its owner may need a repair or a status update. A shared
+    object has no controller, only one AIAgent owner per agent using it: each of them."""
     raw = dict(body)
     key = controller_key(raw)
-    if key:
-        controller: Controller = memo["controller"]
-        controller.reconciler.observe_child(type, key, raw)
-        controller.queue.add(key)
+    controller: Controller = memo["controller"]
+    for owner in [key] if key else agent_owner_keys(raw):
+        controller.reconciler.observe_child(type, owner, raw)
+        controller.queue.add(owner)
 
 
 for _row in CHILD_KINDS:

@@ -194,27 +194,213 @@ class GPU(KubeModel):
     sharing: GPUSharing = GPUSharing.EXCLUSIVE
 
 
-class Autoscaling(KubeModel):
-    """KEDA-driven horizontal scaling (rendered once the autoscaling issue lands)."""
+# "Some trigger is neither cpu nor memory". cpu and memory are computed by the HPA from
+# running pods, so a ScaledObject with only those cannot wake from zero (minReplicas 0,
+# idleReplicas) and its fallback has no external metric to replace.
+_EVENT_TRIGGER = "self.triggers.exists(t, !has(t.cpu) && !has(t.memory))"
+
+
+class PrometheusThreshold(KubeModel):
+    """KEDA's prometheus scaler targets: `threshold` is the value per replica the HPA aims
+    for (AverageValue), `activationThreshold` the value above which a scaled-to-zero agent
+    wakes up."""
+
+    threshold: float = Field(gt=0, description="Target value per replica.")
+    activation_threshold: float | None = Field(
+        default=None, ge=0, description="Wake from zero above this value (default 0)."
+    )
+
+
+class RequestsPerSecond(PrometheusThreshold):
+    """Requests per second per replica, from the agent's own metrics (port 9091), queried
+    from the Prometheus the operator is configured with (`--prometheus-address`)."""
+
+    metric: str = Field(
+        default="http_requests_total",
+        max_length=200,
+        pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+        description="The counter of handled requests the agent exposes.",
+    )
+    window: str = Field(
+        default="2m",
+        pattern=r"^[0-9]+(s|m|h)$",
+        description="Rate window of the PromQL query, e.g. 1m.",
+    )
+
+
+class QueueDepth(PrometheusThreshold):
+    """Work waiting for the agent, as any PromQL query that returns one number."""
+
+    query: str = Field(min_length=1, max_length=4096, description="PromQL, e.g. sum(queue_len).")
+
+
+class ResourceUtilization(KubeModel):
+    """Average CPU or memory use across the agent's pods, as a percentage of the container's
+    request. The agent must set that request (spec.resources.requests): the CRD refuses a
+    cpu or memory trigger without it."""
+
+    utilization: int = Field(ge=1, le=1000, description="Target percent of the request.")
+
+
+class AuthenticationRef(KubeModel):
+    name: str = Field(min_length=1, max_length=253)
+    kind: Literal["TriggerAuthentication", "ClusterTriggerAuthentication"] | None = None
+
+
+class Scaler(KubeModel):
+    """Any other KEDA scaler (kafka, rabbitmq, aws-sqs-queue, cron ...), passed through:
+    https://keda.sh/docs/scalers/. Secrets go in a TriggerAuthentication it names."""
 
     model_config = _model_config(
-        ("self.minReplicas <= self.maxReplicas", "autoscaling.minReplicas must be <= maxReplicas"),
+        (
+            "!(self.type in ['cpu', 'memory'])",
+            "use the cpu or memory trigger instead of scaler.type cpu/memory: it checks that"
+            " the agent has the resource request the HPA needs",
+        ),
+    )
+
+    type: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    metadata: dict[str, str] = Field(default_factory=dict)
+    authentication_ref: AuthenticationRef | None = None
+    metric_type: Literal["AverageValue", "Value", "Utilization"] | None = None
+    use_cached_metrics: bool | None = None
+
+
+class Trigger(KubeModel):
+    """One reason to scale: exactly one of the fields."""
+
+    model_config = _model_config(
+        (
+            "[has(self.requestsPerSecond), has(self.queueDepth), has(self.cpu), has(self.memory),"
+            " has(self.scaler)].exists_one(x, x)",
+            "a trigger needs exactly one of requestsPerSecond, queueDepth, cpu, memory, scaler",
+        ),
+    )
+
+    requests_per_second: RequestsPerSecond | None = None
+    queue_depth: QueueDepth | None = None
+    cpu: ResourceUtilization | None = None
+    memory: ResourceUtilization | None = None
+    scaler: Scaler | None = None
+
+
+class FallbackBehavior(StrEnum):
+    STATIC = "static"
+    CURRENT_REPLICAS = "currentReplicas"
+    CURRENT_REPLICAS_IF_HIGHER = "currentReplicasIfHigher"
+    CURRENT_REPLICAS_IF_LOWER = "currentReplicasIfLower"
+
+
+class Fallback(KubeModel):
+    """Replicas to run after `failureThreshold` failed metric reads in a row."""
+
+    failure_threshold: int = Field(ge=1, le=1000)
+    replicas: int = Field(ge=0, le=10000)
+    behavior: FallbackBehavior | None = None
+
+
+class Autoscaling(KubeModel):
+    """Horizontal scaling by KEDA: a ScaledObject that owns the Deployment's replicas.
+
+    Every field left out comes from the operator's defaults for the agent's type (the
+    rollout plan's ranges, e.g. coding 5-100, unless the installation overrides them)."""
+
+    model_config = _model_config(
+        (
+            "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <="
+            " self.maxReplicas",
+            "autoscaling.minReplicas must be <= maxReplicas",
+        ),
+        (
+            "!has(self.minReplicas) || self.minReplicas > 0 || (has(self.triggers) && "
+            + _EVENT_TRIGGER
+            + ")",
+            "autoscaling.minReplicas 0 (scale to zero) needs a trigger other than cpu or"
+            " memory in autoscaling.triggers: KEDA cannot wake an agent from zero on the"
+            " CPU or memory use of pods that do not run",
+        ),
+        (
+            "!has(self.idleReplicas) || self.idleReplicas == 0",
+            "autoscaling.idleReplicas can only be 0 (KEDA scales an idle agent to zero)",
+        ),
+        (
+            "!has(self.idleReplicas) || !has(self.minReplicas) || self.idleReplicas <"
+            " self.minReplicas",
+            "autoscaling.idleReplicas must be < minReplicas (KEDA refuses idle >= min)",
+        ),
+        (
+            "!has(self.idleReplicas) || (has(self.triggers) && " + _EVENT_TRIGGER + ")",
+            "autoscaling.idleReplicas needs a trigger other than cpu or memory in"
+            " autoscaling.triggers: only such a trigger can wake the agent again",
+        ),
+        (
+            "!has(self.fallback) || !has(self.triggers) || " + _EVENT_TRIGGER,
+            "autoscaling.fallback needs a trigger other than cpu or memory: KEDA's fallback"
+            " replaces failed external metrics, and cpu/memory are not external",
+        ),
     )
 
     enabled: bool = True
-    min_replicas: int = Field(default=1, ge=0, le=10000)
-    max_replicas: int = Field(default=10, ge=1, le=10000)
-    cooldown_period_seconds: int | None = Field(default=None, ge=0, le=86400)
-    triggers: list[KubeObject] | None = Field(
+    min_replicas: int | None = Field(
+        default=None, ge=0, le=10000, description="Default: the agent type's minimum."
+    )
+    max_replicas: int | None = Field(
+        default=None, ge=1, le=10000, description="Default: the agent type's maximum."
+    )
+    idle_replicas: int | None = Field(
         default=None,
+        ge=0,
+        description="0: scale to zero while no trigger is active (KEDA idleReplicaCount).",
+    )
+    polling_interval_seconds: int | None = Field(default=None, ge=1, le=3600)
+    cooldown_period_seconds: int | None = Field(default=None, ge=0, le=86400)
+    fallback: Fallback | None = None
+    behavior: KubeObject | None = Field(
+        default=None,
+        description="HorizontalPodAutoscaler behavior (scaleUp/scaleDown policies), copied"
+        " to the HPA that KEDA creates.",
+    )
+    paused: bool | None = Field(
+        default=None, description="Stop scaling and keep the current replica count."
+    )
+    triggers: list[Trigger] | None = Field(
+        default=None,
+        min_length=1,
         max_length=16,
-        description="KEDA triggers, passed through to the ScaledObject.",
+        description="Default: requests per second on the agent's metrics.",
+    )
+
+
+def _resource_trigger_rule(resource: str) -> tuple[str, str]:
+    """A cpu/memory trigger is refused, not defaulted, without the container's request:
+    utilization is a percentage of it, and inventing a request would change scheduling."""
+    return (
+        "!has(self.autoscaling) || (has(self.autoscaling.enabled) && !self.autoscaling.enabled)"
+        f" || !has(self.autoscaling.triggers) || !self.autoscaling.triggers.exists(t,"
+        f" has(t.{resource})) || (has(self.resources) && ((has(self.resources.requests) &&"
+        f" '{resource}' in self.resources.requests) || (has(self.resources.limits) &&"
+        f" '{resource}' in self.resources.limits)))",
+        f"an autoscaling {resource} trigger needs spec.resources.requests.{resource} (or a"
+        f" {resource} limit): the HPA measures {resource} use as a percentage of the request",
     )
 
 
 class MeshMode(StrEnum):
+    """ambient: ztunnel on each node (plus a waypoint for L7 rules); sidecar: an Envoy in
+    every pod; none: the agent is not in the mesh and no Istio objects exist for it."""
+
     AMBIENT = "ambient"
     SIDECAR = "sidecar"
+    NONE = "none"
+
+
+class WaypointScope(StrEnum):
+    """Which waypoint (ambient's L7 proxy) serves the agent's Service: none, the one
+    waypoint of the namespace that every agent choosing `namespace` shares, or its own."""
+
+    NONE = "none"
+    NAMESPACE = "namespace"
+    AGENT = "agent"
 
 
 class MTLSMode(StrEnum):
@@ -222,17 +408,150 @@ class MTLSMode(StrEnum):
     PERMISSIVE = "PERMISSIVE"
 
 
-class Mesh(KubeModel):
-    """Istio zero-trust policy and traffic rules (rendered once the mesh issue lands)."""
+class MeshPort(StrEnum):
+    """The agent ports a caller may be allowed on (health stays with the kubelet)."""
 
-    enabled: bool = True
-    mode: MeshMode = MeshMode.AMBIENT
+    HTTP = "http"
+    GRPC = "grpc"
+    METRICS = "metrics"
+
+
+class ServiceAccountRef(KubeModel):
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    namespace: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Default: the agent's namespace.",
+    )
+
+
+class MeshCaller(KubeModel):
+    """Who may call the agent: exactly one of an agent of this namespace (by name), every
+    agent of a type in this namespace (the list follows as agents come and go), every
+    workload of a namespace, or one ServiceAccount. Resolved to SPIFFE principals."""
+
+    model_config = _model_config(
+        (
+            "[has(self.agent), has(self.agentType), has(self.namespace),"
+            " has(self.serviceAccount)].exists_one(x, x)",
+            "an allowFrom entry names exactly one of agent, agentType, namespace, serviceAccount",
+        ),
+    )
+
+    agent: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL)
+    agent_type: AgentType | None = None
+    namespace: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL)
+    service_account: ServiceAccountRef | None = None
+    ports: list[MeshPort] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=3,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Default: http and grpc.",
+    )
+
+
+# A Gateway API duration (HTTPRoute timeouts): also valid for Istio's duration fields.
+Duration = Annotated[str, Field(max_length=32, pattern=r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")]
+
+
+class Retries(KubeModel):
+    attempts: int = Field(default=2, ge=1, le=10)
+    per_try_timeout: Duration | None = None
+    retry_on: str | None = Field(
+        default=None,
+        max_length=256,
+        pattern=r"^[a-z0-9-]+(,[a-z0-9-]+)*$",
+        description="Envoy retry conditions, e.g. 5xx,connect-failure (default: Istio's).",
+    )
+
+
+class OutlierDetection(KubeModel):
+    """Eject a replica from load balancing after consecutive 5xx answers."""
+
+    consecutive_5xx_errors: int = Field(default=5, ge=1, le=1000, alias="consecutive5xxErrors")
+    interval: Duration = "10s"
+    base_ejection_time: Duration = "30s"
+    max_ejection_percent: int = Field(default=50, ge=0, le=100)
+
+
+class ConnectionPool(KubeModel):
+    """Limits per caller proxy towards the agent (a circuit breaker)."""
+
+    max_connections: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_pending_requests: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_requests: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_requests_per_connection: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+class FaultDelay(KubeModel):
+    percent: float = Field(gt=0, le=100)
+    fixed_delay: Duration
+
+
+class FaultAbort(KubeModel):
+    """Answer a share of requests with an error: `httpStatus` on http, gRPC UNAVAILABLE
+    on grpc."""
+
+    percent: float = Field(gt=0, le=100)
+    http_status: int = Field(default=503, ge=400, le=599)
+
+
+class FaultInjection(KubeModel):
+    """Chaos runs only: delays and errors injected on the agent's http and grpc ports."""
+
+    model_config = _model_config(
+        ("has(self.delay) || has(self.abort)", "faultInjection needs a delay or an abort"),
+    )
+
+    delay: FaultDelay | None = None
+    abort: FaultAbort | None = None
+
+
+class Traffic(KubeModel):
+    """Resilience rules for calls to the agent (applied by the callers' sidecars, or by the
+    waypoint in ambient mode)."""
+
+    timeout: Duration | None = None
+    retries: Retries | None = None
+    outlier_detection: OutlierDetection | None = None
+    connection_pool: ConnectionPool | None = None
+    fault_injection: FaultInjection | None = None
+
+
+class Mesh(KubeModel):
+    """Istio zero-trust policy and traffic rules: mTLS, who may call the agent, a waypoint
+    in ambient mode, timeouts, retries, circuit breaking and fault injection."""
+
+    model_config = _model_config(
+        (
+            "!(has(self.mode) && self.mode != 'ambient' && has(self.waypoint) &&"
+            " self.waypoint != 'none')",
+            "mesh.waypoint is for ambient mode (a sidecar applies L7 rules itself)",
+        ),
+        (
+            "!(has(self.mode) && self.mode == 'ambient' && has(self.waypoint) &&"
+            " self.waypoint == 'none' && has(self.traffic))",
+            "mesh.traffic needs a waypoint in ambient mode (ztunnel is L4 only): set"
+            " mesh.waypoint to namespace or agent, or leave it unset",
+        ),
+    )
+
+    mode: MeshMode | None = Field(
+        default=None, description="Default: the operator's --mesh-mode (none unless set)."
+    )
+    waypoint: WaypointScope | None = Field(
+        default=None,
+        description="Ambient only. Default: namespace when traffic rules are set, else none.",
+    )
     mtls: MTLSMode = MTLSMode.STRICT
-    allow_from: list[str] | None = Field(
+    allow_from: list[MeshCaller] | None = Field(
         default=None,
         max_length=64,
-        description="Service accounts (ns/name) or agent types allowed to call this agent.",
+        description="Callers allowed on the agent's ports; everyone else is denied.",
     )
+    traffic: Traffic | None = None
 
 
 # --- placement, storage, probes ------------------------------------------------------------
@@ -305,6 +624,8 @@ class AgentSpec(KubeModel):
             " self.volumes.exists(v, v.name == m.name))",
             "every volumeMounts[].name must match a volumes[].name",
         ),
+        _resource_trigger_rule("cpu"),
+        _resource_trigger_rule("memory"),
     )
 
     agent_type: AgentType = Field(description="Role of the agent in the fleet.")

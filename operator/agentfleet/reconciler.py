@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -27,7 +27,7 @@ from agentfleet.kube import ApiError, Ref
 from agentfleet.models import AIAgent
 from agentfleet.placement.sizes import format_mib
 from agentfleet.placer import AgentPlacement
-from agentfleet.render import gpu
+from agentfleet.render import gpu, keda
 from agentfleet.render.context import LiveDeployment, Peer, RenderContext
 from agentfleet.status import (
     FeatureState,
@@ -63,7 +63,14 @@ class Cache(Protocol):
 
 
 class Writer(Protocol):
-    async def apply(self, obj: dict[str, Any], plural: str, uid: str | None) -> dict[str, Any]: ...
+    async def apply(
+        self,
+        obj: dict[str, Any],
+        plural: str,
+        uid: str | None,
+        manager: str = c.FIELD_MANAGER,
+        force: bool = True,
+    ) -> dict[str, Any]: ...
 
     async def get(self, ref: Ref) -> dict[str, Any] | None: ...
 
@@ -208,7 +215,12 @@ class Reconciler:
                 child = (row.kind, obj["metadata"]["name"])
                 wanted.add(child)
                 try:
-                    newest[child] = await self._ensure(row, agent, memo, obj)
+                    if row.kind == "Deployment":
+                        newest[child] = await self._ensure_deployment(
+                            row, agent, memo, obj, context
+                        )
+                    else:
+                        newest[child] = await self._ensure(row, agent, memo, obj)
                 except ChildConflict as conflict:
                     problem = Problem(Reason.CHILD_CONFLICT, str(conflict))
                     outcome.problem = outcome.problem or problem
@@ -231,6 +243,65 @@ class Reconciler:
         )
         await self._prune(agent, memo, wanted, outcome.deployment, context)
         return outcome
+
+    async def _ensure_deployment(
+        self,
+        row: ChildKind,
+        agent: AIAgent,
+        memo: AgentMemo,
+        desired: dict[str, Any],
+        context: RenderContext,
+    ) -> dict[str, Any]:
+        """`_ensure`, with spec.replicas handed over while an autoscaler owns it: to another
+        field manager before our apply stops setting it (or the API server would reset it to
+        1), and right after the Deployment is created without it (or it would run the
+        default 1 until the HPA acts). See render/keda.py."""
+        key = (agent.metadata.namespace, agent.metadata.name)
+        child = (row.kind, desired["metadata"]["name"])
+        await self._hand_over_replicas(agent, memo, row, desired, context)
+        body = await self._ensure(row, agent, memo, desired)
+        record = self._newest(memo, key, child)
+        if record is not None:
+            live = LiveDeployment(body.get("spec", {}).get("replicas"), record.replicas_managers)
+            after = replace(context, deployment=live)
+            body = await self._hand_over_replicas(agent, memo, row, desired, after) or body
+        return body
+
+    async def _hand_over_replicas(
+        self,
+        agent: AIAgent,
+        memo: AgentMemo,
+        row: ChildKind,
+        desired: dict[str, Any],
+        context: RenderContext,
+    ) -> dict[str, Any] | None:
+        """Apply only spec.replicas, as the hand-over field manager, if keda.py says so.
+        Not forced: if the HPA changed the count since we looked, that is a conflict and
+        the next pass hands over the new count, instead of this one undoing the HPA."""
+        count = keda.handover_replicas(agent, context)
+        key = (agent.metadata.namespace, agent.metadata.name)
+        record = self._newest(memo, key, (row.kind, desired["metadata"]["name"]))
+        if count is None or record is None:
+            return None
+        meta = desired["metadata"]
+        log.info(
+            "handing spec.replicas=%d of Deployment %s/%s over to %s",
+            count,
+            meta["namespace"],
+            meta["name"],
+            c.HANDOVER_FIELD_MANAGER,
+        )
+        replicas_only = {
+            "apiVersion": desired["apiVersion"],
+            "kind": desired["kind"],
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "spec": {"replicas": count},
+        }
+        body = await self.kube.apply(
+            replicas_only, row.plural, record.uid, manager=c.HANDOVER_FIELD_MANAGER, force=False
+        )
+        self._remember(memo, row, desired, body)
+        return body
 
     async def _ensure(
         self, row: ChildKind, agent: AIAgent, memo: AgentMemo, desired: dict[str, Any]

@@ -160,27 +160,17 @@ def _summary(problem: Problem | None, state: Rollout, wanted: int) -> Summary:
 
 
 def pending_features(agent: AIAgent, served: frozenset[str]) -> list[FeatureState]:
-    """Requested features this version does not render yet say so instead of being ignored."""
-    scaling, mesh = agent.spec.autoscaling, agent.spec.mesh
-    pending = [
-        (
-            scaling is not None and scaling.enabled,
-            c.COND_SCALER_READY,
-            "autoscaling is not rendered by this operator version yet; "
-            f"running the fixed spec.replicas={agent.spec.replicas}",
-        ),
-        (
-            mesh is not None and mesh.enabled,
-            c.COND_MESH_READY,
-            "mesh policy is not rendered by this operator version yet; "
-            "no Istio objects were created",
-        ),
-    ]
-    return [
-        FeatureState(kind, False, Reason.NOT_IMPLEMENTED, message)
-        for wanted, kind, message in pending
-        if wanted and kind not in served
-    ]
+    """A requested feature that rendered nothing says why instead of staying silent: mesh
+    settings without a mode, on an operator whose default mode is none. (An explicit
+    `mode: none` is the user's choice and gets no condition.)"""
+    mesh = agent.spec.mesh
+    if mesh is None or mesh.mode is not None or c.COND_MESH_READY in served:
+        return []
+    message = (
+        "no Istio objects: spec.mesh.mode is unset and the operator's default mode"
+        " (--mesh-mode) is none; set spec.mesh.mode to ambient or sidecar"
+    )
+    return [FeatureState(c.COND_MESH_READY, False, Reason.DISABLED, message)]
 
 
 def _conditions(

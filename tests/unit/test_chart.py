@@ -350,9 +350,7 @@ def test_watch_namespaces_bind_the_namespaced_rules_in_each(helm: Path) -> None:
     cluster_bindings = [o for o in objects if o["kind"] == "ClusterRoleBinding"]
     assert [b["roleRef"]["name"] for b in cluster_bindings] == ["agentfleet-operator"]
     bindings = [
-        o
-        for o in objects
-        if o["kind"] == "RoleBinding" and o["roleRef"]["kind"] == "ClusterRole"
+        o for o in objects if o["kind"] == "RoleBinding" and o["roleRef"]["kind"] == "ClusterRole"
     ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     assert {b["roleRef"]["name"] for b in bindings} == {"agentfleet-operator-namespaced"}
@@ -382,6 +380,12 @@ def test_operator_deployment_is_restricted_and_recreated(helm: Path) -> None:
         "--metrics-port=8080",
         "--health-port=8081",
         "--cluster-domain=cluster.local",
+        "--prometheus-address=http://prometheus-operated.monitoring.svc:9090",
+        "--mesh-mode=none",
+        "--mesh-trust-domain=cluster.local",
+        "--mesh-metrics-namespace=monitoring",
+        "--placement-policy=spread",
+        "--node-failure-seconds=30",
         "--verbose",
         "--future-flag=1",
     ]
@@ -604,3 +608,18 @@ def test_static_manifests_keep_the_identity_the_integration_tests_use() -> None:
         "Role",
         "RoleBinding",
     }
+
+
+def test_autoscaling_defaults_reach_the_operator_as_a_file(helm: Path) -> None:
+    objects = render(helm, "--set", "autoscaling.defaults.coding.minReplicas=10")
+    config_map = one(objects, "ConfigMap")
+    assert yaml.safe_load(config_map["data"]["autoscaling-defaults.yaml"]) == {
+        "coding": {"minReplicas": 10}
+    }
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "--autoscaling-defaults=/etc/agentfleet/autoscaling-defaults.yaml" in container["args"]
+    assert {
+        "name": "autoscaling-defaults",
+        "configMap": {"name": config_map["metadata"]["name"]},
+    } in (pod["volumes"])

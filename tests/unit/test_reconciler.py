@@ -84,7 +84,14 @@ class World:
             (o for o in self.objects if (o["kind"], o["metadata"]["name"]) == (kind, name)), None
         )
 
-    async def apply(self, obj: dict[str, Any], plural: str, uid: str | None) -> dict[str, Any]:
+    async def apply(
+        self,
+        obj: dict[str, Any],
+        plural: str,
+        uid: str | None,
+        manager: str = c.FIELD_MANAGER,
+        force: bool = True,
+    ) -> dict[str, Any]:
         self.writes.append(("apply", obj["kind"]))
         if obj["kind"] in self.reject:
             raise self.reject[obj["kind"]]
@@ -226,9 +233,9 @@ async def test_updates_carry_the_uid_of_the_child_we_know() -> None:
     seen: list[str | None] = []
     original = world.apply
 
-    async def spy(obj: dict[str, Any], plural: str, uid: str | None) -> dict[str, Any]:
+    async def spy(obj: dict[str, Any], plural: str, uid: str | None, **kw: Any) -> dict[str, Any]:
         seen.append(uid)
-        return await original(obj, plural, uid)
+        return await original(obj, plural, uid, **kw)
 
     world.apply = spy  # type: ignore[method-assign]
     world.agents[KEY]["spec"]["image"] = "example.com/a:2"

@@ -105,11 +105,12 @@ def test_scaled_to_zero_is_ready() -> None:
     assert conditions(status)["Ready"] == ("True", "ScaledToZero")
 
 
-def test_requested_but_unrendered_features_are_reported() -> None:
-    agent = agent_from(
-        {"agentType": "coding", "image": "i", "autoscaling": {"maxReplicas": 5}, "mesh": {}}
-    )
+def test_mesh_settings_that_render_nothing_say_why() -> None:
+    """Mesh settings without a mode, where the operator's default mode is none: MeshReady
+    explains instead of staying silent; an explicit mode none is a choice, not a problem."""
+    agent = agent_from({"agentType": "coding", "image": "i", "mesh": {}})
     features = pending_features(agent, served=frozenset())
     status = desired_status(agent, deployment(), None, None, "cluster.local", T0, features)
-    assert conditions(status)["ScalerReady"] == ("False", "NotImplemented")
-    assert conditions(status)["MeshReady"] == ("False", "NotImplemented")
+    assert conditions(status)["MeshReady"] == ("False", "Disabled")
+    explicit = agent_from({"agentType": "coding", "image": "i", "mesh": {"mode": "none"}})
+    assert pending_features(explicit, served=frozenset()) == []

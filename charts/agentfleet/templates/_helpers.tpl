@@ -110,6 +110,25 @@ The operator's PolicyRules from files/rbac.yaml. Argument: dict "root" $ "scope"
 {{- with $op.shardId }}
 {{- $args = append $args (printf "--shard-id=%s" .) }}
 {{- end }}
+{{- $args = append $args (printf "--prometheus-address=%s" .Values.autoscaling.prometheusAddress) }}
+{{- if .Values.autoscaling.defaults }}
+{{- $args = append $args "--autoscaling-defaults=/etc/agentfleet/autoscaling-defaults.yaml" }}
+{{- end }}
+{{- $mesh := .Values.mesh }}
+{{- $args = append $args (printf "--mesh-mode=%s" $mesh.mode) }}
+{{- $args = append $args (printf "--mesh-trust-domain=%s" $mesh.trustDomain) }}
+{{- range $mesh.metricsNamespaces }}
+{{- $args = append $args (printf "--mesh-metrics-namespace=%s" .) }}
+{{- end }}
+{{- if not $mesh.defaultDeny }}
+{{- $args = append $args "--no-mesh-default-deny" }}
+{{- end }}
+{{- $placement := .Values.placement }}
+{{- if not $placement.enabled }}
+{{- $args = append $args "--no-placement" }}
+{{- end }}
+{{- $args = append $args (printf "--placement-policy=%s" $placement.policy) }}
+{{- $args = append $args (printf "--node-failure-seconds=%d" (int $placement.nodeFailureSeconds)) }}
 {{- if $op.verbose }}
 {{- $args = append $args "--verbose" }}
 {{- end }}

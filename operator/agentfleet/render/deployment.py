@@ -7,7 +7,7 @@ from typing import Any
 
 from agentfleet import constants as c
 from agentfleet.models import AgentSpec, AIAgent
-from agentfleet.render import gpu
+from agentfleet.render import gpu, istio, keda
 from agentfleet.render.common import labels, object_meta, selector_labels, service_account_name
 from agentfleet.render.context import RenderContext
 
@@ -33,14 +33,13 @@ def _http_probe(path: str, period_seconds: int) -> dict[str, Any]:
 
 
 def render(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
-    spec = agent.spec
     deployment_spec: dict[str, Any] = {
-        "replicas": spec.replicas,
+        "replicas": keda.deployment_replicas(agent),
         "revisionHistoryLimit": 5,
         "selector": {"matchLabels": selector_labels(agent)},
         "template": {
             "metadata": {
-                "labels": labels(agent),
+                "labels": {**labels(agent), **istio.pod_labels(agent, context)},
                 "annotations": {
                     "prometheus.io/scrape": "true",
                     "prometheus.io/port": str(c.METRICS.number),
@@ -50,6 +49,8 @@ def render(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
             "spec": _pod_spec(agent, context),
         },
     }
+    if deployment_spec["replicas"] is None:
+        del deployment_spec["replicas"]  # autoscaled: the HPA's field (see render/keda.py)
     gpu.hold_for_placement(deployment_spec["template"], agent.spec.gpu, context.config)
     return [
         {

@@ -6,16 +6,19 @@ from typing import Any
 
 from agentfleet import constants as c
 from agentfleet.models import AIAgent
+from agentfleet.render import istio
 from agentfleet.render.common import object_meta, selector_labels
 from agentfleet.render.context import RenderContext
 
 
 def render(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
+    meta = object_meta(agent)
+    meta["labels"].update(istio.service_labels(agent, context))  # its waypoint, if any
     return [
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": object_meta(agent),
+            "metadata": meta,
             "spec": {
                 "type": "ClusterIP",
                 "selector": selector_labels(agent),
