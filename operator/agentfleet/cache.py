@@ -42,11 +42,56 @@ def _without_managed_fields(body: dict[str, Any]) -> dict[str, Any]:
 
 def content_digest(body: dict[str, Any]) -> str:
     """A digest of what an object *is* (spec and metadata), blind to status and versions: two
-    events with the same digest differ only in what the object's controller reports."""
-    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k not in _VOLATILE_METADATA}
-    rest = {k: v for k, v in body.items() if k not in ("metadata", "status")}
-    canonical = json.dumps([meta, rest], sort_keys=True, separators=(",", ":"))
+    events with the same digest differ only in what the object's controller reports. Where
+    the API server keeps a generation (it changes with every spec change), the generation
+    stands for the spec, and the digest costs next to nothing."""
+    meta = body.get("metadata") or {}
+    if meta.get("generation"):
+        kept = [meta.get(k) for k in _MEANINGFUL_METADATA]
+        canonical = json.dumps(kept, sort_keys=True, separators=(",", ":"))
+    else:
+        meta = {k: v for k, v in meta.items() if k not in _VOLATILE_METADATA}
+        rest = {k: v for k, v in body.items() if k not in ("metadata", "status")}
+        canonical = json.dumps([meta, rest], sort_keys=True, separators=(",", ":"))
     return hashlib.blake2b(canonical.encode(), digest_size=12).hexdigest()
+
+
+_MEANINGFUL_METADATA = (
+    "uid",
+    "generation",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "deletionTimestamp",
+)
+
+
+# What the status of an agent reads from its Deployment's status (status.rollout).
+_DEPLOYMENT_STATUS = (
+    "observedGeneration",
+    "replicas",
+    "updatedReplicas",
+    "readyReplicas",
+    "availableReplicas",
+)
+
+
+def _kept_status(body: dict[str, Any]) -> dict[str, Any] | None:
+    """A child's status as far as decisions read it: for a Deployment (its status changes
+    with every replica) only the counts and the Progressing condition."""
+    status = body.get("status")
+    if status is None or body.get("kind") != "Deployment":
+        return status
+    kept: dict[str, Any] = {k: status[k] for k in _DEPLOYMENT_STATUS if k in status}
+    progressing = [
+        {k: cond.get(k) for k in ("type", "status", "reason", "message")}
+        for cond in status.get("conditions") or []
+        if cond.get("type") == "Progressing"
+    ]
+    if progressing:
+        kept["conditions"] = progressing
+    return kept
 
 
 def replicas_managers(body: dict[str, Any]) -> tuple[str, ...]:
@@ -68,14 +113,22 @@ class ChildRecord:
     resource_version: str
     applied_hash: str | None
     digest: str
-    packed: bytes
+    packed: bytes  # the object without its status
+    status: dict[str, Any] | None = None  # kept apart: most events change only this
     replicas_managers: tuple[str, ...] = ()  # for Deployments: who owns spec.replicas
 
     @classmethod
-    def of(cls, body: dict[str, Any]) -> ChildRecord:
+    def of(cls, body: dict[str, Any], previous: ChildRecord | None = None) -> ChildRecord:
+        """The record of a new version of a child; the packed content of `previous` is
+        reused when only the status moved (no JSON encoding, no compression)."""
         managers = replicas_managers(body) if body.get("kind") == "Deployment" else ()
         body = _without_managed_fields(dict(body))
         meta = body["metadata"]
+        digest = content_digest(body)
+        if previous is not None and previous.digest == digest:
+            packed = previous.packed
+        else:
+            packed = pack({k: v for k, v in body.items() if k != "status"})
         return cls(
             kind=body.get("kind", ""),
             namespace=meta.get("namespace", ""),
@@ -83,13 +136,17 @@ class ChildRecord:
             uid=meta.get("uid", ""),
             resource_version=str(meta.get("resourceVersion", "")),
             applied_hash=(meta.get("annotations") or {}).get(c.ANNOTATION_APPLIED_HASH),
-            digest=content_digest(body),
-            packed=pack(body),
+            digest=digest,
+            packed=packed,
+            status=_kept_status(body),
             replicas_managers=managers,
         )
 
     def body(self) -> dict[str, Any]:
-        return unpack(self.packed)
+        body = unpack(self.packed)
+        if self.status is not None:
+            body["status"] = self.status
+        return body
 
     def newer_than(self, other: ChildRecord) -> bool:
         """resourceVersions are etcd revisions; Kubernetes calls them opaque, so anything
@@ -187,3 +244,44 @@ def foreign_controller(body: dict[str, Any]) -> str | None:
         if ref.get("controller") and ref.get("kind") != c.KIND:
             return f"{ref.get('kind')}/{ref.get('name')}"
     return None
+
+
+class ChildStore:
+    """Records of our children by the AIAgent(s) that own them, fed by the informers: a child
+    is its controller's; a shared object (no controller) is every AIAgent owner's."""
+
+    def __init__(self) -> None:
+        self.by_owner: dict[Key, dict[tuple[str, str], ChildRecord]] = {}
+        self._owners: dict[tuple[str, str, str], tuple[Key, ...]] = {}
+
+    def children(self, kind: str, owner: Key) -> list[ChildRecord]:
+        return [r for (k, _), r in self.by_owner.get(owner, {}).items() if k == kind]
+
+    def upsert(self, body: dict[str, Any], shared: bool) -> tuple[Key, ...]:
+        """Store the child; returns every owner it had or has now (each needs a reconcile)."""
+        controller = controller_key(body)
+        owners = (controller,) if controller else tuple(agent_owner_keys(body)) if shared else ()
+        meta = body.get("metadata") or {}
+        kind, namespace, name = str(body.get("kind")), meta.get("namespace") or "", meta["name"]
+        known = self._owners.get((kind, namespace, name), ())
+        previous = self.by_owner.get(known[0], {}).get((kind, name)) if known else None
+        record = ChildRecord.of(body, previous)
+        before = self._drop(record.kind, record.namespace, record.name)
+        for owner in owners:
+            self.by_owner.setdefault(owner, {})[(record.kind, record.name)] = record
+        if owners:
+            self._owners[(record.kind, record.namespace, record.name)] = owners
+        return tuple(dict.fromkeys((*before, *owners)))
+
+    def remove(self, body: dict[str, Any]) -> tuple[Key, ...]:
+        meta = body.get("metadata") or {}
+        return self._drop(str(body.get("kind")), meta.get("namespace") or "", meta.get("name"))
+
+    def _drop(self, kind: str, namespace: str, name: Any) -> tuple[Key, ...]:
+        owners = self._owners.pop((kind, namespace, str(name)), ())
+        for owner in owners:
+            children = self.by_owner.get(owner, {})
+            children.pop((kind, str(name)), None)
+            if not children:
+                self.by_owner.pop(owner, None)
+        return owners

@@ -130,8 +130,11 @@ def run(
         600, help="Reconcile every agent again about this often (jittered; 0 disables)."
     ),
     max_retry_seconds: float = typer.Option(30, help="Cap of the per-agent retry backoff."),
-    qps: float = typer.Option(50, help="Client-side rate limit of API requests per second."),
-    burst: int = typer.Option(100, help="Requests allowed at once above --qps."),
+    status_window_seconds: float = typer.Option(
+        1.0, min=0, help="At most one status write per agent per window (problems at once)."
+    ),
+    qps: float = typer.Option(200, help="Client-side rate limit of API requests per second."),
+    burst: int = typer.Option(400, help="Requests allowed at once above --qps."),
     request_timeout: float = typer.Option(30, help="Total timeout of one API request (s)."),
     connect_timeout: float = typer.Option(10, help="Connect timeout of API requests (s)."),
     watch_server_timeout: int = typer.Option(300, help="The server ends each watch after (s)."),
@@ -192,6 +195,7 @@ def run(
         health_port=health_port,
         resync_seconds=resync_seconds,
         max_retry_seconds=max_retry_seconds,
+        status_window_seconds=status_window_seconds,
         qps=qps,
         burst=burst,
         request_timeout=request_timeout,

@@ -106,6 +106,8 @@ class Reason:
     # An optional feature's CRD (KEDA, Istio, Gateway API) is not served by the API server.
     CRD_NOT_INSTALLED: Final = "CRDNotInstalled"
     APPLIED: Final = "Applied"
+    # Seen, and waiting for a worker while a burst of agents keeps them busy.
+    QUEUED: Final = "Queued"
     # A ScaledObject KEDA has not reported on yet (KEDA's own reasons are mirrored otherwise).
     WAITING_FOR_KEDA: Final = "WaitingForKEDA"
 

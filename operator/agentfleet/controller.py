@@ -24,13 +24,23 @@ class Controller:
             metrics.CONTROLLER, config.retry_base_seconds, config.max_retry_seconds
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._ready: list[asyncio.Event] = []
+        # New agents to acknowledge while a burst keeps the workers busy (see acknowledge).
+        self.acks: asyncio.Queue[Key] = asyncio.Queue()
         self.last_progress = time.monotonic()  # when a reconcile last finished
 
-    def start(self) -> None:
+    def start(self, ready: list[asyncio.Event] | None = None) -> None:
+        """Start the workers; they take keys once every `ready` event is set (the caches are
+        filled), and keys queued meanwhile wait."""
         metrics.MAX_CONCURRENT.labels(metrics.CONTROLLER).set(self.config.workers)
+        self._ready = ready or []
         self._tasks = [
             asyncio.create_task(self._work(), name=f"reconcile-worker-{i}")
             for i in range(self.config.workers)
+        ]
+        self._tasks += [
+            asyncio.create_task(self._acknowledge(), name=f"acknowledge-worker-{i}")
+            for i in range(2)
         ]
 
     async def stop(self) -> None:
@@ -40,6 +50,8 @@ class Controller:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _work(self) -> None:
+        for event in self._ready:
+            await event.wait()
         while True:
             key = await self.queue.get()
             try:
@@ -47,6 +59,24 @@ class Controller:
             finally:
                 self.queue.done(key)
                 self.last_progress = time.monotonic()
+
+    def acknowledge(self, key: Key) -> None:
+        """A new agent arrived: if it would wait long for a worker (a burst), show it was
+        seen at once. One status write more, and only under backlog."""
+        if len(self.queue) > 2 * self.config.workers:
+            self.acks.put_nowait(key)
+
+    async def _acknowledge(self) -> None:
+        for event in self._ready:
+            await event.wait()
+        while True:
+            key = await self.acks.get()
+            try:
+                await self.reconciler.acknowledge(key, len(self.queue))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a courtesy: the reconcile writes the real status anyway
+                log.warning("could not acknowledge %s/%s", *key, exc_info=True)
 
     def resync_delay(self) -> float:
         """About `resync_seconds`, jittered by ±10% so a fleet's resyncs spread out."""

@@ -6,9 +6,12 @@ progress in status), so an idle fleet costs zero API writes and deletes never wa
 Every handler is `async`: kopf runs sync handlers in worker threads, and the work queue is an
 asyncio object that must only be touched from the event loop.
 
-What is watched comes from the table of child kinds (children.py). Children are filtered by
-our `managed-by` label on the server, so only our objects cross the wire, and each is kept
-as a small record (cache.py), not a whole object.
+kopf watches the AIAgents (and namespaces, and the CRDs of optional features). The child
+kinds of the table in children.py are watched by informers of our own (informer.py): kopf
+would hold every child's body at start-up until all its indices are filled, which at tens of
+thousands of children is most of the operator's memory. Children are filtered by our
+`managed-by` label on the server and kept as small records (cache.ChildStore); the workers
+start once every informer has listed.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -27,9 +31,8 @@ from agentfleet import kube, metrics, sharding, watchhealth
 from agentfleet.cache import (
     AgentRecord,
     ChildRecord,
+    ChildStore,
     Key,
-    agent_owner_keys,
-    controller_key,
     depends_on_peers,
     peer_of,
 )
@@ -37,6 +40,7 @@ from agentfleet.children import CHILD_KINDS, ChildKind
 from agentfleet.config import OperatorConfig
 from agentfleet.controller import Controller
 from agentfleet.health import Health
+from agentfleet.informer import Informer
 from agentfleet.models import AIAgent
 from agentfleet.placer import Placer
 from agentfleet.reconciler import Reconciler
@@ -45,10 +49,6 @@ from agentfleet.render.context import Peer
 OURS = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
 CRD_GROUP, CRD_VERSION, CRD_PLURAL = "apiextensions.k8s.io", "v1", "customresourcedefinitions"
 OPTIONAL_RESOURCES = {row.resource: row for row in CHILD_KINDS if row.optional}
-
-
-def _index_id(row: ChildKind) -> str:
-    return f"{row.kind.lower()}_index"
 
 
 @kopf.index(c.GROUP, c.VERSION, c.PLURAL)
@@ -62,25 +62,6 @@ async def agent_index(
 async def peer_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str, Peer]:
     """Namespace -> the agents in it, as other agents' objects may name them."""
     return {namespace or "": peer_of(dict(body))}
-
-
-async def _child_index(body: kopf.Body, **_: Any) -> dict[Key, ChildRecord] | None:
-    raw = dict(body)
-    key = controller_key(raw)
-    return {key: ChildRecord.of(raw)} if key else None
-
-
-async def _shared_child_index(body: kopf.Body, **_: Any) -> dict[Key, ChildRecord] | None:
-    """A shared object (one ownerReference per agent using it) is every owner's child."""
-    raw = dict(body)
-    record = ChildRecord.of(raw)
-    return {key: record for key in agent_owner_keys(raw)} or None
-
-
-# One index per child kind, each named (and so passed to handlers) as `<kind>_index`.
-for _row in CHILD_KINDS:
-    _indexer = _shared_child_index if _row.shared else _child_index
-    kopf.index(_row.api_version, _row.plural, id=_index_id(_row))(_indexer)
 
 
 @kopf.index("v1", "namespaces")
@@ -114,13 +95,13 @@ class IndexCache:
     def __init__(
         self,
         agents: kopf.Index[Key, AgentRecord],
-        children: dict[str, kopf.Index[Key, ChildRecord]],
+        children: ChildStore,
         namespaces: kopf.Index[str, bool],
         crds: kopf.Index[str, tuple[str, ...]],
         peers: kopf.Index[str, Peer],
     ) -> None:
         self.agents = agents
-        self.children_by_kind = children
+        self.store = children
         self.namespaces = namespaces
         self.crds = crds
         self.peers_by_namespace = peers
@@ -138,7 +119,7 @@ class IndexCache:
             return None
 
     def children(self, kind: str, key: Key) -> list[ChildRecord]:
-        return list(self.children_by_kind[kind].get(key, []))
+        return self.store.children(kind, key)
 
     def namespace_terminating(self, namespace: str) -> bool:
         return any(self.namespaces.get(namespace, []))
@@ -174,44 +155,61 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     settings.watching.connect_timeout = config.connect_timeout
     settings.watching.inactivity_timeout = config.watch_inactivity_seconds
     settings.watching.chunk_size = 500  # the initial list comes in pages, not all at once
-    for row in CHILD_KINDS:
-        settings.watching.label_selectors[row.api_version, row.plural] = OURS
     if config.agent_selector:
         settings.watching.label_selectors[c.GROUP, c.PLURAL] = config.agent_selector
     if config.render.gpu_placement:
         from agentfleet import placement_handlers
 
         placement_handlers.configure(settings)
-    # Back-pressure: at most this many objects are processed at once; the watch stream waits
-    # (in the socket, not in memory) when a burst of thousands of events arrives.
-    settings.queueing.worker_limit = 1000
+    # No settings.queueing.worker_limit: kopf holds every object's worker until all indices
+    # are filled, so a limit below the number of existing objects deadlocks the start-up
+    # (measured: 4,000 objects, limit 1,000, nothing reconciled after 240 s). The work queue
+    # (a set of agent keys) bounds the real work; an idle per-object worker exits after 1 s.
     settings.batching.idle_timeout = 1.0
 
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Configure kopf, start metrics, health and the workers. kopf passes each index as a
-    keyword argument named after it (agent_index, service_index, ...), empty until listed."""
+    """Configure kopf, start the informers, metrics, health and the workers. kopf passes each
+    index as a keyword argument named after it (agent_index, ...), empty until listed."""
     config: OperatorConfig = memo.get("config") or OperatorConfig()
     configure(settings, config)
     watchhealth.install()
-    api = await kube.connect(pool_size=max(16, config.workers * 2))
+    informer_count = len(CHILD_KINDS) * max(1, len(config.namespaces))
+    api = await kube.connect(pool_size=config.workers * 2 + informer_count + 4)
     writer = kube.Kube(
         api,
         kube.RateLimiter(config.qps, config.burst),
         config.connect_timeout,
         config.request_timeout,
     )
-    children = {row.kind: kwargs[_index_id(row)] for row in CHILD_KINDS}
+    store = ChildStore()
     cache = IndexCache(
         kwargs["agent_index"],
-        children,
+        store,
         kwargs["namespace_index"],
         kwargs["crd_index"],
         kwargs["peer_index"],
     )
-    reconciler = Reconciler(writer, cache, config)
+    reconciler = Reconciler(writer, cache, config, status_window=config.status_window_seconds)
     controller = Controller(reconciler, config)
+    informers = {
+        row.resource: Informer(
+            api,
+            row.api_version,
+            row.kind,
+            row.plural,
+            OURS,
+            child_event_handler(row, store, controller),
+            namespaces=config.namespaces,
+            server_timeout=config.watch_server_timeout,
+            inactivity_seconds=config.watch_inactivity_seconds,
+            connect_timeout=config.connect_timeout,
+        )
+        for row in CHILD_KINDS
+    }
+    for informer in informers.values():
+        informer.start()
     if config.render.gpu_placement:
         placer = Placer(writer, cache.parsed_agent, controller.queue.add, config.placement_policy)
         reconciler.placements = placer.state
@@ -219,7 +217,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         placer.start()
     if config.shard_id:
         await claim_shard(writer, config, memo)
-    controller.start()
+    # No reconcile before every child is known: a child not yet listed would look missing.
+    controller.start(ready=[informer.synced for informer in informers.values()])
     if config.metrics_port:
         metrics.AGENTS.count = cache.condition_counts
         prometheus_client.start_http_server(config.metrics_port, config.metrics_address)
@@ -230,7 +229,24 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     memo["controller"] = controller
     memo["cache"] = cache
     memo["config"] = config
+    memo["informers"] = informers
     metrics.MAX_CONCURRENT.labels(metrics.CONTROLLER).set(config.workers)
+
+
+def child_event_handler(
+    row: ChildKind, store: ChildStore, controller: Controller
+) -> Callable[[str, dict[str, Any]], None]:
+    """A child changed or vanished: keep its record, and reconcile its owner(s): a repair, a
+    re-creation or a status update may be due. A shared object has no controller, only one
+    AIAgent owner per agent using it: each of them."""
+
+    def handle(event_type: str, body: dict[str, Any]) -> None:
+        owners = store.remove(body) if event_type == "DELETED" else store.upsert(body, row.shared)
+        for owner in owners:
+            controller.reconciler.observe_child(event_type, owner, body)
+            controller.queue.add(owner)
+
+    return handle
 
 
 async def claim_shard(writer: kube.Kube, config: OperatorConfig, memo: kopf.Memo) -> None:
@@ -255,6 +271,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     if "placer" in memo:
         await memo["placer"].stop()
     await memo["controller"].stop()
+    for informer in memo.get("informers", {}).values():
+        await informer.stop()
     if "health" in memo:
         await memo["health"].cleanup()
     await memo["api"].close()
@@ -275,7 +293,13 @@ async def agent_changed(
     burst of agents without mesh settings costs no fan-out."""
     key = (namespace or "", name)
     controller: Controller = memo["controller"]
+    if type == "MODIFIED" and controller.reconciler.caused_by_us(
+        key, body["metadata"].get("resourceVersion")
+    ):
+        return  # the echo of our own status write: nothing to do
     controller.queue.add(key)
+    if type == "ADDED" and not (body.get("status") or {}).get("conditions"):
+        controller.acknowledge(key)
     seen: dict[Key, Peer] = memo.setdefault("peers_seen", {})
     peer = None if type == "DELETED" else peer_of(dict(body))
     before = seen.pop(key, None)
@@ -289,25 +313,12 @@ async def agent_changed(
             controller.queue.add((key[0], other.name))
 
 
-async def _child_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A child changed or vanished: its owner may need a repair or a status update. A shared
-    object has no controller, only one AIAgent owner per agent using it: each of them."""
-    raw = dict(body)
-    key = controller_key(raw)
-    controller: Controller = memo["controller"]
-    for owner in [key] if key else agent_owner_keys(raw):
-        controller.reconciler.observe_child(type, owner, raw)
-        controller.queue.add(owner)
-
-
-for _row in CHILD_KINDS:
-    kopf.on.event(_row.api_version, _row.plural, id=f"{_row.kind.lower()}_changed")(_child_changed)
-
-
 @kopf.on.event(CRD_GROUP, CRD_VERSION, CRD_PLURAL)
 async def crd_changed(name: str, memo: kopf.Memo, **_: Any) -> None:
-    """An optional feature's CRD appeared or changed: every agent may now converge."""
+    """An optional feature's CRD appeared or changed: list its objects, and every agent may
+    now converge."""
     if name in OPTIONAL_RESOURCES:
+        memo["informers"][name].wake()
         controller: Controller = memo["controller"]
         for key in memo["cache"].agent_keys():
             controller.queue.add(key)

@@ -14,6 +14,7 @@ import asyncio
 import datetime
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -127,11 +128,20 @@ async def connect(pool_size: int = 64) -> client.ApiClient:
     except config.ConfigException:
         await config.load_kube_config(client_configuration=configuration)
     configuration.connection_pool_maxsize = pool_size
-    return client.ApiClient(configuration)
+    api = client.ApiClient(configuration)
+    if not any(os.environ.get(v) for v in _PROXY_VARIABLES):
+        # The client trusts the environment, so aiohttp reads ~/.netrc and the proxy
+        # variables on every request: 5% of the operator's CPU in a burst, for nothing.
+        api.rest_client.pool_manager._trust_env = False
+    return api
+
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
 
 
 _WRITE_VERBS = {"POST": "create", "DELETE": "delete", "PUT": "update"}
 APPLY_PATCH = "application/apply-patch+yaml; charset=utf-8"
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 
 class Kube:
@@ -156,6 +166,7 @@ class Kube:
         body: Any = None,
         content_type: str = "application/json",
         query: list[tuple[str, str]] | None = None,
+        accept: str = "application/json",
     ) -> dict[str, Any]:
         if method == "GET":
             metrics.API_READS.labels(ref.kind).inc()
@@ -170,7 +181,7 @@ class Kube:
                 method,
                 query_params=query or [],
                 body=body,
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                header_params={"Content-Type": content_type, "Accept": accept},
                 auth_settings=["BearerToken"],
                 _return_http_data_only=True,
                 _request_timeout=self.timeout,
@@ -213,9 +224,14 @@ class Kube:
         listed = await self._request("GET", ref, ref.collection_path)
         return list(listed.get("items") or [])
 
-    async def get(self, ref: Ref) -> dict[str, Any] | None:
-        """The object, or None if it does not exist."""
+    async def get(self, ref: Ref, metadata_only: bool = False) -> dict[str, Any] | None:
+        """The object, or None if it does not exist. `metadata_only`: just its metadata, from
+        the API server's watch cache (no etcd read, a small answer): enough to see whose it is."""
         try:
+            if metadata_only:
+                return await self._request(
+                    "GET", ref, ref.path, query=[("resourceVersion", "0")], accept=METADATA_ONLY
+                )
             return await self._request("GET", ref, ref.path)
         except ApiError as error:
             if error.status == 404 and not error.unserved:
@@ -263,19 +279,22 @@ class Kube:
         )
 
     async def patch_status(
-        self, namespace: str, name: str, patch: dict[str, Any]
+        self,
+        namespace: str,
+        name: str,
+        patch: dict[str, Any],
+        resource_version: str | None = None,
     ) -> dict[str, Any]:
         """A JSON merge patch of the status subresource: only what changed, with null for
-        every key that should disappear (a key an older operator version wrote, say)."""
+        every key that should disappear (a key an older operator version wrote, say). With
+        `resource_version`, only onto that version of the object (409 otherwise)."""
         ref = Ref(c.API_VERSION, c.PLURAL, namespace, name, c.KIND)
         query = [("fieldManager", c.FIELD_MANAGER)]
+        body: dict[str, Any] = {"status": patch}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         return await self._request(
-            "PATCH",
-            ref,
-            ref.path + "/status",
-            {"status": patch},
-            "application/merge-patch+json",
-            query,
+            "PATCH", ref, ref.path + "/status", body, "application/merge-patch+json", query
         )
 
     async def delete(self, ref: Ref, uid: str) -> None:

@@ -89,8 +89,12 @@ def _split(text: str) -> list[str]:
 
 
 def _and(a: Requirement, b: Requirement) -> Requirement:
-    allowed = a.allowed if b.allowed is None else b.allowed if a.allowed is None else (
-        a.allowed & b.allowed
+    allowed = (
+        a.allowed
+        if b.allowed is None
+        else b.allowed
+        if a.allowed is None
+        else (a.allowed & b.allowed)
     )
     return Requirement(
         allowed,
@@ -122,8 +126,10 @@ class Scope:
     selector: str = ""
 
     def overlaps(self, other: Scope) -> bool:
-        if self.namespaces and other.namespaces and not set(self.namespaces) & set(
-            other.namespaces
+        if (
+            self.namespaces
+            and other.namespaces
+            and not set(self.namespaces) & set(other.namespaces)
         ):
             return False
         return not selectors_disjoint(self.selector, other.selector)
@@ -261,9 +267,7 @@ class ShardClaim:
         await asyncio.sleep(settle_seconds)
         now = datetime.datetime.now(datetime.UTC)
         others = [cl for cl in await self._claims() if cl.shard != self.shard]
-        earlier = [
-            cl for cl in others if cl.acquired is not None and cl.acquired < self.acquired
-        ]
+        earlier = [cl for cl in others if cl.acquired is not None and cl.acquired < self.acquired]
         found = conflicts(self.scope, self.shard, self.holder, earlier, now)
         if found:
             await self.release()

@@ -184,6 +184,30 @@ def _conditions(
     ]
 
 
+@dataclass(frozen=True)
+class StatusInputs:
+    """What the status takes from the agent's spec: fixed for one generation, so the
+    reconciler can keep it and skip parsing an unchanged agent again."""
+
+    generation: int
+    replicas: int
+    selector: str
+    service_account_name: str
+    endpoints: dict[str, str]
+    gpu_summary: str
+
+    @classmethod
+    def of(cls, agent: AIAgent, cluster_domain: str) -> StatusInputs:
+        return cls(
+            agent.metadata.generation,
+            agent.spec.replicas,
+            label_selector(agent),
+            service_account_name(agent),
+            service.endpoints(agent, cluster_domain),
+            gpu.summary(agent.spec.gpu),
+        )
+
+
 def desired_status(
     agent: AIAgent,
     deployment: dict[str, Any] | None,
@@ -194,8 +218,21 @@ def desired_status(
     features: list[FeatureState] | None = None,
     placed: Placed | None = None,
 ) -> dict[str, Any]:
+    inputs = StatusInputs.of(agent, cluster_domain)
+    return status_from(inputs, deployment, problem, previous, timestamp, features, placed)
+
+
+def status_from(
+    inputs: StatusInputs,
+    deployment: dict[str, Any] | None,
+    problem: Problem | None,
+    previous: dict[str, Any] | None,
+    timestamp: str | None = None,
+    features: list[FeatureState] | None = None,
+    placed: Placed | None = None,
+) -> dict[str, Any]:
     dep_status = (deployment or {}).get("status") or {}
-    wanted = (deployment or {}).get("spec", {}).get("replicas", agent.spec.replicas)
+    wanted = (deployment or {}).get("spec", {}).get("replicas", inputs.replicas)
     if problem is None and placed is not None and placed.refused:
         # Waiting for GPU capacity is why the rollout does not progress: say so.
         problem = Problem(placed.reason, placed.message, stalled=False)
@@ -204,23 +241,22 @@ def desired_status(
     ]
     if placed is not None:
         summary.append((c.COND_PLACED, placed.ok, placed.reason, placed.message))
-    generation = agent.metadata.generation
+    generation = inputs.generation
     return {
         "observedGeneration": generation,
         # What is running (the Deployment's status), not what was asked for.
         "replicas": dep_status.get("replicas", 0),
         "readyReplicas": dep_status.get("readyReplicas", 0),
         "availableReplicas": dep_status.get("availableReplicas", 0),
-        "selector": label_selector(agent),
-        "serviceAccountName": service_account_name(agent),
-        "endpoints": service.endpoints(agent, cluster_domain),
-        "placement": _placement(agent, placed),
+        "selector": inputs.selector,
+        "serviceAccountName": inputs.service_account_name,
+        "endpoints": dict(inputs.endpoints),
+        "placement": _placement(inputs.gpu_summary, placed),
         "conditions": _conditions(summary, generation, previous or {}, timestamp),
     }
 
 
-def _placement(agent: AIAgent, placed: Placed | None) -> dict[str, Any]:
-    summary = gpu.summary(agent.spec.gpu)
+def _placement(summary: str, placed: Placed | None) -> dict[str, Any]:
     if placed is None or not placed.replicas:
         return {"summary": summary}
     nodes = sorted({r["node"] for r in placed.replicas})
@@ -259,3 +295,18 @@ def status_patch(previous: dict[str, Any], desired: dict[str, Any]) -> dict[str,
         elif value != old or key not in previous:
             patch[key] = value
     return patch
+
+
+def queued_status(ahead: int, workers: int, timestamp: str | None = None) -> dict[str, Any]:
+    """What a new agent shows while it waits for a worker (no observedGeneration: nothing
+    of its spec is observed yet)."""
+    message = (
+        f"seen; waiting for a worker behind about {ahead} agents"
+        f" ({workers} are reconciled at a time)"
+    )
+    summary = [
+        (c.COND_READY, False, Reason.QUEUED, message),
+        (c.COND_RECONCILING, True, Reason.QUEUED, message),
+        (c.COND_STALLED, False, Reason.QUEUED, "making progress"),
+    ]
+    return {"conditions": _conditions(summary, 0, {}, timestamp)}

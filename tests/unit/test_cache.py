@@ -93,3 +93,17 @@ def test_a_shared_object_belongs_to_every_agent_owner() -> None:
     ]
     body = {"metadata": {"name": "waypoint", "namespace": "ns", "ownerReferences": owners}}
     assert agent_owner_keys(body) == [("ns", "a"), ("ns", "b")]
+
+
+def test_a_status_only_change_reuses_the_packed_content() -> None:
+    first = ChildRecord.of(deployment(replicas=1))
+    moved = deployment(replicas=2)
+    moved["metadata"]["resourceVersion"] = "6"
+    second = ChildRecord.of(moved, first)
+    assert second.packed is first.packed, "no encoding, no compression"
+    assert second.body()["status"] == {"replicas": 2}
+    respecced = deployment(replicas=2)
+    respecced["metadata"]["generation"] = 2
+    respecced["spec"]["replicas"] = 5
+    third = ChildRecord.of(respecced, second)
+    assert third.packed is not second.packed and third.body()["spec"]["replicas"] == 5

@@ -18,7 +18,8 @@ from agentfleet.children import ChildKind
 from agentfleet.config import OperatorConfig, Policy
 from agentfleet.drift import takeover_patch
 from agentfleet.kube import ApiError, Ref
-from agentfleet.reconciler import Key, Reconciler, classify
+from agentfleet.models import AIAgent
+from agentfleet.reconciler import SETTLE_WINDOW, Key, Reconciler, classify
 from agentfleet.render.context import Peer
 from agentfleet.status import status_patch
 
@@ -54,10 +55,11 @@ class World:
         self.unserved: set[str] = set()
         self.events: list[tuple[str, str]] = []
         self.stale: list[dict[str, Any]] = []  # still in the cache, no longer in the cluster
+        self.stale_agent: dict[str, Any] | None = None  # the cache's older copy of the agent
 
     # Cache
     def agent(self, key: Key) -> AgentRecord | None:
-        body = self.agents.get(key)
+        body = self.stale_agent or self.agents.get(key)
         return AgentRecord.of(body) if body else None
 
     def children(self, kind: str, key: Key) -> list[ChildRecord]:
@@ -108,13 +110,15 @@ class World:
         stored = merge(base, obj)
         self.version += 1
         uid = existing["metadata"]["uid"] if existing else f"uid-{uuid.uuid4().hex[:6]}"
-        stored["metadata"].update(uid=uid, generation=1, resourceVersion=str(self.version))
+        stored["metadata"].update(uid=uid, resourceVersion=str(self.version))
+        if stored["apiVersion"] != "v1":  # as the API server: core v1 kinds have none
+            stored["metadata"]["generation"] = stored["metadata"].get("generation") or 1
         if existing:
             self.objects.remove(existing)
         self.objects.append(stored)
         return copy.deepcopy(stored)
 
-    async def get(self, ref: Ref) -> dict[str, Any] | None:
+    async def get(self, ref: Ref, metadata_only: bool = False) -> dict[str, Any] | None:
         self.reads += 1
         found = self._find(ref.kind, ref.name)
         return copy.deepcopy(found) if found else None
@@ -131,12 +135,20 @@ class World:
         return self._store(patched, existing, whole=True)
 
     async def patch_status(
-        self, namespace: str, name: str, patch: dict[str, Any]
+        self,
+        namespace: str,
+        name: str,
+        patch: dict[str, Any],
+        resource_version: str | None = None,
     ) -> dict[str, Any]:
-        self.writes.append(("status", name))
         agent = self.agents[(namespace, name)]
+        if resource_version and agent["metadata"].get("resourceVersion") != resource_version:
+            raise ApiError(c.KIND, name, 409, "the object has been modified", "Conflict")
+        self.writes.append(("status", name))
         agent["status"] = merge(agent.get("status") or {}, patch)
-        return agent
+        self.version += 1
+        agent["metadata"]["resourceVersion"] = str(self.version)
+        return copy.deepcopy(agent)
 
     async def delete(self, ref: Ref, uid: str) -> None:
         self.writes.append(("delete", ref.kind))
@@ -239,6 +251,7 @@ async def test_updates_carry_the_uid_of_the_child_we_know() -> None:
 
     world.apply = spy  # type: ignore[method-assign]
     world.agents[KEY]["spec"]["image"] = "example.com/a:2"
+    world.agents[KEY]["metadata"]["generation"] = 2
     await reconciler.reconcile(KEY)
     deployment = next(o for o in world.objects if o["kind"] == "Deployment")
     assert seen == [deployment["metadata"]["uid"]]
@@ -247,9 +260,14 @@ async def test_updates_carry_the_uid_of_the_child_we_know() -> None:
 async def test_spec_change_reapplies_only_what_changed() -> None:
     world, reconciler = make_world()
     await reconciler.reconcile(KEY)
+    ready_deployment(world)
+    await reconciler.reconcile(KEY)
     world.writes.clear()
     world.agents[KEY]["spec"]["image"] = "example.com/a:2"
     world.agents[KEY]["metadata"]["generation"] = 2
+    await reconciler.reconcile(KEY)
+    assert world.writes == [("apply", "Deployment")], "its status waits for the rollout"
+    ready_deployment(world, generation=2)
     await reconciler.reconcile(KEY)
     assert world.writes == [("apply", "Deployment"), ("status", "demo")]
 
@@ -312,6 +330,7 @@ async def test_a_child_replaced_by_someone_else_is_not_taken_over() -> None:
     world.objects.append(foreign("Service"))
     world.stale.append(service)  # before our cache noticed either
     world.agents[KEY]["spec"]["agentType"] = "testing"  # a change that re-applies the Service
+    world.agents[KEY]["metadata"]["generation"] = 2
     await reconciler.reconcile(KEY)
     theirs = next(o for o in world.objects if o["kind"] == "Service")
     assert theirs["metadata"]["uid"] == "theirs-Service"
@@ -509,7 +528,7 @@ async def test_agents_in_a_terminating_namespace_cost_no_writes() -> None:
     assert world.writes == []
 
 
-async def test_a_changed_agent_reports_its_new_generation_at_once_then_coalesces() -> None:
+async def test_a_new_spec_is_reported_once_its_rollout_settled_in_one_write() -> None:
     clock = Clock()
     world, reconciler = make_world(window=1.0, clock=clock)
     await reconciler.reconcile(KEY)
@@ -520,12 +539,48 @@ async def test_a_changed_agent_reports_its_new_generation_at_once_then_coalesces
     world.writes.clear()
     world.agents[KEY]["spec"]["image"] = "example.com/a:2"
     world.agents[KEY]["metadata"]["generation"] = 2
-    assert (await reconciler.reconcile(KEY)).requeue_after is None
+    assert (await reconciler.reconcile(KEY)).requeue_after == pytest.approx(SETTLE_WINDOW)
+    assert world.writes == [("apply", "Deployment")], "the status waits for the rollout"
+    clock.now += 2.0
+    ready_deployment(world, generation=2)  # the rollout settles within the window
+    await reconciler.reconcile(KEY)
     assert world.writes == [("apply", "Deployment"), ("status", "demo")]
     assert world.agents[KEY]["status"]["observedGeneration"] == 2
-    clock.now += 0.2
-    ready_deployment(world, generation=2)  # progress within the window waits for its end
-    assert (await reconciler.reconcile(KEY)).requeue_after == pytest.approx(0.8)
+    assert conditions(world)["Ready"][0] == "True", "one write, already final"
+
+
+async def test_a_long_rollout_of_a_new_spec_is_reported_after_the_settle_window() -> None:
+    clock = Clock()
+    world, reconciler = make_world(window=1.0, clock=clock)
+    await reconciler.reconcile(KEY)
+    clock.now += 1.0
+    ready_deployment(world)
+    await reconciler.reconcile(KEY)
+    clock.now += 60
+    world.writes.clear()
+    world.agents[KEY]["spec"]["image"] = "example.com/a:2"
+    world.agents[KEY]["metadata"]["generation"] = 2
+    await reconciler.reconcile(KEY)
+    clock.now += SETTLE_WINDOW - 1
+    await reconciler.reconcile(KEY)
+    assert world.writes == [("apply", "Deployment")]
+    clock.now += 1
+    await reconciler.reconcile(KEY)
+    assert world.writes == [("apply", "Deployment"), ("status", "demo")]
+    assert conditions(world)["Reconciling"][0] == "True"
+
+
+async def test_a_new_agent_waiting_behind_a_burst_is_acknowledged_once() -> None:
+    world, reconciler = make_world()
+    await reconciler.acknowledge(KEY, ahead=500)
+    assert world.writes == [("status", "demo")]
+    assert conditions(world)["Reconciling"] == ("True", "Queued")
+    assert "behind about 500 agents" in message_of(world, "Ready")
+    assert "observedGeneration" not in world.agents[KEY]["status"]
+    await reconciler.acknowledge(KEY, ahead=400)
+    assert world.writes == [("status", "demo")], "never over a status"
+    await reconciler.reconcile(KEY)  # the real status follows in one window
+    assert world.agents[KEY]["status"]["observedGeneration"] == 1
 
 
 async def test_status_reports_running_replicas_not_the_asked_for_count() -> None:
@@ -569,3 +624,70 @@ def test_status_patch_nulls_removed_keys_and_sends_only_changes() -> None:
 def test_classify(error: ApiError, reason: str, stalled: bool) -> None:
     problem = classify(error)
     assert (problem.reason, problem.stalled) == (reason, stalled)
+
+
+async def test_a_settled_plain_agent_is_not_parsed_or_rendered_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world, reconciler = make_world()
+    await reconciler.reconcile(KEY)
+    for child in world.objects:
+        reconciler.observe_child("ADDED", KEY, child)
+    ready_deployment(world)  # only the Deployment's status moves
+    parsed: list[str] = []
+    original = AIAgent.from_body
+
+    def counting(body: dict[str, Any]) -> AIAgent:
+        parsed.append(body["metadata"]["name"])
+        return original(body)
+
+    monkeypatch.setattr(AIAgent, "from_body", counting)
+    await reconciler.reconcile(KEY)
+    assert parsed == []
+    assert conditions(world)["Ready"][0] == "True", "its status still follows the Deployment"
+    world.agents[KEY]["spec"]["image"] = "example.com/a:2"  # a new spec: a full pass again
+    world.agents[KEY]["metadata"]["generation"] = 2
+    await reconciler.reconcile(KEY)
+    assert parsed == ["demo"]
+
+
+async def test_a_settled_agent_is_rendered_again_when_a_child_changes() -> None:
+    world, reconciler = make_world()
+    await reconciler.reconcile(KEY)
+    service = next(o for o in world.objects if o["kind"] == "Service")
+    service["spec"]["ports"].pop()  # someone else's edit: its content digest changes
+    service["metadata"]["resourceVersion"] = "99"
+    world.writes.clear()
+    await reconciler.reconcile(KEY)
+    assert ("apply", "Service") in world.writes
+
+
+async def test_a_rollouts_progress_is_written_every_few_seconds_not_at_every_step() -> None:
+    clock = Clock()
+    world, reconciler = make_world(window=1.0, clock=clock, replicas=3)
+    await reconciler.reconcile(KEY)
+    clock.now += 1.0
+    await reconciler.reconcile(KEY)  # the first status: rolling out
+    world.writes.clear()
+    dep = next(o for o in world.objects if o["kind"] == "Deployment")
+    dep["status"] = {"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3}
+    for ready in (1, 2):
+        clock.now += 1.0
+        dep["status"].update(readyReplicas=ready, availableReplicas=ready)
+        await reconciler.reconcile(KEY)
+    assert world.writes == [], "counts moved, nothing else: no write yet"
+    clock.now += 1.0
+    dep["status"].update(readyReplicas=3, availableReplicas=3)
+    await reconciler.reconcile(KEY)  # Ready: a condition changed, written at once
+    assert world.writes == [("status", "demo")]
+    assert world.agents[KEY]["status"]["availableReplicas"] == 3
+
+
+async def test_a_cache_that_lags_behind_our_status_write_causes_no_second_write() -> None:
+    world, reconciler = make_world()
+    world.agents[KEY]["metadata"]["resourceVersion"] = "1"
+    world.stale_agent = copy.deepcopy(world.agents[KEY])  # the cache will not see our write
+    await reconciler.reconcile(KEY)
+    assert world.writes.count(("status", "demo")) == 1
+    await reconciler.reconcile(KEY)  # a child's event, before the agent's own event arrives
+    assert world.writes.count(("status", "demo")) == 1
