@@ -7,7 +7,7 @@ export AGENTFLEET_CLUSTER_DIR := $(CLUSTER_DIR)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lock tools lint manifests chart-lint image istio keda unit test integration e2e crds golden cluster-up cluster-down \
-        cluster-status demo demo-down run clean
+        cluster-status demo demo-down run bench bench-10k clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -90,6 +90,12 @@ demo-down: venv ## Stop the demo's operator and cluster
 
 run: venv ## Run the operator locally against $$KUBECONFIG
 	$(BIN)/agentfleet run
+
+bench: tools ## Benchmarks: 1,000 agents on a fresh local cluster, against a kubectl baseline (~12 min)
+	$(BIN)/python -m benchmarks --agents 1000 --json _output/bench-1000.json
+
+bench-10k: tools ## The same at 10,000 agents (the memory target; about an hour on 2 cores)
+	$(BIN)/python -m benchmarks --agents 10000 --json _output/bench-10000.json
 
 clean: cluster-down ## Remove build outputs (not the binary cache in ~/.cache/agentfleet)
 	rm -rf _output .pytest_cache .mypy_cache .ruff_cache

@@ -113,7 +113,7 @@ def fleet(nodes: int, seed: int = 20) -> tuple[list[dict[str, Any]], list[dict[s
 def requests(count: int, seed: int = 21) -> list[Request]:
     rng = random.Random(seed)
     tolerate = (Toleration("dedicated", "Equal", "training", "NoSchedule"),)
-    shapes = [
+    shapes: list[dict[str, Any]] = [
         {"gpu_count": 1, "vram_mib": 24576},
         {"gpu_count": 2, "vram_mib": 40960},
         {"gpu_count": 1, "vram_mib": 16384, "sharing": "shared"},
