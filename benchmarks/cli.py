@@ -50,6 +50,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--no-baseline-ready", action="store_true", help="skip timing the baseline's rollout"
     )
     parser.add_argument("--no-extras", action="store_true", help="skip the placement row")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(defaults.scenarios),
+        help="comma-separated subset of create,idle,restart,edit,kill (create always runs)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="where to save the result")
     parser.add_argument(
         "--cluster-dir",
@@ -77,7 +82,11 @@ def main(argv: list[str] | None = None) -> None:
         workers=args.workers,
         operator_args=tuple(args.operator_arg),
         extras=not args.no_extras,
+        scenarios=tuple(name.strip() for name in args.scenarios.split(",") if name.strip()),
     )
+    unknown = set(config.scenarios) - set(BenchConfig().scenarios)
+    if unknown:
+        sys.exit(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     from agentfleet_dev import build
     from agentfleet_dev.cluster import LocalCluster
 

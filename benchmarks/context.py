@@ -32,6 +32,8 @@ class BenchConfig:
     operator_args: tuple[str, ...] = ()  # more `agentfleet run` flags (e.g. --agent-selector)
     agent_labels: tuple[tuple[str, str], ...] = ()  # more labels on every agent (e.g. a shard)
     extras: bool = True  # later rows: placement (mesh, KEDA when they land)
+    # which of create, idle, restart, edit, kill run (in that order); create always runs
+    scenarios: tuple[str, ...] = ("create", "idle", "restart", "edit", "kill")
 
     @property
     def timeout(self) -> float:

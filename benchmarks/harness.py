@@ -68,6 +68,9 @@ def run(
         result["scenarios"] = {}
         failed = ""
         for key, title, scenario in steps:
+            if key not in config.scenarios and key != "create":
+                result["scenarios"][key] = {"skipped": "not chosen (--scenarios)"}
+                continue
             if failed:
                 result["scenarios"][key] = {"error": f"skipped after `{failed}` failed"}
                 continue

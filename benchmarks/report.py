@@ -231,6 +231,11 @@ def rows(result: Result) -> list[Row]:
     for spec in specs(result["config"]["agents"]):
         title = spec.title or names[spec.key]
         data = scenarios.get(spec.key)
+        if data and "skipped" in data:
+            note = "skipped" if spec.key in explained else f"skipped: {data['skipped']}"
+            explained.add(spec.key)
+            table.append(Row(title, spec.measure, None, spec.unit, spec.target, None, note=note))
+            continue
         if not data or "error" in data:
             why = data["error"] if data else "did not run"
             note = "not measured" if spec.key in explained else f"not measured: {why}"
