@@ -248,8 +248,10 @@ class Kube:
         re-keyed with `kubectl patch` stays and clashes with ours; an adopted object keeps its
         old owner's ports and selector keys). A JSON merge patch made by
         drift.takeover_patch can, but records a second managedFields entry (operation Update)
-        that would keep those fields alive after we stop applying them; so that entry is
-        removed right after, and our Apply entry stays the only record of what is ours."""
+        that would keep those fields alive after we stop applying them, and takes from our
+        Apply entry the fields it rewrote (a re-keyed list, say). So that entry is removed
+        right after, and one more apply makes our Apply entry the only record of what is
+        ours, owning every field we render."""
         ref = Ref.of(obj, plural)
         patch = drift.takeover_patch(live, obj)
         body = {**patch, "metadata": {**patch["metadata"], "uid": uid}}
@@ -266,10 +268,11 @@ class Kube:
                     {"op": "test", "path": f"{where}/operation", "value": "Update"},
                     {"op": "remove", "path": where},
                 ]
-                return await self._request(
+                await self._request(
                     "PATCH", ref, ref.path, ops, "application/json-patch+json", query
                 )
-        return patched
+                break
+        return await self.apply(obj, plural, uid)
 
     async def patch(self, ref: Ref, patch: dict[str, Any]) -> dict[str, Any]:
         """A JSON merge patch (e.g. a placement decision on a gated Pod)."""
