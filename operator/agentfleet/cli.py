@@ -133,6 +133,12 @@ def run(
     status_window_seconds: float = typer.Option(
         1.0, min=0, help="At most one status write per agent per window (problems at once)."
     ),
+    queued_status_after_seconds: float = typer.Option(
+        2.0,
+        min=0,
+        help="Show Reconciling/Queued on a new agent still waiting for a worker after this "
+        "long (one status write more under a burst; 0 disables).",
+    ),
     qps: float = typer.Option(200, help="Client-side rate limit of API requests per second."),
     burst: int = typer.Option(400, help="Requests allowed at once above --qps."),
     request_timeout: float = typer.Option(30, help="Total timeout of one API request (s)."),
@@ -196,6 +202,7 @@ def run(
         resync_seconds=resync_seconds,
         max_retry_seconds=max_retry_seconds,
         status_window_seconds=status_window_seconds,
+        queued_status_after_seconds=queued_status_after_seconds,
         qps=qps,
         burst=burst,
         request_timeout=request_timeout,

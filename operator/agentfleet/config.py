@@ -71,6 +71,10 @@ class OperatorConfig:
     # An agent's status is written at most once per window; the first status of a new agent
     # or a new spec waits one window, so a quick rollout is reported in one write.
     status_window_seconds: float = 1.0
+    # A new agent still waiting for a worker this long after it arrived (a burst) gets
+    # Reconciling=True/Queued at once: one status write more, for agents that would otherwise
+    # show nothing for tens of seconds. 0 turns it off (4 writes per agent, slower first status).
+    queued_status_after_seconds: float = 2.0
     # Every agent is reconciled again about this often (jittered), writing nothing if nothing
     # changed: a safety net for events that were missed or causes the operator cannot watch.
     resync_seconds: float = 600.0

@@ -25,8 +25,9 @@ class Controller:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._ready: list[asyncio.Event] = []
-        # New agents to acknowledge while a burst keeps the workers busy (see acknowledge).
-        self.acks: asyncio.Queue[Key] = asyncio.Queue()
+        # New agents to acknowledge while a burst keeps the workers busy (see acknowledge),
+        # each with the loop time from which it is due.
+        self.acks: asyncio.Queue[tuple[Key, float]] = asyncio.Queue()
         self.last_progress = time.monotonic()  # when a reconcile last finished
 
     def start(self, ready: list[asyncio.Event] | None = None) -> None:
@@ -61,16 +62,20 @@ class Controller:
                 self.last_progress = time.monotonic()
 
     def acknowledge(self, key: Key) -> None:
-        """A new agent arrived: if it would wait long for a worker (a burst), show it was
-        seen at once. One status write more, and only under backlog."""
-        if len(self.queue) > 2 * self.config.workers:
-            self.acks.put_nowait(key)
+        """A new agent arrived behind a backlog: if no worker has reached it after
+        `queued_status_after_seconds`, show it was seen. One status write more, paid only
+        by agents that would otherwise show nothing for that long."""
+        delay = self.config.queued_status_after_seconds
+        if delay > 0 and len(self.queue) > 2 * self.config.workers:
+            self.acks.put_nowait((key, asyncio.get_running_loop().time() + delay))
 
     async def _acknowledge(self) -> None:
         for event in self._ready:
             await event.wait()
+        loop = asyncio.get_running_loop()
         while True:
-            key = await self.acks.get()
+            key, due = await self.acks.get()
+            await asyncio.sleep(max(0.0, due - loop.time()))  # in order: dues only grow
             try:
                 await self.reconciler.acknowledge(key, len(self.queue))
             except asyncio.CancelledError:

@@ -18,6 +18,7 @@ from agentfleet import constants as c
 from agentfleet.placement import labels as k
 from agentfleet.placement import parse_placement
 from tests.conftest import (
+    ROOT,
     SHARD_LABEL,
     Cluster,
     Operator,
@@ -241,3 +242,41 @@ def node_ready(cluster: Cluster, name: str) -> bool:
     return ready.status == "True" and not any(
         "not-ready" in t or "unreachable" in t for t in taints
     )
+
+
+def test_a_refused_agent_is_placed_when_a_node_that_fits_joins(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    if not cluster.local:
+        pytest.skip("adds a simulated GPU node")
+    apply(cluster, gpu_agent("waiting", namespace, gpu={"count": 1, "vram": "150Gi"}))
+    placed = placed_condition(cluster, namespace, "waiting")
+    assert (placed["status"], placed["reason"]) == ("False", "InsufficientVRAM")
+    # Refused, it waits for capacity: no tight loop of retries or writes meanwhile.
+    reconciles, writes = operator.reconciles(), operator.writes()
+    time.sleep(10)
+    assert operator.reconciles() - reconciles < 20, "retried in a tight loop"
+    assert operator.writes() - writes <= 2, "rewrote the same refusal"
+
+    node = yaml.safe_load((ROOT / "tests/e2e/nodes/gpu-a100-1.yaml").read_text())
+    node["metadata"]["name"] = name = "gpu-b200-joined"
+    node["metadata"]["labels"].update({
+        "kubernetes.io/hostname": name, "agentfleet.io/e2e-node": name,
+        "nvidia.com/gpu.product": "NVIDIA-B200", "nvidia.com/gpu.count": "1",
+        "nvidia.com/gpu.memory": "184320", "nvidia.com/gpu.family": "blackwell",
+    })  # fmt: skip
+    for key in ("capacity", "allocatable"):
+        node["status"][key]["nvidia.com/gpu"] = "1"
+    core = client.CoreV1Api(cluster.api())
+    cluster.kubectl("create", "-f", "-", input=yaml.safe_dump(node))
+    try:
+        agent = wait_ready(cluster, namespace, "waiting")  # no edit: the new node was enough
+        assert condition(agent, "Placed")["status"] == "True"
+        (pod,) = agent_pods(cluster, namespace)
+        assert pod.spec.node_name == name
+    finally:
+        cluster.kubectl("delete", "aia", "waiting", "-n", namespace, "--wait=true")
+        eventually(
+            lambda: not agent_pods(cluster, namespace), timeout=60, what="the pod to be gone"
+        )
+        core.delete_node(name)

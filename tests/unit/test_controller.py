@@ -134,3 +134,55 @@ def test_backoff_is_capped(failures: int) -> None:
         return delay
 
     assert asyncio.run(main()) == min(0.5 * 2 ** (failures - 1), 30)
+
+
+class AcknowledgingReconciler:
+    """Records acknowledgements; its reconciles never finish (the workers stay busy)."""
+
+    def __init__(self) -> None:
+        self.acked: list[tuple[Key, float]] = []
+
+    async def reconcile(self, key: Key) -> Result:
+        await asyncio.Event().wait()
+        return Result()
+
+    async def acknowledge(self, key: Key, ahead: int) -> None:
+        self.acked.append((key, asyncio.get_running_loop().time()))
+
+
+async def test_a_new_agent_is_acknowledged_only_behind_a_backlog_and_after_the_delay() -> None:
+    reconciler = AcknowledgingReconciler()
+    controller = Controller(
+        reconciler,  # type: ignore[arg-type]
+        OperatorConfig(workers=1, queued_status_after_seconds=0.2),
+    )
+    controller.start()
+    try:
+        controller.queue.add(("ns", "first"))
+        controller.acknowledge(("ns", "first"))  # no backlog: a worker will be there soon
+        for i in range(3):
+            controller.queue.add(("ns", f"burst-{i}"))
+        asked = asyncio.get_running_loop().time()
+        controller.acknowledge(("ns", "burst-2"))
+        await asyncio.sleep(0.1)
+        assert reconciler.acked == [], "not before the delay"
+        await asyncio.sleep(0.2)
+        assert [key for key, _ in reconciler.acked] == [("ns", "burst-2")]
+        assert reconciler.acked[0][1] - asked >= 0.2
+    finally:
+        await controller.stop()
+
+
+async def test_queued_status_can_be_turned_off() -> None:
+    reconciler = AcknowledgingReconciler()
+    config = OperatorConfig(workers=1, queued_status_after_seconds=0)
+    controller = Controller(reconciler, config)  # type: ignore[arg-type]
+    controller.start()
+    try:
+        for i in range(3):
+            controller.queue.add(("ns", f"burst-{i}"))
+        controller.acknowledge(("ns", "burst-2"))
+        await asyncio.sleep(0.05)
+        assert reconciler.acked == [] and controller.acks.empty()
+    finally:
+        await controller.stop()
