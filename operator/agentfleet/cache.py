@@ -210,6 +210,46 @@ def depends_on_peers(peer: Peer, default_mesh_mode: str | None = None) -> bool:
     return (peer.mesh.get("mode") or default_mesh_mode) != "none"
 
 
+class PeerTable:
+    """The agents of each namespace as other agents' objects may name them, and which of
+    them depend on their peers. Kept from the AIAgent events; the sorted view a render reads
+    is rebuilt only after a change, and only when a render asks for it, so a burst of
+    thousands of agents in one namespace costs no per-event or per-reconcile scan."""
+
+    def __init__(self) -> None:
+        self._peers: dict[str, dict[str, Peer]] = {}
+        self._dependents: dict[str, set[str]] = {}
+        self._sorted: dict[str, tuple[Peer, ...]] = {}
+
+    def note(self, key: tuple[str, str], peer: Peer | None, mesh_mode: str | None) -> bool:
+        """Record the agent's peer view (None: it is gone); True when it changed."""
+        namespace, name = key
+        peers = self._peers.setdefault(namespace, {})
+        before = peers.pop(name, None)
+        dependents = self._dependents.setdefault(namespace, set())
+        dependents.discard(name)
+        if peer is not None:
+            peers[name] = peer
+            if depends_on_peers(peer, mesh_mode):
+                dependents.add(name)
+        if before == peer:
+            return False
+        self._sorted.pop(namespace, None)
+        return True
+
+    def peers(self, namespace: str) -> tuple[Peer, ...]:
+        """Sorted by name."""
+        found = self._sorted.get(namespace)
+        if found is None:
+            found = tuple(sorted(self._peers.get(namespace, {}).values(), key=lambda p: p.name))
+            self._sorted[namespace] = found
+        return found
+
+    def dependents(self, namespace: str) -> list[str]:
+        """Names of the agents whose objects name their peers (mesh agents)."""
+        return sorted(self._dependents.get(namespace, ()))
+
+
 def agent_owner_keys(body: dict[str, Any]) -> list[Key]:
     """Every AIAgent among the owners, controller or not (shared objects have several)."""
     meta = body["metadata"]

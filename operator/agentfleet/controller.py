@@ -39,9 +39,11 @@ class Controller:
             asyncio.create_task(self._work(), name=f"reconcile-worker-{i}")
             for i in range(self.config.workers)
         ]
+        # As many as the workers: under a burst of 10,000, two could not keep up with the
+        # arrivals and a new agent waited 25 s for its Queued status.
         self._tasks += [
             asyncio.create_task(self._acknowledge(), name=f"acknowledge-worker-{i}")
-            for i in range(2)
+            for i in range(self.config.workers)
         ]
 
     async def stop(self) -> None:

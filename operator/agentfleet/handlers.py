@@ -33,7 +33,7 @@ from agentfleet.cache import (
     ChildRecord,
     ChildStore,
     Key,
-    depends_on_peers,
+    PeerTable,
     peer_of,
 )
 from agentfleet.children import CHILD_KINDS, ChildKind
@@ -56,12 +56,6 @@ async def agent_index(
     namespace: str | None, name: str, body: kopf.Body, **_: Any
 ) -> dict[Key, AgentRecord]:
     return {(namespace or "", name): AgentRecord.of(dict(body))}
-
-
-@kopf.index(c.GROUP, c.VERSION, c.PLURAL)
-async def peer_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str, Peer]:
-    """Namespace -> the agents in it, as other agents' objects may name them."""
-    return {namespace or "": peer_of(dict(body))}
 
 
 @kopf.index("v1", "namespaces")
@@ -98,13 +92,12 @@ class IndexCache:
         children: ChildStore,
         namespaces: kopf.Index[str, bool],
         crds: kopf.Index[str, tuple[str, ...]],
-        peers: kopf.Index[str, Peer],
     ) -> None:
         self.agents = agents
         self.store = children
         self.namespaces = namespaces
         self.crds = crds
-        self.peers_by_namespace = peers
+        self.peer_table = PeerTable()  # kept by agent_changed
 
     def agent(self, key: Key) -> AgentRecord | None:
         return next(iter(self.agents.get(key, [])), None)
@@ -130,7 +123,7 @@ class IndexCache:
         return any(row.version in versions for versions in self.crds.get(row.resource, []))
 
     def peers(self, namespace: str) -> tuple[Peer, ...]:
-        return tuple(sorted(self.peers_by_namespace.get(namespace, []), key=lambda p: p.name))
+        return self.peer_table.peers(namespace)
 
     def agent_keys(self) -> list[Key]:
         return list(self.agents)
@@ -189,7 +182,6 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         store,
         kwargs["namespace_index"],
         kwargs["crd_index"],
-        kwargs["peer_index"],
     )
     reconciler = Reconciler(writer, cache, config, status_window=config.status_window_seconds)
     controller = Controller(reconciler, config)
@@ -300,17 +292,14 @@ async def agent_changed(
     controller.queue.add(key)
     if type == "ADDED" and not (body.get("status") or {}).get("conditions"):
         controller.acknowledge(key)
-    seen: dict[Key, Peer] = memo.setdefault("peers_seen", {})
+    peers: PeerTable = memo["cache"].peer_table
     peer = None if type == "DELETED" else peer_of(dict(body))
-    before = seen.pop(key, None)
-    if peer is not None:
-        seen[key] = peer
-    if type is None or before == peer:
+    changed = peers.note(key, peer, memo["config"].render.mesh_mode)
+    if type is None or not changed:
         return  # the initial listing, or nothing others depend on changed
-    mesh_mode = memo["config"].render.mesh_mode
-    for other in memo["cache"].peers(key[0]):
-        if other.name != name and depends_on_peers(other, mesh_mode):
-            controller.queue.add((key[0], other.name))
+    for other in peers.dependents(key[0]):
+        if other != name:
+            controller.queue.add((key[0], other))
 
 
 @kopf.on.event(CRD_GROUP, CRD_VERSION, CRD_PLURAL)

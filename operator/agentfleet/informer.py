@@ -154,8 +154,11 @@ class Informer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), seconds)
 
-    async def _get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
-        response = await self.api.call_api(
+    async def _open(
+        self, path: str, query: list[tuple[str, str]], limits: aiohttp.ClientTimeout
+    ) -> Any:
+        """A GET whose body the caller reads (a page, or a watch's stream of lines)."""
+        return await self.api.call_api(
             path,
             "GET",
             query_params=query,
@@ -163,10 +166,14 @@ class Informer:
             auth_settings=["BearerToken"],
             _return_http_data_only=True,
             _preload_content=False,
-            _request_timeout=aiohttp.ClientTimeout(
-                total=self.server_timeout, sock_connect=self.connect_timeout
-            ),
+            _request_timeout=limits,
         )
+
+    async def _get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
+        timeout = aiohttp.ClientTimeout(
+            total=self.server_timeout, sock_connect=self.connect_timeout
+        )
+        response = await self._open(path, query, timeout)
         async with response:
             page: dict[str, Any] = json.loads(await response.read())
         self._answered(path)
@@ -205,20 +212,12 @@ class Informer:
         ]
         if version:
             query.append(("resourceVersion", version))
-        response = await self.api.call_api(
-            path,
-            "GET",
-            query_params=query,
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-            _preload_content=False,
-            _request_timeout=aiohttp.ClientTimeout(
-                total=self.server_timeout + 30,
-                sock_connect=self.connect_timeout,
-                sock_read=self.inactivity,  # no event or bookmark this long: a dead watch
-            ),
+        timeout = aiohttp.ClientTimeout(
+            total=self.server_timeout + 30,
+            sock_connect=self.connect_timeout,
+            sock_read=self.inactivity,  # no event or bookmark this long: a dead watch
         )
+        response = await self._open(path, query, timeout)
         async with response:
             self._answered(path)
             try:

@@ -36,7 +36,7 @@ from agentfleet.models import AIAgent
 from agentfleet.placement.sizes import format_mib
 from agentfleet.placer import AgentPlacement
 from agentfleet.render import gpu, keda
-from agentfleet.render.context import LiveDeployment, Peer, RenderContext
+from agentfleet.render.context import LazyPeers, LiveDeployment, Peer, RenderContext
 from agentfleet.status import (
     FeatureState,
     Placed,
@@ -275,7 +275,8 @@ class Reconciler:
         if record is not None:
             replicas = (record.body().get("spec") or {}).get("replicas")
             live = LiveDeployment(replicas, record.replicas_managers)
-        return RenderContext(self.config.render, self.cache.peers(key[0]), live)
+        peers = LazyPeers(lambda: self.cache.peers(key[0]))
+        return RenderContext(self.config.render, peers, live)
 
     async def _converge(self, agent: AIAgent, context: RenderContext, memo: AgentMemo) -> Outcome:
         """Apply every child that is missing, outdated or drifted; prune the ones not wanted."""

@@ -7,6 +7,7 @@ from typing import Any
 from agentfleet.cache import (
     AgentRecord,
     ChildRecord,
+    PeerTable,
     agent_owner_keys,
     content_digest,
     depends_on_peers,
@@ -107,3 +108,28 @@ def test_a_status_only_change_reuses_the_packed_content() -> None:
     respecced["spec"]["replicas"] = 5
     third = ChildRecord.of(respecced, second)
     assert third.packed is not second.packed and third.body()["spec"]["replicas"] == 5
+
+
+def test_the_peer_table_tracks_changes_and_mesh_dependents_per_namespace() -> None:
+    def peer(name: str, mesh: dict[str, Any] | None = None, kind: str = "coding") -> Any:
+        spec = {"agentType": kind, **({"mesh": mesh} if mesh else {})}
+        return peer_of({"metadata": {"name": name, "uid": name}, "spec": spec})
+
+    table = PeerTable()
+    assert table.note(("ns", "b"), peer("b"), None)
+    assert table.note(("ns", "a"), peer("a", {"mode": "ambient"}), None)
+    assert table.note(("other", "c"), peer("c", {"mode": "sidecar"}), None)
+    assert not table.note(("ns", "b"), peer("b"), None), "the same view again is no change"
+    assert [p.name for p in table.peers("ns")] == ["a", "b"]
+    assert table.dependents("ns") == ["a"] and table.dependents("other") == ["c"]
+    assert table.peers("ns") is table.peers("ns"), "sorted once, until something changes"
+
+    assert table.note(("ns", "b"), peer("b", kind="testing"), None)
+    assert [p.agent_type for p in table.peers("ns")] == ["coding", "testing"]
+    assert table.note(("ns", "a"), peer("a", {"mode": "none"}), None)
+    assert table.dependents("ns") == []
+    assert table.note(("ns", "b"), None, None)
+    assert [p.name for p in table.peers("ns")] == ["a"]
+    # Without spec.mesh an agent depends on its peers only by the operator's default mode.
+    table.note(("ns", "d"), peer("d"), "ambient")
+    assert table.dependents("ns") == ["d"]

@@ -56,6 +56,7 @@ class World:
         self.events: list[tuple[str, str]] = []
         self.stale: list[dict[str, Any]] = []  # still in the cache, no longer in the cluster
         self.stale_agent: dict[str, Any] | None = None  # the cache's older copy of the agent
+        self.peer_reads = 0
 
     # Cache
     def agent(self, key: Key) -> AgentRecord | None:
@@ -78,6 +79,7 @@ class World:
         return row.kind not in self.unserved
 
     def peers(self, namespace: str) -> tuple[Peer, ...]:
+        self.peer_reads += 1
         return tuple(sorted((peer_of(b) for b in self.agents.values()), key=lambda p: p.name))
 
     # Writer
@@ -649,6 +651,16 @@ async def test_a_settled_plain_agent_is_not_parsed_or_rendered_again(
     world.agents[KEY]["metadata"]["generation"] = 2
     await reconciler.reconcile(KEY)
     assert parsed == ["demo"]
+
+
+async def test_only_agents_whose_objects_name_their_peers_read_them() -> None:
+    world, reconciler = make_world()
+    await reconciler.reconcile(KEY)
+    assert world.writes and world.peer_reads == 0, "a plain agent never lists its namespace"
+    world.agents[KEY]["spec"]["mesh"] = {"mode": "ambient"}
+    world.agents[KEY]["metadata"]["generation"] = 2
+    await reconciler.reconcile(KEY)
+    assert world.peer_reads == 1, "a mesh agent reads them once per pass"
 
 
 async def test_a_settled_agent_is_rendered_again_when_a_child_changes() -> None:

@@ -7,8 +7,10 @@ into this value first, so the same agent and context always render the same obje
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from agentfleet.config import RenderConfig
 
@@ -25,6 +27,32 @@ class Peer:
     mesh: dict[str, Any] | None = None  # its raw spec.mesh, if any
 
 
+class LazyPeers(Sequence[Peer]):
+    """A namespace's peers, loaded only when a renderer reads them: only mesh objects do,
+    and sorting 10,000 agents of one namespace for every reconcile of a burst is what made
+    the operator's CPU grow with the square of the fleet."""
+
+    def __init__(self, load: Callable[[], Sequence[Peer]]) -> None:
+        self._load = load
+
+    @functools.cached_property
+    def _items(self) -> Sequence[Peer]:
+        return self._load()
+
+    @overload
+    def __getitem__(self, index: int) -> Peer: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Peer]: ...
+    def __getitem__(self, index: int | slice) -> Peer | Sequence[Peer]:
+        return self._items[index]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Peer]:
+        return iter(self._items)
+
+
 @dataclass(frozen=True)
 class LiveDeployment:
     """What the cluster's copy of the agent's Deployment says about replicas."""
@@ -37,5 +65,5 @@ class LiveDeployment:
 @dataclass(frozen=True)
 class RenderContext:
     config: RenderConfig = field(default_factory=RenderConfig)
-    peers: tuple[Peer, ...] = ()  # sorted by name
+    peers: Sequence[Peer] = ()  # sorted by name
     deployment: LiveDeployment | None = None  # None until the Deployment exists
