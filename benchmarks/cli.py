@@ -49,6 +49,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-baseline-ready", action="store_true", help="skip timing the baseline's rollout"
     )
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the baseline (the table has no ratios)"
+    )
     parser.add_argument("--no-extras", action="store_true", help="skip the placement row")
     parser.add_argument(
         "--scenarios",
@@ -79,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         create_parallel=args.create_parallel,
         baseline_parallel=args.baseline_parallel,
         baseline_ready=not args.no_baseline_ready,
+        baseline=not args.no_baseline,
         workers=args.workers,
         operator_args=tuple(args.operator_arg),
         extras=not args.no_extras,

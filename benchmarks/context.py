@@ -27,6 +27,7 @@ class BenchConfig:
     create_parallel: int = 4  # concurrent `kubectl apply --server-side` for agents and edits
     baseline_parallel: int = 1  # ... and for the baseline (1: one kubectl, as in issue 17)
     baseline_ready: bool = True  # also time the baseline Deployments to all available
+    baseline: bool = True  # False: no baseline (no ratios; e.g. a second 10,000 run)
     quiet_seconds: float = 3.0  # "idle" = empty work queue and no reconcile for this long
     workers: int | None = None  # the operator's --workers (None: its default)
     operator_args: tuple[str, ...] = ()  # more `agentfleet run` flags (e.g. --agent-selector)

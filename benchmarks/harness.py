@@ -86,9 +86,12 @@ def run(
                 continue
             log(f"  {summary(result['scenarios'][key])}")
         operator.close()
-        log("baseline: kubectl apply --server-side of the rendered objects")
-        result["baseline"] = baseline.measure(bench, f"{namespace}-baseline")
-        log(f"  {summary(result['baseline'])}")
+        if config.baseline:
+            log("baseline: kubectl apply --server-side of the rendered objects")
+            result["baseline"] = baseline.measure(bench, f"{namespace}-baseline")
+            log(f"  {summary(result['baseline'])}")
+        else:
+            result["baseline"] = {"skipped": "not measured (--no-baseline): no ratios"}
         result["extras"] = []
         if config.extras:
             for extra in report.EXTRA_ROWS:

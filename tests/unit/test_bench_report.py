@@ -31,3 +31,25 @@ def test_a_skipped_scenario_has_no_verdict_and_says_why_once() -> None:
     created = [row for row in by_title(rows, "1.") if row.target]
     assert created and all(row.passed is False for row in created)
     assert created[0].note == "not measured: operator exited"
+
+
+def test_without_a_baseline_the_rows_have_no_ratio_and_no_ratio_verdict() -> None:
+    create = {
+        "converged_seconds": 500.0,
+        "ready_seconds": 600.0,
+        "cpu_seconds_to_converge": 100.0,
+        "process_converged": {"rss_mib": 280.0},
+        "writes_per_agent": 4.0,
+        "probe_first_status_max": 2.1,
+        "probe_first_status_median": 2.0,
+        "probes": 10,
+    }
+    data = result({"create": create})
+    data["baseline"] = {"skipped": "not measured (--no-baseline): no ratios"}
+    rows = report.rows(data)
+    base = by_title(rows, "baseline")
+    assert base and all(row.passed is None and row.note.startswith("skipped") for row in base)
+    converged = [row for row in by_title(rows, "1.") if row.measure.startswith("all converged")]
+    ratio, absolute = converged  # at 10,000: the ratio target, and 10 minutes
+    assert ratio.ratio is None and ratio.passed is None
+    assert absolute.passed is True
