@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,37 +212,45 @@ def depends_on_peers(peer: Peer, default_mesh_mode: str | None = None) -> bool:
 
 
 class PeerTable:
-    """The agents of each namespace as other agents' objects may name them, and which of
-    them depend on their peers. Kept from the AIAgent events; the sorted view a render reads
-    is rebuilt only after a change, and only when a render asks for it, so a burst of
-    thousands of agents in one namespace costs no per-event or per-reconcile scan."""
+    """Which agents of each namespace depend on their peers, and the namespace's peers
+    sorted, rebuilt from `source` (kopf's peer index, complete before any event handler
+    runs) only after a change and only when a render asks: a burst of thousands of agents
+    in one namespace costs no per-event or per-reconcile scan of it."""
 
-    def __init__(self) -> None:
-        self._peers: dict[str, dict[str, Peer]] = {}
+    def __init__(self, source: Callable[[str], Iterable[Peer]]) -> None:
+        self._source = source
+        self._seen: dict[tuple[str, str], Peer] = {}
         self._dependents: dict[str, set[str]] = {}
         self._sorted: dict[str, tuple[Peer, ...]] = {}
 
-    def note(self, key: tuple[str, str], peer: Peer | None, mesh_mode: str | None) -> bool:
-        """Record the agent's peer view (None: it is gone); True when it changed."""
+    def note(
+        self,
+        key: tuple[str, str],
+        peer: Peer | None,
+        mesh_mode: str | None,
+        listing: bool = False,
+    ) -> bool:
+        """Record the agent's peer view (None: it is gone); True when it changed. Agents
+        first seen while listing were already in the source when it was last read."""
         namespace, name = key
-        peers = self._peers.setdefault(namespace, {})
-        before = peers.pop(name, None)
+        before = self._seen.pop(key, None)
         dependents = self._dependents.setdefault(namespace, set())
         dependents.discard(name)
         if peer is not None:
-            peers[name] = peer
+            self._seen[key] = peer
             if depends_on_peers(peer, mesh_mode):
                 dependents.add(name)
         if before == peer:
             return False
-        self._sorted.pop(namespace, None)
+        if not (listing and before is None):
+            self._sorted.pop(namespace, None)
         return True
 
     def peers(self, namespace: str) -> tuple[Peer, ...]:
         """Sorted by name."""
         found = self._sorted.get(namespace)
         if found is None:
-            found = tuple(sorted(self._peers.get(namespace, {}).values(), key=lambda p: p.name))
+            found = tuple(sorted(self._source(namespace), key=lambda p: p.name))
             self._sorted[namespace] = found
         return found
 

@@ -58,6 +58,12 @@ async def agent_index(
     return {(namespace or "", name): AgentRecord.of(dict(body))}
 
 
+@kopf.index(c.GROUP, c.VERSION, c.PLURAL)
+async def peer_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str, Peer]:
+    """Namespace -> the agents in it, as other agents' objects may name them."""
+    return {namespace or "": peer_of(dict(body))}
+
+
 @kopf.index("v1", "namespaces")
 async def namespace_index(name: str, body: kopf.Body, **_: Any) -> dict[str, bool]:
     """Namespace name -> is it being deleted."""
@@ -92,12 +98,13 @@ class IndexCache:
         children: ChildStore,
         namespaces: kopf.Index[str, bool],
         crds: kopf.Index[str, tuple[str, ...]],
+        peers: kopf.Index[str, Peer],
     ) -> None:
         self.agents = agents
         self.store = children
         self.namespaces = namespaces
         self.crds = crds
-        self.peer_table = PeerTable()  # kept by agent_changed
+        self.peer_table = PeerTable(lambda namespace: peers.get(namespace, []))
 
     def agent(self, key: Key) -> AgentRecord | None:
         return next(iter(self.agents.get(key, [])), None)
@@ -182,6 +189,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         store,
         kwargs["namespace_index"],
         kwargs["crd_index"],
+        kwargs["peer_index"],
     )
     reconciler = Reconciler(writer, cache, config, status_window=config.status_window_seconds)
     controller = Controller(reconciler, config)
@@ -294,7 +302,7 @@ async def agent_changed(
         controller.acknowledge(key)
     peers: PeerTable = memo["cache"].peer_table
     peer = None if type == "DELETED" else peer_of(dict(body))
-    changed = peers.note(key, peer, memo["config"].render.mesh_mode)
+    changed = peers.note(key, peer, memo["config"].render.mesh_mode, listing=type is None)
     if type is None or not changed:
         return  # the initial listing, or nothing others depend on changed
     for other in peers.dependents(key[0]):

@@ -115,21 +115,38 @@ def test_the_peer_table_tracks_changes_and_mesh_dependents_per_namespace() -> No
         spec = {"agentType": kind, **({"mesh": mesh} if mesh else {})}
         return peer_of({"metadata": {"name": name, "uid": name}, "spec": spec})
 
-    table = PeerTable()
-    assert table.note(("ns", "b"), peer("b"), None)
-    assert table.note(("ns", "a"), peer("a", {"mode": "ambient"}), None)
-    assert table.note(("other", "c"), peer("c", {"mode": "sidecar"}), None)
-    assert not table.note(("ns", "b"), peer("b"), None), "the same view again is no change"
-    assert [p.name for p in table.peers("ns")] == ["a", "b"]
-    assert table.dependents("ns") == ["a"] and table.dependents("other") == ["c"]
-    assert table.peers("ns") is table.peers("ns"), "sorted once, until something changes"
+    index: dict[str, dict[str, Any]] = {}  # stands for kopf's peer index
+    reads: list[str] = []
 
-    assert table.note(("ns", "b"), peer("b", kind="testing"), None)
+    def source(namespace: str) -> list[Any]:
+        reads.append(namespace)
+        return list(index.get(namespace, {}).values())
+
+    def event(namespace: str, p: Any, mode: str | None = None, listing: bool = False) -> bool:
+        name = p.name
+        if p.agent_type == "gone":
+            index[namespace].pop(name)
+            return table.note((namespace, name), None, mode)
+        index.setdefault(namespace, {})[name] = p  # kopf updates indices before handlers
+        return table.note((namespace, name), p, mode, listing)
+
+    table = PeerTable(source)
+    index["ns"] = {"a": peer("a", {"mode": "ambient"}), "b": peer("b")}
+    assert [p.name for p in table.peers("ns")] == ["a", "b"]
+    # The initial listing: everything was in the index already, nothing to sort again.
+    assert event("ns", peer("b"), listing=True)
+    assert event("ns", peer("a", {"mode": "ambient"}), listing=True)
+    assert not event("ns", peer("b")), "the same view again is no change"
+    assert table.dependents("ns") == ["a"]
+    assert table.peers("ns") is table.peers("ns") and reads == ["ns"]
+
+    assert event("ns", peer("b", kind="testing"))
     assert [p.agent_type for p in table.peers("ns")] == ["coding", "testing"]
-    assert table.note(("ns", "a"), peer("a", {"mode": "none"}), None)
+    assert event("ns", peer("a", {"mode": "none"}))
     assert table.dependents("ns") == []
-    assert table.note(("ns", "b"), None, None)
+    assert event("ns", peer("b", kind="gone"))
     assert [p.name for p in table.peers("ns")] == ["a"]
     # Without spec.mesh an agent depends on its peers only by the operator's default mode.
-    table.note(("ns", "d"), peer("d"), "ambient")
+    event("ns", peer("d"), "ambient")
     assert table.dependents("ns") == ["d"]
+    assert event("other", peer("c", {"mode": "sidecar"})) and table.dependents("other") == ["c"]
