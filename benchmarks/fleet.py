@@ -20,22 +20,15 @@ from typing import Any
 
 from agentfleet import constants as c
 from agentfleet.children import desired_objects
-from agentfleet.models import AIAgent
+from agentfleet.models import AgentType, AIAgent
 from agentfleet.render.context import RenderContext
 from benchmarks.kube import BenchError, ClusterAccess
 
 log = logging.getLogger(__name__)
 Log = Callable[[str], None]
 
-AGENT_TYPES = (
-    "orchestrator",
-    "coding",
-    "testing",
-    "security",
-    "compliance",
-    "documentation",
-    "discovery",
-)
+# The rollout plan's types, in the models' order (custom is anything else).
+AGENT_TYPES = tuple(t.value for t in AgentType if t is not AgentType.CUSTOM)
 RUN_LABEL = f"{c.GROUP}/bench-run"
 IMAGE = "registry.example.com/agentfleet-bench/agent-{type}:{tag}"
 CHILD_COLLECTIONS = {
