@@ -315,3 +315,66 @@ async def test_run_loop_heartbeats_every_tick_and_publishes_once(
     renewed, _ = heartbeat_of(lease)
     assert renewed is not None
     assert datetime.datetime.now(datetime.UTC) - renewed < datetime.timedelta(seconds=5)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_node_agent_command_publishes_heartbeats_and_answers_its_probes(
+    cluster: Cluster, kwok_node: str, namespace: str, agent_kubeconfig: Path
+) -> None:
+    """`agentfleet node-agent` as the chart starts it (NODE_NAME and POD_NAMESPACE from the
+    downward API), with the node agent's own least-privilege identity: the command exists,
+    publishes the node's labels, renews its Lease and answers /healthz and /readyz."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(agent_kubeconfig),
+        "NODE_NAME": kwok_node,
+        "POD_NAMESPACE": namespace,
+    }
+    command = [
+        sys.executable, "-m", "agentfleet", "node-agent", "--node-name", kwok_node,
+        "--interval", "1", "--lease-seconds", "10",
+        "--health-address", "127.0.0.1", "--health-port", str(port),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+
+        def ready() -> bool:
+            assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    return bool(r.status == 200)
+            except OSError:
+                return False
+
+        eventually(ready, timeout=30, what="the node agent's /readyz")
+        lease = get(cluster, "lease", k.lease_name(kwok_node), "-n", namespace)
+        assert lease["metadata"]["labels"][k.LEASE_NODE_LABEL] == kwok_node
+        first, _ = heartbeat_of(lease)
+        labels = get(cluster, "node", kwok_node)["metadata"]["labels"]
+        assert int(labels[k.AGENT_CPU_COUNT]) >= 1
+
+        def renewed() -> bool:
+            again, _ = heartbeat_of(get(cluster, "lease", k.lease_name(kwok_node), "-n", namespace))
+            return again is not None and first is not None and again > first
+
+        eventually(renewed, timeout=15, what="a second heartbeat")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            assert response.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=20)[0].decode()
+    assert process.returncode == 0, output

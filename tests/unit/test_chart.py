@@ -439,6 +439,9 @@ def test_node_agent_and_api_have_their_own_minimal_identities(helm: Path) -> Non
     assert container["args"][:2] == ["node-agent", "--node-name=$(NODE_NAME)"]
     env = {e["name"]: e.get("valueFrom") for e in container["env"]}
     assert env["NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-health"}
     assert {t["key"] for t in pod["tolerations"]} == {"nvidia.com/gpu", "amd.com/gpu"}
     node_role = one(objects, "ClusterRole", "agentfleet-node-agent")
     assert node_role["rules"] == [

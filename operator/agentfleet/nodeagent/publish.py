@@ -6,7 +6,11 @@ apply, field manager `agentfleet-node-agent`, written only when they change), an
 heartbeat is a `coordination.k8s.io/v1` Lease per node, renewed like the kubelet renews its
 own. The placement ledger treats a node whose Lease expired as stale (placement/inventory.py).
 
-    agentfleet node-agent --node-name $NODE_NAME      # wired in cli.py: see `main`
+    agentfleet node-agent --node-name $NODE_NAME      # cli.py wires the flags to `main`
+
+`/healthz` (liveness) answers while the detect-and-publish loop keeps turning, whatever the API
+server does: restarting a node agent cannot bring an API server back. `/readyz` answers while
+the last heartbeat was renewed within the Lease's duration.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -133,6 +138,7 @@ class NodePublisher:
         self.clock = clock
         self.writes = 0
         self.heartbeats = 0
+        self.renewed_at = float("-inf")  # clock() of the last heartbeat the API server took
         self._last: Metadata | None = None
         self._checked_at = float("-inf")
         self._node_uid: str | None = None
@@ -198,6 +204,7 @@ class NodePublisher:
         path = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{name}"
         await self._apply(path, lease)
         self.heartbeats += 1
+        self.renewed_at = self.clock()
 
     async def _apply(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         self.writes += 1
@@ -236,6 +243,8 @@ async def run(
     host: HostProbe | None = None,
     gpus: GPUProbe | None = None,
     stop: asyncio.Event | None = None,
+    publisher: NodePublisher | None = None,
+    ticks: Callable[[], None] | None = None,
 ) -> NodePublisher:
     """Heartbeat, detect and publish every `interval` seconds until `stop` is set.
 
@@ -243,10 +252,14 @@ async def run(
     node-agent labels without a live heartbeat. API errors are logged and retried on the
     next tick: a node agent that stops renewing is exactly what staleness detects."""
     stop = stop or asyncio.Event()
-    publisher = NodePublisher(api, node_name, namespace=namespace, lease_seconds=lease_seconds)
+    publisher = publisher or NodePublisher(
+        api, node_name, namespace=namespace, lease_seconds=lease_seconds
+    )
     gpu_probe = gpus or NvmlGPUs()
     try:
         while not stop.is_set():
+            if ticks:
+                ticks()
             caps = await asyncio.to_thread(detect, host, gpu_probe, disk_path)
             try:
                 await publisher.heartbeat()
@@ -265,6 +278,42 @@ async def run(
     return publisher
 
 
+class NodeAgentHealth:
+    """Liveness from the loop's last tick; readiness from the last renewed heartbeat."""
+
+    def __init__(self, interval: float, lease_seconds: int) -> None:
+        self.interval = interval
+        self.lease_seconds = lease_seconds
+        self.ticked_at = time.monotonic()
+        self.publisher: NodePublisher | None = None
+
+    def tick(self) -> None:
+        self.ticked_at = time.monotonic()
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        # Detection itself may take a while (NVML on a busy node): allow a few intervals.
+        late = time.monotonic() - self.ticked_at
+        if late > 3 * self.interval + 30:
+            body = {"status": "unhealthy", "loopStalledSeconds": round(late)}
+            return web.json_response(body, status=500)
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, _: web.Request) -> web.Response:
+        renewed = self.publisher.renewed_at if self.publisher else float("-inf")
+        age = time.monotonic() - renewed
+        if age > self.lease_seconds:
+            return web.json_response({"status": "heartbeat not renewed"}, status=503)
+        return web.json_response({"status": "ok", "renewedSecondsAgo": round(age, 1)})
+
+    async def serve(self, address: str, port: int) -> web.AppRunner:
+        app = web.Application()
+        app.add_routes([web.get("/healthz", self.healthz), web.get("/readyz", self.readyz)])
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, address, port).start()
+        return runner
+
+
 def main(
     node_name: str,
     *,
@@ -272,6 +321,8 @@ def main(
     lease_seconds: int = DEFAULT_LEASE_SECONDS,
     namespace: str = k.LEASE_NAMESPACE,
     disk_path: str = "/",
+    health_address: str = "0.0.0.0",
+    health_port: int = 8081,
 ) -> None:
     """Entry point of `agentfleet node-agent`: runs until SIGTERM or SIGINT."""
     from agentfleet import kube
@@ -281,16 +332,26 @@ def main(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        health = NodeAgentHealth(interval, lease_seconds)
+        runner = await health.serve(health_address, health_port) if health_port else None
         api = await kube.connect()
-        async with api:
-            await run(
-                api,
-                node_name,
-                interval=interval,
-                lease_seconds=lease_seconds,
-                namespace=namespace,
-                disk_path=disk_path,
-                stop=stop,
-            )
+        try:
+            async with api:
+                health.publisher = NodePublisher(
+                    api, node_name, namespace=namespace, lease_seconds=lease_seconds
+                )
+                await run(
+                    api,
+                    node_name,
+                    interval=interval,
+                    disk_path=disk_path,
+                    stop=stop,
+                    publisher=health.publisher,
+                    ticks=health.tick,
+                )
+        finally:
+            if runner:
+                await runner.cleanup()
 
+    log.info("node agent for node %s, heartbeat Lease in namespace %s", node_name, namespace)
     asyncio.run(serve())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+from agentfleet.nodeagent import publish
 from agentfleet.nodeagent.detect import Capabilities, GPUInfo
 from agentfleet.nodeagent.publish import micro_time, node_metadata, owned_keys, published
 from agentfleet.placement import GPUDevice, NodeInventory, node_from_object
@@ -129,3 +130,18 @@ def test_published_needs_equal_values_and_exactly_our_keys() -> None:
 
 def test_micro_time() -> None:
     assert micro_time(NOW) == "2026-11-30T12:00:00.000000Z"
+
+
+async def test_health_is_live_while_the_loop_turns_and_ready_while_the_lease_is_fresh() -> None:
+    import time
+
+    health = publish.NodeAgentHealth(interval=10, lease_seconds=40)
+    assert (await health.healthz(None)).status == 200  # type: ignore[arg-type]
+    assert (await health.readyz(None)).status == 503  # type: ignore[arg-type]  # no heartbeat yet
+    health.publisher = publish.NodePublisher(None, "n")  # type: ignore[arg-type]
+    health.publisher.renewed_at = time.monotonic() - 5
+    assert (await health.readyz(None)).status == 200  # type: ignore[arg-type]
+    health.publisher.renewed_at = time.monotonic() - 41
+    assert (await health.readyz(None)).status == 503  # type: ignore[arg-type]
+    health.ticked_at = time.monotonic() - 61  # 3 intervals + 30 s without a tick
+    assert (await health.healthz(None)).status == 500  # type: ignore[arg-type]
