@@ -55,7 +55,7 @@ crds: venv ## Regenerate crds/ from models.py, then everything derived from them
 	$(MAKE) manifests
 
 manifests: venv ## Render the chart's RBAC rules (from the table of child kinds), manifests/operator, the chart's CRD copy and argocd/argocd-cm.yaml
-	$(BIN)/python -m agentfleet.rbac > charts/agentfleet/files/rbac.yaml
+	$(BIN)/python -m agentfleet.render.rbac > charts/agentfleet/files/rbac.yaml
 	BIN=$(BIN) hack/chart.sh manifests
 
 keda: venv ## Regenerate keda/ (the example agents' ScaledObjects) from the renderers

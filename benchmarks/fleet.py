@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentfleet import constants as c
-from agentfleet.children import desired_objects
-from agentfleet.models import AgentType, AIAgent
+from agentfleet.api import constants as c
+from agentfleet.api.models import AgentType, AIAgent
+from agentfleet.render.children import desired_objects
 from agentfleet.render.context import RenderContext
 from benchmarks.kube import BenchError, ClusterAccess
 

@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from agentfleet import quantity
+from agentfleet.api import quantity
 from benchmarks.kube import ClusterAccess
 
 PODS_PER_NODE = 5000

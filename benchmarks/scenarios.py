@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from agentfleet import constants as c
+from agentfleet.api import constants as c
 from benchmarks.context import Bench
 from benchmarks.fleet import agents_path, audit_children, converged, ready
 from benchmarks.kube import BenchError

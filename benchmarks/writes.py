@@ -22,7 +22,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentfleet import constants as c
+from agentfleet.api import constants as c
 from benchmarks.kube import BenchError, ClusterAccess, OperatorIdentity
 
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE"})

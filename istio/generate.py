@@ -19,11 +19,11 @@ from typing import Any
 
 import yaml
 
-from agentfleet import constants as c
-from agentfleet.children import CHILD_KINDS, desired_objects
-from agentfleet.config import RenderConfig
-from agentfleet.models import AIAgent
+from agentfleet.api import constants as c
+from agentfleet.api.config import RenderConfig
+from agentfleet.api.models import AIAgent
 from agentfleet.render import istio
+from agentfleet.render.children import CHILD_KINDS, desired_objects
 from agentfleet.render.common import service_account_name
 from agentfleet.render.context import Peer, RenderContext
 

@@ -1,3 +1,3 @@
-from agentfleet.cli import main
+from agentfleet.frontends.cli import main
 
 main()

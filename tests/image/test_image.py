@@ -121,7 +121,7 @@ def test_only_locked_runtime_distributions_are_installed(image: OciArchive) -> N
 
 
 def test_no_dev_or_test_code(image: OciArchive) -> None:
-    assert f"{SITE_PACKAGES}/agentfleet/cli.py" in image.files
+    assert f"{SITE_PACKAGES}/agentfleet/frontends/cli.py" in image.files
     top_level = {p.split("/")[5] for p in image.files if p.startswith(f"{SITE_PACKAGES}/")}
     assert not top_level & {"agentfleet_dev", "pytest", "_pytest", "cryptography", "kubernetes"}
     assert not top_level & {"pip", "setuptools", "wheel", "_distutils_hack", "pkg_resources"}

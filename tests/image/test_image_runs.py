@@ -28,7 +28,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentfleet import constants as c
+from agentfleet.api import constants as c
 from tests.conftest import Cluster, eventually, operator_kubeconfig
 from tests.image.oci import OciArchive
 

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agentfleet.models import AgentSpec
+from agentfleet.api.models import AgentSpec
 from tests.conftest import OUTPUT, Cluster, Operator, eventually
 
 pytestmark = pytest.mark.cluster

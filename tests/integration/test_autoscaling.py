@@ -23,7 +23,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import ProtocolError
 
-from agentfleet import constants as c
+from agentfleet.api import constants as c
 from agentfleet_dev.cluster import ClusterState, LocalCluster
 from agentfleet_dev.fake_prometheus import read_values, write_values
 from tests.conftest import (

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agentfleet import constants as c
-from agentfleet.children import CHILD_KINDS
+from agentfleet.api import constants as c
+from agentfleet.render.children import CHILD_KINDS
 from tests.conftest import OUTPUT, ROOT, SUMMARY, Cluster, eventually
 
 pytestmark = pytest.mark.cluster

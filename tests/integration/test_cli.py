@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agentfleet import constants as c
-from agentfleet.cli import ExitCode
+from agentfleet.api import constants as c
+from agentfleet.frontends.cli import ExitCode
 from tests.conftest import Cluster, Operator
 
 pytestmark = pytest.mark.cluster

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agentfleet import constants as c
-from agentfleet.children import CHILD_KINDS
+from agentfleet.api import constants as c
+from agentfleet.render.children import CHILD_KINDS
 from tests.conftest import ROOT, SUMMARY, Cluster, Operator, eventually
 from tests.unit.render.fleet import generator
 

@@ -11,7 +11,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from agentfleet import constants as c
+from agentfleet.api import constants as c
 from tests.conftest import ROOT, Cluster, Operator, eventually, wait_for_other_test_namespaces_gone
 
 pytestmark = pytest.mark.cluster

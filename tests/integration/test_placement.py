@@ -14,7 +14,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from agentfleet import constants as c
+from agentfleet.api import constants as c
 from agentfleet.placement import labels as k
 from agentfleet.placement import parse_placement
 from tests.conftest import (

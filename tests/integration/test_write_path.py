@@ -11,7 +11,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from agentfleet import constants as c
+from agentfleet.api import constants as c
 from tests.conftest import Cluster, Operator, eventually, wait_for_other_test_namespaces_gone
 from tests.integration.test_operator import agent_yaml, apply, condition, get_agent, wait_ready
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agentfleet.models import AIAgent
+from agentfleet.api.models import AIAgent
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "manifests" / "examples"

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from agentfleet import api
-from agentfleet.api import ApiSettings, DeployRequest, SpawnRequest, create_app
-from agentfleet.fleet import NodeView, Target
+from agentfleet.frontends.fleet import NodeView, Target
+from agentfleet.frontends.http import app as api
+from agentfleet.frontends.http.app import ApiSettings, DeployRequest, SpawnRequest, create_app
 from agentfleet.placement import GPURow
 
 

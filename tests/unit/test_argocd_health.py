@@ -15,8 +15,8 @@ import pytest
 import yaml
 from lupa import lua51  # type: ignore[import-untyped]
 
-from agentfleet import constants as c
-from agentfleet.status import Problem, desired_status, invalid_spec_status
+from agentfleet.api import constants as c
+from agentfleet.controllers.status import Problem, desired_status, invalid_spec_status
 from tests.unit.conftest import ROOT, agent_from
 
 CHECK = ROOT / "argocd" / "resource_customizations" / c.GROUP / c.KIND

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentfleet.cache import (
+from agentfleet.controllers.cache import (
     AgentRecord,
     ChildRecord,
     PeerTable,

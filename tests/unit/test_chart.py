@@ -18,9 +18,9 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from agentfleet import constants as c
-from agentfleet import metrics as operator_metrics
-from agentfleet.children import CHILD_KINDS
+from agentfleet.api import constants as c
+from agentfleet.render.children import CHILD_KINDS
+from agentfleet.telemetry import metrics as operator_metrics
 from tests.unit.conftest import ROOT
 
 CHART = ROOT / "charts" / "agentfleet"

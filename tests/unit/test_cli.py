@@ -14,9 +14,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from agentfleet import constants as c
-from agentfleet.cli import ExitCode, app
-from agentfleet.models import AIAgent
+from agentfleet.api import constants as c
+from agentfleet.api.models import AIAgent
+from agentfleet.frontends.cli import ExitCode, app
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "imports"
 runner = CliRunner()

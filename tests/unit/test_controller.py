@@ -3,10 +3,10 @@ import threading
 
 import pytest
 
-from agentfleet.config import OperatorConfig
-from agentfleet.controller import Controller
-from agentfleet.reconciler import Key, Result
-from agentfleet.workqueue import WorkQueue
+from agentfleet.api.config import OperatorConfig
+from agentfleet.controllers.reconciler import Key, Result
+from agentfleet.controllers.workers import Controller
+from agentfleet.kube.workqueue import WorkQueue
 
 
 class ScriptedReconciler:
@@ -110,7 +110,7 @@ def test_every_kopf_handler_is_async() -> None:
 
     import kopf
 
-    import agentfleet.handlers  # noqa: F401  (registers the handlers)
+    import agentfleet.runtime.handlers  # noqa: F401  (registers the handlers)
 
     registry = kopf.get_default_registry()
     handlers = [

@@ -5,8 +5,8 @@ from typing import Any
 
 import yaml
 
-from agentfleet import constants as c
-from agentfleet import crd
+from agentfleet.api import constants as c
+from agentfleet.api import crd
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "crds" / f"{c.CRD_NAME}.yaml"

@@ -1,8 +1,8 @@
 import copy
 
-from agentfleet import drift
-from agentfleet.constants import ANNOTATION_APPLIED_HASH
-from agentfleet.models import AIAgent
+from agentfleet.api.constants import ANNOTATION_APPLIED_HASH
+from agentfleet.api.models import AIAgent
+from agentfleet.controllers import drift
 from agentfleet.render import deployment
 from agentfleet.render.context import RenderContext
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from agentfleet import constants as c
-from agentfleet import fleet
-from agentfleet.fleet import Readiness, readiness
+from agentfleet.api import constants as c
+from agentfleet.frontends import fleet
+from agentfleet.frontends.fleet import Readiness, readiness
 
 NODES = Path(__file__).resolve().parents[1] / "e2e" / "nodes"
 NOW = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)

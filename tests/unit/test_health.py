@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from agentfleet import health
-from agentfleet.workqueue import WorkQueue
+from agentfleet.kube.workqueue import WorkQueue
+from agentfleet.runtime import health
 
 
 def checker(queue: WorkQueue[Any], last_progress: float) -> health.Health:

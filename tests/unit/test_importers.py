@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentfleet import constants as c
-from agentfleet import importers
-from agentfleet.importers import InvalidFile, InvalidSpec, SpawnOptions
-from agentfleet.models import AIAgent
+from agentfleet.api import constants as c
+from agentfleet.api.models import AIAgent
+from agentfleet.frontends import importers
+from agentfleet.frontends.importers import InvalidFile, InvalidSpec, SpawnOptions
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "imports"
 

@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 from aiohttp.base_protocol import BaseProtocol
 
-from agentfleet.cache import ChildStore
-from agentfleet.informer import json_lines, path_namespace_prefix
+from agentfleet.controllers.cache import ChildStore
+from agentfleet.kube.informer import json_lines, path_namespace_prefix
 
 
 def child(name: str, *owners: tuple[str, bool], kind: str = "Service") -> dict[str, Any]:

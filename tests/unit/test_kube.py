@@ -11,8 +11,8 @@ import pytest
 from kopf._cogs.clients import api as kopf_api
 from kubernetes_asyncio import client
 
-from agentfleet import watchhealth
-from agentfleet.kube import ApiError, Kube, RateLimiter, Ref
+from agentfleet.kube.client import ApiError, Kube, RateLimiter, Ref
+from agentfleet.runtime import watchhealth
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from agentfleet.models import AgentSpec, AgentType, GPUSharing, GPUVendor
+from agentfleet.api.models import AgentSpec, AgentType, GPUSharing, GPUVendor
 from tests.unit.conftest import agent_from, example_bodies
 
 

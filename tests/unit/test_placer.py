@@ -7,14 +7,14 @@ import copy
 import itertools
 from typing import Any
 
-from agentfleet import constants as c
-from agentfleet.cache import Key
-from agentfleet.children import desired_objects
-from agentfleet.kube import ApiError, Ref
-from agentfleet.models import AIAgent
+from agentfleet.api import constants as c
+from agentfleet.api.models import AIAgent
+from agentfleet.controllers.cache import Key
+from agentfleet.controllers.placer import Placer
+from agentfleet.kube.client import ApiError, Ref
 from agentfleet.placement import labels as k
 from agentfleet.placement import parse_placement
-from agentfleet.placer import Placer
+from agentfleet.render.children import desired_objects
 from agentfleet.render.context import RenderContext
 from tests.unit.conftest import agent_from
 from tests.unit.placement.fleet import NOW, e2e_nodes

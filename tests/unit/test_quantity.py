@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from agentfleet import quantity
+from agentfleet.api import quantity
 
 
 @pytest.mark.parametrize(

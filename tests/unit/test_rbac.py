@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentfleet import rbac
-from agentfleet.children import CHILD_KINDS
+from agentfleet.render import rbac
+from agentfleet.render.children import CHILD_KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART_RULES = ROOT / "charts" / "agentfleet" / "files" / "rbac.yaml"

@@ -12,16 +12,16 @@ from typing import Any
 
 import pytest
 
-from agentfleet import constants as c
-from agentfleet.cache import AgentRecord, ChildRecord, controller_key, peer_of
-from agentfleet.children import ChildKind
-from agentfleet.config import OperatorConfig, Policy
-from agentfleet.drift import takeover_patch
-from agentfleet.kube import ApiError, Ref
-from agentfleet.models import AIAgent
-from agentfleet.reconciler import SETTLE_WINDOW, Key, Reconciler, classify
+from agentfleet.api import constants as c
+from agentfleet.api.config import OperatorConfig, Policy
+from agentfleet.api.models import AIAgent
+from agentfleet.controllers.cache import AgentRecord, ChildRecord, controller_key, peer_of
+from agentfleet.controllers.drift import takeover_patch
+from agentfleet.controllers.reconciler import SETTLE_WINDOW, Key, Reconciler, classify
+from agentfleet.controllers.status import status_patch
+from agentfleet.kube.client import ApiError, Ref
+from agentfleet.render.children import ChildKind
 from agentfleet.render.context import Peer
-from agentfleet.status import status_patch
 
 
 def merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from agentfleet.sharding import Claim, Scope, conflicts, parse_selector, selectors_disjoint
+from agentfleet.runtime.sharding import Claim, Scope, conflicts, parse_selector, selectors_disjoint
 
 NOW = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.UTC)
 

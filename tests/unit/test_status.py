@@ -1,7 +1,7 @@
 from typing import Any
 
-from agentfleet.models import AIAgent
-from agentfleet.status import Problem, desired_status, pending_features, rollout
+from agentfleet.api.models import AIAgent
+from agentfleet.controllers.status import Problem, desired_status, pending_features, rollout
 from tests.unit.conftest import agent_from
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"

@@ -1,6 +1,6 @@
 import asyncio
 
-from agentfleet.workqueue import WorkQueue
+from agentfleet.kube.workqueue import WorkQueue
 
 
 async def test_a_key_is_queued_once_however_often_it_is_added() -> None:

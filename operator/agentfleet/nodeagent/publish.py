@@ -325,7 +325,7 @@ def main(
     health_port: int = 8081,
 ) -> None:
     """Entry point of `agentfleet node-agent`: runs until SIGTERM or SIGINT."""
-    from agentfleet import kube
+    from agentfleet.kube import client as kube
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentfleet import constants as c
+from agentfleet.api import constants as c
 from agentfleet.placement import labels as k
 from agentfleet.placement import sizes
 from agentfleet.placement.selectors import Taint, Term, Toleration, blocking_taint, integer

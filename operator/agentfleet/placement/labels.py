@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from agentfleet import constants as c
+from agentfleet.api import constants as c
 
 # --- NVIDIA GPU Feature Discovery (values: gpu.memory MiB per GPU, gpu.count physical GPUs,
 # gpu.replicas sharing replicas per GPU, "0" or "1" when sharing is off) ----------------------

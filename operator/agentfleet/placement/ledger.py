@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
-from agentfleet import constants as c
+from agentfleet.api import constants as c
 from agentfleet.placement import labels as k
 from agentfleet.placement import sizes
 from agentfleet.placement.inventory import NodeInventory

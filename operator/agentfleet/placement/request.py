@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agentfleet.models import GPU
+from agentfleet.api.models import GPU
 from agentfleet.placement import sizes
 from agentfleet.placement.ledger import EXCLUSIVE, SHARED, pod_requests
 from agentfleet.placement.selectors import Term, Toleration, required_terms

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from agentfleet import quantity
+from agentfleet.api import quantity
 
 MIB = 2**20
 

@@ -2,5 +2,5 @@
 
 No API calls here: every renderer takes the parsed agent and returns plain dicts, which is
 what makes them testable against golden files. Which renderer builds which kind, and in what
-order, is the table in agentfleet.children.
+order, is the table in agentfleet.render.children.
 """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentfleet import constants as c
-from agentfleet.models import AIAgent
+from agentfleet.api import constants as c
+from agentfleet.api.models import AIAgent
 
 
 def selector_labels(agent: AIAgent) -> dict[str, str]:

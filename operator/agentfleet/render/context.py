@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-from agentfleet.config import RenderConfig
+from agentfleet.api.config import RenderConfig
 
 
 @dataclass(frozen=True)

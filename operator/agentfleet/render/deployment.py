@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from agentfleet import constants as c
-from agentfleet.models import AgentSpec, AIAgent
+from agentfleet.api import constants as c
+from agentfleet.api.models import AgentSpec, AIAgent
 from agentfleet.render import gpu, istio, keda
 from agentfleet.render.common import labels, object_meta, selector_labels, service_account_name
 from agentfleet.render.context import RenderContext

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentfleet import constants as c
-from agentfleet.models import AIAgent, MeshMode, WaypointScope
+from agentfleet.api import constants as c
+from agentfleet.api.models import AIAgent, MeshMode, WaypointScope
 from agentfleet.render import istio
 from agentfleet.render.common import object_meta
 from agentfleet.render.context import RenderContext

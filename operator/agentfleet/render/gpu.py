@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentfleet import constants as c
-from agentfleet import quantity
-from agentfleet.config import RenderConfig
-from agentfleet.models import GPU, GPUSharing, GPUVendor
+from agentfleet.api import constants as c
+from agentfleet.api import quantity
+from agentfleet.api.config import RenderConfig
+from agentfleet.api.models import GPU, GPUSharing, GPUVendor
 
 # Kubernetes evicts pods from a NotReady or unreachable node after these taints appear; the
 # default 300 s is too long for a GPU agent that can be re-placed on a healthy node.

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from agentfleet import constants as c
-from agentfleet.config import RenderConfig
-from agentfleet.models import AIAgent, MeshCaller, MeshMode, MeshPort, Traffic, WaypointScope
+from agentfleet.api import constants as c
+from agentfleet.api.config import RenderConfig
+from agentfleet.api.models import AIAgent, MeshCaller, MeshMode, MeshPort, Traffic, WaypointScope
 from agentfleet.render.common import object_meta, selector_labels, service_account_name
 from agentfleet.render.context import Peer, RenderContext
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from agentfleet import constants as c
-from agentfleet.models import AgentType, AIAgent, Autoscaling, Fallback, Trigger
+from agentfleet.api import constants as c
+from agentfleet.api.models import AgentType, AIAgent, Autoscaling, Fallback, Trigger
 from agentfleet.render.common import object_meta
 from agentfleet.render.context import RenderContext
 

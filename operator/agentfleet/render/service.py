@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentfleet import constants as c
-from agentfleet.models import AIAgent
+from agentfleet.api import constants as c
+from agentfleet.api.models import AIAgent
 from agentfleet.render import istio
 from agentfleet.render.common import object_meta, selector_labels
 from agentfleet.render.context import RenderContext

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentfleet.models import AIAgent
+from agentfleet.api.models import AIAgent
 from agentfleet.render.common import object_meta
 from agentfleet.render.context import RenderContext
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from agentfleet.models import GPU
+from agentfleet.api.models import GPU
 from agentfleet.placement import (
     INSUFFICIENT_CPU,
     INSUFFICIENT_GPU,

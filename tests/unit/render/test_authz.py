@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from agentfleet import constants as c
-from agentfleet.config import RenderConfig
-from agentfleet.models import AIAgent
+from agentfleet.api import constants as c
+from agentfleet.api.config import RenderConfig
+from agentfleet.api.models import AIAgent
 from tests.unit.render.authz import Caller, Destination, decide, may_call
 from tests.unit.render.fleet import generator
 

@@ -1,8 +1,8 @@
 from typing import Any
 
-from agentfleet import constants as c
-from agentfleet.config import RenderConfig
-from agentfleet.models import AIAgent
+from agentfleet.api import constants as c
+from agentfleet.api.config import RenderConfig
+from agentfleet.api.models import AIAgent
 from agentfleet.render import deployment
 from agentfleet.render.context import RenderContext
 from tests.unit.conftest import agent_from

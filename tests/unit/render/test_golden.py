@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from agentfleet.children import desired_objects
+from agentfleet.render.children import desired_objects
 from agentfleet.render.context import RenderContext
 from tests.unit.conftest import GOLDEN, agent_from, example_bodies
 

@@ -1,6 +1,6 @@
 import pytest
 
-from agentfleet.models import GPU
+from agentfleet.api.models import GPU
 from agentfleet.render import gpu
 
 

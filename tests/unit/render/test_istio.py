@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentfleet import constants as c
-from agentfleet.cache import depends_on_peers
-from agentfleet.children import BY_KIND, CHILD_KINDS, desired_objects
-from agentfleet.config import RenderConfig
-from agentfleet.models import AIAgent, MeshMode
+from agentfleet.api import constants as c
+from agentfleet.api.config import RenderConfig
+from agentfleet.api.models import AIAgent, MeshMode
+from agentfleet.controllers.cache import depends_on_peers
+from agentfleet.controllers.status import pending_features
 from agentfleet.render import gateway, istio
+from agentfleet.render.children import BY_KIND, CHILD_KINDS, desired_objects
 from agentfleet.render.context import Peer, RenderContext
-from agentfleet.status import pending_features
 from tests.unit.conftest import agent_from
 from tests.unit.render.fleet import generator
 
@@ -565,7 +565,8 @@ def test_run_passes_the_mesh_options_into_the_render_config(
 ) -> None:
     from typer.testing import CliRunner
 
-    from agentfleet import cli, runner
+    from agentfleet.frontends import cli
+    from agentfleet.runtime import runner
 
     seen: list[Any] = []
     monkeypatch.setattr(runner, "run", lambda config, verbose: seen.append(config))

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from agentfleet import constants as c
-from agentfleet.children import desired_objects
-from agentfleet.config import RenderConfig
-from agentfleet.models import AgentType, AIAgent
+from agentfleet.api import constants as c
+from agentfleet.api.config import RenderConfig
+from agentfleet.api.models import AgentType, AIAgent
 from agentfleet.render import deployment, keda
+from agentfleet.render.children import desired_objects
 from agentfleet.render.context import LiveDeployment, RenderContext
 from tests.unit.conftest import EXAMPLES, ROOT, agent_from
 

@@ -1,4 +1,4 @@
-from agentfleet.models import AIAgent
+from agentfleet.api.models import AIAgent
 from agentfleet.render import service, serviceaccount
 from agentfleet.render.context import RenderContext
 from tests.unit.conftest import agent_from

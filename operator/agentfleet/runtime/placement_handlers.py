@@ -12,9 +12,9 @@ from typing import Any
 
 import kopf
 
-from agentfleet import constants as c
+from agentfleet.api import constants as c
+from agentfleet.controllers.placer import Placer
 from agentfleet.placement import labels as k
-from agentfleet.placer import Placer
 
 POD_SELECTOR = f"{c.LABEL_GPU}=true"
 LEASE_SELECTOR = f"{c.LABEL_MANAGED_BY}={k.NODE_AGENT_MANAGER}"

@@ -22,8 +22,9 @@ from urllib.parse import quote
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from agentfleet import constants as c
-from agentfleet import placement, quantity
+from agentfleet import placement
+from agentfleet.api import constants as c
+from agentfleet.api import quantity
 from agentfleet.placement import labels as placement_labels
 
 AGENTS_PATH = f"/apis/{c.GROUP}/{c.VERSION}"

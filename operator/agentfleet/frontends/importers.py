@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from agentfleet import constants as c
-from agentfleet import quantity
-from agentfleet.models import AgentSpec
+from agentfleet.api import constants as c
+from agentfleet.api import quantity
+from agentfleet.api.models import AgentSpec
 
 # The CRD refuses any other AIAgent name (it names the agent's Service).
 NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")

@@ -23,8 +23,9 @@ import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from agentfleet import constants as c
-from agentfleet import drift, metrics
+from agentfleet.api import constants as c
+from agentfleet.controllers import drift
+from agentfleet.telemetry import metrics
 
 log = logging.getLogger(__name__)
 

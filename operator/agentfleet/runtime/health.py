@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from agentfleet import watchhealth
-from agentfleet.controller import Controller
+from agentfleet.controllers.workers import Controller
+from agentfleet.runtime import watchhealth
 
 
 @dataclass

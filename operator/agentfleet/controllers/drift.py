@@ -20,8 +20,8 @@ import hashlib
 import json
 from typing import Any
 
-from agentfleet import quantity
-from agentfleet.constants import ANNOTATION_APPLIED_HASH
+from agentfleet.api import quantity
+from agentfleet.api.constants import ANNOTATION_APPLIED_HASH
 
 _QUANTITY_PARENTS = frozenset({"requests", "limits"})
 

@@ -24,11 +24,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from agentfleet import constants as c
-from agentfleet import crd as crd_module
-from agentfleet import importers
-from agentfleet.config import DEFAULT_PROMETHEUS_ADDRESS, OperatorConfig
-from agentfleet.fleet import (
+from agentfleet.api import constants as c
+from agentfleet.api import crd as crd_module
+from agentfleet.api.config import DEFAULT_PROMETHEUS_ADDRESS, OperatorConfig
+from agentfleet.frontends import importers
+from agentfleet.frontends.fleet import (
     Fleet,
     FleetError,
     NodeView,
@@ -42,7 +42,7 @@ from agentfleet.fleet import (
     human_age,
     without_managed_fields,
 )
-from agentfleet.importers import InvalidFile, InvalidSpec
+from agentfleet.frontends.importers import InvalidFile, InvalidSpec
 from agentfleet.nodeagent import publish as nodeagent_publish
 from agentfleet.placement import GPURow
 from agentfleet.placement.labels import LEASE_NAMESPACE
@@ -170,9 +170,9 @@ def run(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the operator (in a Pod, or locally against $KUBECONFIG)."""
-    from agentfleet import runner
-    from agentfleet.config import Policy, RenderConfig
-    from agentfleet.models import MeshMode
+    from agentfleet.api.config import Policy, RenderConfig
+    from agentfleet.api.models import MeshMode
+    from agentfleet.runtime import runner
 
     try:
         default_mesh_mode = MeshMode(mesh_mode)
@@ -828,7 +828,7 @@ def api(
     """Serve the deploy-agent-compatible HTTP API (and Hypercore's POST /spawn)."""
     import uvicorn
 
-    from agentfleet.api import ApiSettings, create_app
+    from agentfleet.frontends.http.app import ApiSettings, create_app
 
     settings = ApiSettings(target=Target(kubeconfig, context, namespace), max_wait_seconds=max_wait)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

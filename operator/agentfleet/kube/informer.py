@@ -25,7 +25,8 @@ import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from agentfleet import metrics, watchhealth
+from agentfleet.runtime import watchhealth
+from agentfleet.telemetry import metrics
 
 log = logging.getLogger(__name__)
 

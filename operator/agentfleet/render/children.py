@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agentfleet import constants as c
-from agentfleet.models import AIAgent
+from agentfleet.api import constants as c
+from agentfleet.api.models import AIAgent
 from agentfleet.render import deployment, gateway, istio, keda, service, serviceaccount
 from agentfleet.render.context import RenderContext
 

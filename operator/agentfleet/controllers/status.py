@@ -13,9 +13,9 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from agentfleet import constants as c
-from agentfleet.constants import Reason
-from agentfleet.models import AIAgent
+from agentfleet.api import constants as c
+from agentfleet.api.constants import Reason
+from agentfleet.api.models import AIAgent
 from agentfleet.render import gpu, service
 from agentfleet.render.common import label_selector, service_account_name
 

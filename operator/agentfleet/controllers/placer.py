@@ -21,10 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agentfleet import constants as c
-from agentfleet.cache import Key
-from agentfleet.kube import ApiError, Ref
-from agentfleet.models import AIAgent
+from agentfleet.api import constants as c
+from agentfleet.api.models import AIAgent
+from agentfleet.controllers.cache import Key
+from agentfleet.kube.client import ApiError, Ref
+from agentfleet.kube.workqueue import WorkQueue
 from agentfleet.placement import (
     Decision,
     Inventory,
@@ -38,7 +39,6 @@ from agentfleet.placement import (
 from agentfleet.placement import labels as k
 from agentfleet.placement.decide import Policy
 from agentfleet.placement.ledger import pod_key
-from agentfleet.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from kopf._cogs.clients import api as kopf_api
 
-from agentfleet import metrics
+from agentfleet.telemetry import metrics
 
 # Resource path (e.g. /apis/apps/v1/deployments) -> monotonic time of the last answer.
 last_answer: dict[str, float] = {}

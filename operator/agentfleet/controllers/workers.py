@@ -7,11 +7,11 @@ import logging
 import random
 import time
 
-from agentfleet import metrics
-from agentfleet.cache import Key
-from agentfleet.config import OperatorConfig as OperatorConfig  # re-exported for the CLI
-from agentfleet.reconciler import Reconciler
-from agentfleet.workqueue import WorkQueue
+from agentfleet.api.config import OperatorConfig as OperatorConfig  # re-exported for the CLI
+from agentfleet.controllers.cache import Key
+from agentfleet.controllers.reconciler import Reconciler
+from agentfleet.kube.workqueue import WorkQueue
+from agentfleet.telemetry import metrics
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic import ValidationError as ModelError
 
-from agentfleet import __version__, importers, placement
-from agentfleet import constants as c
-from agentfleet.fleet import (
+from agentfleet import __version__, placement
+from agentfleet.api import constants as c
+from agentfleet.api.models import AgentSpec, AgentType
+from agentfleet.frontends import importers
+from agentfleet.frontends.fleet import (
     Access,
     Fleet,
     FleetError,
@@ -41,8 +43,7 @@ from agentfleet.fleet import (
     connect,
     readiness,
 )
-from agentfleet.importers import InvalidSpec, ServiceManifest
-from agentfleet.models import AgentSpec, AgentType
+from agentfleet.frontends.importers import InvalidSpec, ServiceManifest
 from agentfleet.placement import labels as placement_labels
 
 NAME_PATTERN = importers.NAME_PATTERN.pattern

@@ -14,7 +14,7 @@ import time
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
-from agentfleet import metrics
+from agentfleet.telemetry import metrics
 
 K = TypeVar("K", bound=Hashable)
 

@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from agentfleet import constants as c
-from agentfleet.kube import ApiError, Kube, Ref
+from agentfleet.api import constants as c
+from agentfleet.kube.client import ApiError, Kube, Ref
 
 log = logging.getLogger(__name__)
 LEASE_API = "coordination.k8s.io/v1"

@@ -26,9 +26,10 @@ import kopf
 import prometheus_client
 from pydantic import ValidationError
 
-from agentfleet import constants as c
-from agentfleet import kube, metrics, sharding, watchhealth
-from agentfleet.cache import (
+from agentfleet.api import constants as c
+from agentfleet.api.config import OperatorConfig
+from agentfleet.api.models import AIAgent
+from agentfleet.controllers.cache import (
     AgentRecord,
     ChildRecord,
     ChildStore,
@@ -36,15 +37,16 @@ from agentfleet.cache import (
     PeerTable,
     peer_of,
 )
-from agentfleet.children import CHILD_KINDS, ChildKind
-from agentfleet.config import OperatorConfig
-from agentfleet.controller import Controller
-from agentfleet.health import Health
-from agentfleet.informer import Informer
-from agentfleet.models import AIAgent
-from agentfleet.placer import Placer
-from agentfleet.reconciler import Reconciler
+from agentfleet.controllers.placer import Placer
+from agentfleet.controllers.reconciler import Reconciler
+from agentfleet.controllers.workers import Controller
+from agentfleet.kube import client as kube
+from agentfleet.kube.informer import Informer
+from agentfleet.render.children import CHILD_KINDS, ChildKind
 from agentfleet.render.context import Peer
+from agentfleet.runtime import sharding, watchhealth
+from agentfleet.runtime.health import Health
+from agentfleet.telemetry import metrics
 
 OURS = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
 CRD_GROUP, CRD_VERSION, CRD_PLURAL = "apiextensions.k8s.io", "v1", "customresourcedefinitions"
@@ -158,7 +160,7 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     if config.agent_selector:
         settings.watching.label_selectors[c.GROUP, c.PLURAL] = config.agent_selector
     if config.render.gpu_placement:
-        from agentfleet import placement_handlers
+        from agentfleet.runtime import placement_handlers
 
         placement_handlers.configure(settings)
     # No settings.queueing.worker_limit: kopf holds every object's worker until all indices

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from agentfleet import constants as c
+from agentfleet.api import constants as c
 from agentfleet.render.context import Peer
 
 Key = tuple[str, str]  # (namespace, name) of an AIAgent

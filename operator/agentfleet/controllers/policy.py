@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentfleet.config import Policy
-from agentfleet.models import AIAgent
+from agentfleet.api.config import Policy
+from agentfleet.api.models import AIAgent
 
 # Pod Security Standards "restricted" allows adding only this capability.
 _ALLOWED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})

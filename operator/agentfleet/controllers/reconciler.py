@@ -17,9 +17,12 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from agentfleet import constants as c
-from agentfleet import drift, policy
-from agentfleet.cache import (
+from agentfleet.api import constants as c
+from agentfleet.api.config import OperatorConfig
+from agentfleet.api.constants import Reason
+from agentfleet.api.models import AIAgent
+from agentfleet.controllers import drift, policy
+from agentfleet.controllers.cache import (
     AgentRecord,
     ChildRecord,
     Key,
@@ -28,16 +31,8 @@ from agentfleet.cache import (
     pack,
     unpack,
 )
-from agentfleet.children import CHILD_KINDS, ChildKind
-from agentfleet.config import OperatorConfig
-from agentfleet.constants import Reason
-from agentfleet.kube import ApiError, Ref
-from agentfleet.models import AIAgent
-from agentfleet.placement.sizes import format_mib
-from agentfleet.placer import AgentPlacement
-from agentfleet.render import gpu, keda
-from agentfleet.render.context import LazyPeers, LiveDeployment, Peer, RenderContext
-from agentfleet.status import (
+from agentfleet.controllers.placer import AgentPlacement
+from agentfleet.controllers.status import (
     FeatureState,
     Placed,
     Problem,
@@ -50,6 +45,11 @@ from agentfleet.status import (
     status_from,
     status_patch,
 )
+from agentfleet.kube.client import ApiError, Ref
+from agentfleet.placement.sizes import format_mib
+from agentfleet.render import gpu, keda
+from agentfleet.render.children import CHILD_KINDS, ChildKind
+from agentfleet.render.context import LazyPeers, LiveDeployment, Peer, RenderContext
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
-from agentfleet import quantity
+from agentfleet.api import quantity
 
 
 def _check_quantity(value: object) -> str:

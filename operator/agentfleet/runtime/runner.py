@@ -6,14 +6,14 @@ import logging
 
 import kopf
 
-from agentfleet.config import OperatorConfig
+from agentfleet.api.config import OperatorConfig
 
 
 def run(config: OperatorConfig, verbose: bool = False) -> None:
-    import agentfleet.handlers
+    import agentfleet.runtime.handlers
 
     if config.render.gpu_placement:
-        import agentfleet.placement_handlers  # noqa: F401  (Pods, Nodes, Leases)
+        import agentfleet.runtime.placement_handlers  # noqa: F401  (Pods, Nodes, Leases)
 
     kopf.configure(verbose=verbose)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agentfleet.models import Autoscaling, MeshMode
+from agentfleet.api.models import Autoscaling, MeshMode
 
 # The Service prometheus-operator creates for the Prometheus servers of a namespace
 # (kube-prometheus and kube-prometheus-stack install them in `monitoring`).

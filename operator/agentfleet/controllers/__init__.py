@@ -1,0 +1,1 @@
+"""Reconcilers: parse -> place -> render -> apply what differs -> prune -> status."""

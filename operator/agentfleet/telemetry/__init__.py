@@ -1,0 +1,1 @@
+"""Metrics (and later traces and logs) every layer may report to."""
