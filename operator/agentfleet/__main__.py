@@ -1,3 +1,3 @@
-from agentfleet.frontends.cli import main
+from agentfleet.main import main
 
 main()

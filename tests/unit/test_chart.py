@@ -626,3 +626,43 @@ def test_autoscaling_defaults_reach_the_operator_as_a_file(helm: Path) -> None:
         "name": "autoscaling-defaults",
         "configMap": {"name": config_map["metadata"]["name"]},
     } in (pod["volumes"])
+
+
+@pytest.mark.parametrize("values_file", [None, ALL_OPTIONS], ids=["defaults", "all-options"])
+def test_the_operator_parses_every_argument_the_chart_renders(
+    helm: Path, values_file: Path | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart's values and `agentfleet run` share one description (api/config.py): every
+    argument the chart renders is a flag of the real command, with the value the chart meant."""
+    from typer.testing import CliRunner
+
+    from agentfleet import main
+    from agentfleet.runtime import runner
+
+    objects = render(helm, *(["-f", str(values_file)] if values_file else []))
+    deployment = one(objects, "Deployment", "fleet-operator" if values_file else None)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    args = list(container["args"])
+    for i, arg in enumerate(args):  # the mounted ConfigMap, as a local file
+        if arg.startswith("--autoscaling-defaults="):
+            defaults = next(o for o in objects if o["kind"] == "ConfigMap")
+            local = tmp_path / "autoscaling-defaults.yaml"
+            local.write_text(next(iter(defaults["data"].values())))
+            args[i] = f"--autoscaling-defaults={local}"
+    seen: list[Any] = []
+    monkeypatch.setattr(runner, "run", lambda config, verbose: seen.append(config))
+    result = CliRunner().invoke(main.app, args)
+    assert result.exit_code == 0, result.output
+    (config,) = seen
+    values = yaml.safe_load(values_file.read_text()) if values_file else {}
+    operator = {**values_yaml()["operator"], **values.get("operator", {})}
+    assert config.workers == operator["workers"]
+    assert config.metrics_port == operator["metricsPort"]
+    assert config.health_port == operator["healthPort"]
+    assert config.render.cluster_domain == operator["clusterDomain"]
+    assert config.namespaces == tuple(values.get("watchNamespaces", ()))
+    mesh = {**values_yaml()["mesh"], **values.get("mesh", {})}
+    assert config.render.mesh_mode.value == mesh["mode"]
+    assert config.render.mesh_default_deny == mesh["defaultDeny"]
+    autoscaling = {**values_yaml()["autoscaling"], **values.get("autoscaling", {})}
+    assert set(config.render.autoscaling_defaults) == set(autoscaling["defaults"])

@@ -15,6 +15,10 @@ SINGULAR: Final = "aiagent"
 SHORT_NAME: Final = "aia"
 CRD_NAME: Final = f"{PLURAL}.{GROUP}"
 
+# Where the operator, the node agent and the API run unless told otherwise ($POD_NAMESPACE in
+# a Pod): the chart's and the plain manifests' namespace, home of their Leases.
+OPERATOR_NAMESPACE: Final = "agentfleet-system"
+
 # One field manager for every write the operator makes (server-side apply and status).
 FIELD_MANAGER: Final = "agentfleet"
 # Except one: when autoscaling takes over a Deployment's spec.replicas, this manager applies

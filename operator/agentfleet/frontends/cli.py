@@ -1,5 +1,6 @@
-"""The `agentfleet` command: run the operator, print the CRD, drive the local cluster, and
-spawn, list, inspect, scale and delete agents (also as the kubectl plugin `kubectl agentfleet`).
+"""The user commands of `agentfleet`: spawn, import, list, inspect, scale and delete agents,
+read the GPU ledger and nodes, and serve the HTTP API (also as the kubectl plugin
+`kubectl agentfleet`). agentfleet/main.py adds the operator's and node agent's commands.
 
 The user commands only create, read, scale and delete AIAgents (and read Pods for logs, Nodes
 for inventory), so they always agree with kubectl, Helm and Argo CD.
@@ -25,8 +26,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentfleet.api import constants as c
-from agentfleet.api import crd as crd_module
-from agentfleet.api.config import DEFAULT_PROMETHEUS_ADDRESS, OperatorConfig
 from agentfleet.frontends import importers
 from agentfleet.frontends.fleet import (
     Fleet,
@@ -43,190 +42,13 @@ from agentfleet.frontends.fleet import (
     without_managed_fields,
 )
 from agentfleet.frontends.importers import InvalidFile, InvalidSpec
-from agentfleet.nodeagent import publish as nodeagent_publish
 from agentfleet.placement import GPURow
-from agentfleet.placement.labels import LEASE_NAMESPACE
 
 app = typer.Typer(
     help="agentfleet: AI agents as Kubernetes-native AIAgent resources.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-try:  # the dev tools are a separate, dev-only package (never in the operator image)
-    from agentfleet_dev.cli import main_app as dev_app
-except ImportError:
-    pass
-else:
-    app.add_typer(dev_app, name="dev", help="Developer tools (the local control plane).")
-
-
-@app.command()
-def crd(
-    output: Path | None = typer.Option(
-        None, "--output", "-o", help="Write here instead of stdout."
-    ),
-) -> None:
-    """Print the AIAgent CustomResourceDefinition generated from the models."""
-    text = crd_module.render_yaml()
-    if output:
-        output.write_text(text)
-    else:
-        typer.echo(text, nl=False)
-
-
-@app.command()
-def run(
-    namespace: list[str] = typer.Option(
-        [], "--namespace", "-n", help="Serve only these namespaces (default: all)."
-    ),
-    agent_selector: str = typer.Option(
-        "",
-        help="Serve only AIAgents with these labels (server-side selector, e.g."
-        " agentfleet.io/shard=a): one way to split a fleet across operators.",
-    ),
-    shard_id: str = typer.Option(
-        "",
-        help="Claim this operator's share (namespaces + --agent-selector) in a Lease; refuse to"
-        " start if another live operator's share could overlap it.",
-    ),
-    shard_namespace: str = typer.Option(
-        "",
-        envvar="POD_NAMESPACE",
-        help="Where the shard Lease lives (default: this Pod's namespace, or agentfleet-system).",
-    ),
-    workers: int = typer.Option(8, min=1, help="Concurrent reconciles."),
-    metrics_address: str = typer.Option("0.0.0.0", help="Prometheus metrics bind address."),
-    metrics_port: int = typer.Option(8080, help="Prometheus metrics port (0 disables)."),
-    health_address: str = typer.Option("0.0.0.0", help="/healthz and /readyz bind address."),
-    health_port: int = typer.Option(8081, help="/healthz and /readyz port (0 disables)."),
-    cluster_domain: str = typer.Option(
-        "cluster.local", help="DNS suffix used in status.endpoints."
-    ),
-    prometheus_address: str = typer.Option(
-        DEFAULT_PROMETHEUS_ADDRESS,
-        help="Prometheus that KEDA's requests-per-second and queue-depth triggers query.",
-    ),
-    autoscaling_defaults: Path | None = typer.Option(
-        None,
-        exists=True,
-        dir_okay=False,
-        help="YAML: agent type -> spec.autoscaling fields (minReplicas, maxReplicas,"
-        " triggers ...) that replace the built-in defaults of that type.",
-    ),
-    mesh_mode: str = typer.Option(
-        "none", help="Istio mode of agents whose spec.mesh.mode is unset: ambient, sidecar, none."
-    ),
-    mesh_trust_domain: str = typer.Option(
-        "cluster.local", help="Trust domain of the SPIFFE principals in AuthorizationPolicies."
-    ),
-    mesh_metrics_namespace: list[str] = typer.Option(
-        ["monitoring"],
-        help="Namespace whose workloads may scrape the agents' metrics port (9091) in the"
-        " mesh; repeat for several, pass '' for none.",
-    ),
-    mesh_default_deny: bool = typer.Option(
-        True, help="Give every namespace with mesh agents a default-deny AuthorizationPolicy."
-    ),
-    resync_seconds: float = typer.Option(
-        600, help="Reconcile every agent again about this often (jittered; 0 disables)."
-    ),
-    max_retry_seconds: float = typer.Option(30, help="Cap of the per-agent retry backoff."),
-    status_window_seconds: float = typer.Option(
-        1.0, min=0, help="At most one status write per agent per window (problems at once)."
-    ),
-    queued_status_after_seconds: float = typer.Option(
-        2.0,
-        min=0,
-        help="Show Reconciling/Queued on a new agent still waiting for a worker after this "
-        "long (one status write more under a burst; 0 disables).",
-    ),
-    qps: float = typer.Option(200, help="Client-side rate limit of API requests per second."),
-    burst: int = typer.Option(400, help="Requests allowed at once above --qps."),
-    request_timeout: float = typer.Option(30, help="Total timeout of one API request (s)."),
-    connect_timeout: float = typer.Option(10, help="Connect timeout of API requests (s)."),
-    watch_server_timeout: int = typer.Option(300, help="The server ends each watch after (s)."),
-    watch_inactivity_seconds: float = typer.Option(
-        70, help="Reconnect a watch silent for this long (no event or bookmark)."
-    ),
-    unhealthy_after_seconds: float = typer.Option(
-        300, help="/healthz fails when a watch or the work queue is stuck this long."
-    ),
-    placement: bool = typer.Option(
-        True,
-        help="Place GPU agents' pods from the VRAM ledger (scheduling gates); off: node"
-        " affinity on GPU labels only.",
-    ),
-    placement_policy: str = typer.Option(
-        "spread", help="spread (least-loaded GPU) or binpack (fullest GPU that fits)."
-    ),
-    node_failure_seconds: int = typer.Option(
-        30, min=0, help="Placed pods leave a NotReady/unreachable node after this long."
-    ),
-    allow_host_path: bool = typer.Option(False, help="Let agents mount hostPath volumes."),
-    allow_privileged: bool = typer.Option(
-        False, help="Let agents ask for privileged / root / added-capability security contexts."
-    ),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
-) -> None:
-    """Run the operator (in a Pod, or locally against $KUBECONFIG)."""
-    from agentfleet.api.config import Policy, RenderConfig
-    from agentfleet.api.models import MeshMode
-    from agentfleet.runtime import runner
-
-    try:
-        default_mesh_mode = MeshMode(mesh_mode)
-    except ValueError:
-        raise typer.BadParameter("use ambient, sidecar or none", param_hint="--mesh-mode") from None
-    config = OperatorConfig(
-        render=RenderConfig(
-            cluster_domain=cluster_domain,
-            gpu_placement=placement,
-            node_failure_seconds=node_failure_seconds,
-            prometheus_address=prometheus_address,
-            autoscaling_defaults=_autoscaling_defaults(autoscaling_defaults),
-            mesh_mode=default_mesh_mode,
-            mesh_trust_domain=mesh_trust_domain,
-            mesh_metrics_namespaces=tuple(n for n in mesh_metrics_namespace if n),
-            mesh_default_deny=mesh_default_deny,
-        ),
-        policy=Policy(allow_host_path=allow_host_path, allow_privileged=allow_privileged),
-        placement_policy="binpack" if placement_policy == "binpack" else "spread",
-        namespaces=tuple(namespace),
-        agent_selector=agent_selector,
-        shard_id=shard_id,
-        shard_namespace=shard_namespace or "agentfleet-system",
-        workers=workers,
-        metrics_address=metrics_address,
-        metrics_port=metrics_port,
-        health_address=health_address,
-        health_port=health_port,
-        resync_seconds=resync_seconds,
-        max_retry_seconds=max_retry_seconds,
-        status_window_seconds=status_window_seconds,
-        queued_status_after_seconds=queued_status_after_seconds,
-        qps=qps,
-        burst=burst,
-        request_timeout=request_timeout,
-        connect_timeout=connect_timeout,
-        watch_server_timeout=watch_server_timeout,
-        watch_inactivity_seconds=watch_inactivity_seconds,
-        unhealthy_after_seconds=unhealthy_after_seconds,
-    )
-    runner.run(config, verbose)
-
-
-def _autoscaling_defaults(path: Path | None) -> dict[str, Any]:
-    """`--autoscaling-defaults`, checked before the operator starts (a usage error if bad)."""
-    from agentfleet.render import keda
-
-    if path is None:
-        return {}
-    try:
-        return dict(keda.load_defaults(path.read_text()))
-    except ValueError as error:  # pydantic's ValidationError is a ValueError too
-        raise typer.BadParameter(str(error), param_hint="--autoscaling-defaults") from error
-
 
 # --- user commands: thin front ends over AIAgents ----------------------------------------------
 #
@@ -832,55 +654,3 @@ def api(
 
     settings = ApiSettings(target=Target(kubeconfig, context, namespace), max_wait_seconds=max_wait)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
-
-
-@app.command("node-agent")
-def node_agent(
-    node_name: str = typer.Option(
-        ..., envvar="NODE_NAME", help="The Node this agent runs on (the chart: spec.nodeName)."
-    ),
-    namespace: str = typer.Option(
-        LEASE_NAMESPACE,
-        envvar="POD_NAMESPACE",
-        help="Namespace of the heartbeat Lease (the chart: the node agent's own namespace).",
-    ),
-    interval: float = typer.Option(
-        nodeagent_publish.DEFAULT_INTERVAL, min=1, help="Seconds between heartbeats."
-    ),
-    lease_seconds: int = typer.Option(
-        nodeagent_publish.DEFAULT_LEASE_SECONDS,
-        min=5,
-        help="Lease duration: placement treats the node as stale this long after a missed renewal.",
-    ),
-    disk_path: str = typer.Option("/", help="Filesystem whose size is published as disk.gib."),
-    health_address: str = typer.Option("0.0.0.0", help="/healthz and /readyz bind address."),
-    health_port: int = typer.Option(8081, help="/healthz and /readyz port (0 disables)."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
-) -> None:
-    """Run the node agent: publish this node's CPUs, memory, disk and GPUs (NVML) as
-    agentfleet.io/ labels and heartbeat through a Lease (the chart's DaemonSet)."""
-    import logging
-
-    if interval >= lease_seconds:
-        raise typer.BadParameter("must be shorter than --lease-seconds", param_hint="--interval")
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    nodeagent_publish.main(
-        node_name,
-        interval=interval,
-        lease_seconds=lease_seconds,
-        namespace=namespace,
-        disk_path=disk_path,
-        health_address=health_address,
-        health_port=health_port,
-    )
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

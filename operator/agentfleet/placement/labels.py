@@ -57,7 +57,7 @@ MIXED_PRODUCT: Final = "mixed"
 
 # --- the node agent's heartbeat: one coordination.k8s.io/v1 Lease per Node -------------------
 NODE_AGENT_MANAGER: Final = "agentfleet-node-agent"  # field manager and managed-by value
-LEASE_NAMESPACE: Final = "agentfleet-system"
+LEASE_NAMESPACE: Final = c.OPERATOR_NAMESPACE
 LEASE_PREFIX: Final = "agentfleet-node-"
 LEASE_NODE_LABEL: Final = f"{c.GROUP}/node"  # on each Lease: the Node it speaks for
 

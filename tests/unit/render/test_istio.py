@@ -565,19 +565,19 @@ def test_run_passes_the_mesh_options_into_the_render_config(
 ) -> None:
     from typer.testing import CliRunner
 
-    from agentfleet.frontends import cli
+    from agentfleet import main
     from agentfleet.runtime import runner
 
     seen: list[Any] = []
     monkeypatch.setattr(runner, "run", lambda config, verbose: seen.append(config))
     args = ["run", "--mesh-mode", "ambient", "--mesh-trust-domain", "prod.example"]
     args += ["--mesh-metrics-namespace", "obs", "--no-mesh-default-deny"]
-    assert CliRunner().invoke(cli.app, args).exit_code == 0
+    assert CliRunner().invoke(main.app, args).exit_code == 0
     render = seen[0].render
     assert render.mesh_mode == MeshMode.AMBIENT and render.mesh_trust_domain == "prod.example"
     assert render.mesh_metrics_namespaces == ("obs",) and not render.mesh_default_deny
-    assert CliRunner().invoke(cli.app, ["run", "--mesh-metrics-namespace", ""]).exit_code == 0
+    assert CliRunner().invoke(main.app, ["run", "--mesh-metrics-namespace", ""]).exit_code == 0
     assert seen[1].render.mesh_metrics_namespaces == ()  # '' turns scraping off
     assert seen[1].render.mesh_mode == MeshMode.NONE  # the default
-    assert CliRunner().invoke(cli.app, ["run", "--mesh-mode", "istio"]).exit_code == 2
+    assert CliRunner().invoke(main.app, ["run", "--mesh-mode", "istio"]).exit_code == 2
     assert len(seen) == 2
