@@ -33,9 +33,10 @@ lock: ## Re-resolve requirements/*.txt (hashed lock files) from the pyproject ra
 tools: venv ## Build (once, cached) etcd, Kubernetes, kwok, helm, KEDA, istioctl and the upstream CRDs
 	$(BIN)/agentfleet dev cluster build
 
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy and the import contract (the layers, see pyproject.toml)
 	$(BIN)/ruff check operator dev tests image benchmarks
 	$(BIN)/mypy
+	cd operator && ../$(BIN)/lint-imports ../pyproject.toml
 
 unit: venv ## Unit tests only (no cluster)
 	$(BIN)/pytest -q tests/unit

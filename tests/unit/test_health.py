@@ -6,13 +6,14 @@ from typing import Any
 
 import pytest
 
+from agentfleet.kube.liveness import WatchLiveness
 from agentfleet.kube.workqueue import WorkQueue
 from agentfleet.runtime import health
 
 
 def checker(queue: WorkQueue[Any], last_progress: float) -> health.Health:
     controller: Any = SimpleNamespace(queue=queue, last_progress=last_progress)
-    return health.Health(controller, unhealthy_after=60)
+    return health.Health(controller, unhealthy_after=60, watches=WatchLiveness())
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from kopf._cogs.clients import api as kopf_api
 from kubernetes_asyncio import client
 
 from agentfleet.kube.client import ApiError, Kube, RateLimiter, Ref
+from agentfleet.kube.liveness import WatchLiveness
 from agentfleet.runtime import watchhealth
 
 
@@ -60,7 +61,7 @@ def test_watch_health_wraps_kopfs_request_function_as_it_is_today() -> None:
     """If kopf renames or reshapes `request`, this fails instead of health going blind."""
     parameters = inspect.signature(kopf_api.request).parameters
     assert list(parameters)[:2] == ["method", "url"]
-    watchhealth.install()
+    watchhealth.install(WatchLiveness())
     assert kopf_api.request is watchhealth._request
     assert watchhealth.resource_of("/apis/apps/v1/deployments?watch=true&x=1") == (
         "/apis/apps/v1/deployments"
@@ -69,8 +70,9 @@ def test_watch_health_wraps_kopfs_request_function_as_it_is_today() -> None:
 
 
 def test_stale_watches_are_reported_after_the_threshold() -> None:
-    watchhealth.last_answer.clear()
-    watchhealth.last_answer["/api/v1/services"] = 100.0
-    watchhealth.last_answer["/apis/apps/v1/deployments"] = 190.0
-    assert watchhealth.stale(60, now=200.0) == ["/api/v1/services"]
-    watchhealth.last_answer.clear()
+    watches = WatchLiveness()
+    watches.last_answer["/api/v1/services"] = 100.0
+    watches.last_answer["/apis/apps/v1/deployments"] = 190.0
+    assert watches.stale(60, now=200.0) == ["/api/v1/services"]
+    watches.forget("/api/v1/services")
+    assert watches.stale(60, now=200.0) == []

@@ -16,7 +16,6 @@ from agentfleet.api import constants as c
 from agentfleet.api.config import OperatorConfig, Policy
 from agentfleet.api.models import AIAgent
 from agentfleet.controllers.cache import AgentRecord, ChildRecord, controller_key, peer_of
-from agentfleet.controllers.drift import takeover_patch
 from agentfleet.controllers.reconciler import SETTLE_WINDOW, Key, Reconciler, classify
 from agentfleet.controllers.status import status_patch
 from agentfleet.kube.client import ApiError, Ref
@@ -125,16 +124,19 @@ class World:
         found = self._find(ref.kind, ref.name)
         return copy.deepcopy(found) if found else None
 
-    async def repair(
-        self, obj: dict[str, Any], plural: str, uid: str, live: dict[str, Any]
-    ) -> dict[str, Any]:
-        self.writes.append(("repair", obj["kind"]))
+    async def patch(self, ref: Ref, patch: Any, json_patch: bool = False) -> dict[str, Any]:
+        """A merge patch replaces what it names (lists whole); a JSON patch here only ever
+        drops a managedFields entry, which this world does not keep."""
+        existing = self._find(ref.kind, ref.name)
+        assert existing is not None
+        if json_patch:
+            self.writes.append(("json-patch", ref.kind))
+            return copy.deepcopy(existing)
+        self.writes.append(("patch", ref.kind))
         if self.reject_repair:
-            raise ApiError(obj["kind"], obj["metadata"]["name"], 422, "still invalid", "Invalid")
-        self.reject.pop(obj["kind"], None)
-        existing = self._find(obj["kind"], obj["metadata"]["name"])
-        patched = merge(existing or {}, takeover_patch(live, obj))
-        return self._store(patched, existing, whole=True)
+            raise ApiError(ref.kind, ref.name, 422, "still invalid", "Invalid")
+        self.reject.pop(ref.kind, None)
+        return self._store(merge(existing, patch), existing, whole=True)
 
     async def patch_status(
         self,
@@ -415,7 +417,7 @@ async def test_drift_that_apply_cannot_undo_is_repaired_with_a_merge_patch() -> 
     world.reject["Service"] = ApiError("Service", "demo", 422, "duplicate name", "Invalid")
     world.writes.clear()
     await reconciler.reconcile(KEY)
-    assert world.writes[:2] == [("apply", "Service"), ("repair", "Service")]
+    assert world.writes[:3] == [("apply", "Service"), ("patch", "Service"), ("apply", "Service")]
     repaired = next(o for o in world.objects if o["kind"] == "Service")
     assert [p["port"] for p in repaired["spec"]["ports"]] == [8080, 9090, 9091, 8081]
     assert "extra" not in repaired["spec"]["selector"]
@@ -426,7 +428,7 @@ async def test_a_new_child_that_is_invalid_is_not_repaired_but_stalls() -> None:
     world, reconciler = make_world()
     world.reject["Service"] = ApiError("Service", "demo", 422, "invalid", "Invalid")
     await reconciler.reconcile(KEY)
-    assert ("repair", "Service") not in world.writes
+    assert ("patch", "Service") not in world.writes
     assert world.events == [("Warning", "ApplyFailed")]
 
 

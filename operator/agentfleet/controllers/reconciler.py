@@ -85,9 +85,7 @@ class Writer(Protocol):
 
     async def get(self, ref: Ref, metadata_only: bool = False) -> dict[str, Any] | None: ...
 
-    async def repair(
-        self, obj: dict[str, Any], plural: str, uid: str, live: dict[str, Any]
-    ) -> dict[str, Any]: ...
+    async def patch(self, ref: Ref, patch: Any, json_patch: bool = False) -> dict[str, Any]: ...
 
     async def patch_status(
         self,
@@ -412,7 +410,7 @@ class Reconciler:
             uid = live["metadata"]["uid"]
             taken = await self._apply(row, memo, desired, uid, None)
             # What its previous owner set and we do not render goes: it is ours now.
-            body = await self.kube.repair(desired, row.plural, uid, taken)
+            body = await self._repair(row, desired, uid, taken)
             self._remember(memo, row, desired, body)
             await self._event(agent, "Adopted", f"adopted {row.kind} {child[1]}", "Normal")
             return body
@@ -438,9 +436,41 @@ class Reconciler:
             # with ours). If the object itself is invalid this is refused too, and the agent
             # stalls with the server's message.
             log.warning("repairing %s %s/%s: %s", row.kind, meta["namespace"], meta["name"], error)
-            body = await self.kube.repair(desired, row.plural, uid, live)
+            body = await self._repair(row, desired, uid, live)
         self._remember(memo, row, desired, body)
         return body
+
+    async def _repair(
+        self, row: ChildKind, desired: dict[str, Any], uid: str, live: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Make `live` exactly what we render where server-side apply cannot, leaving one
+        owner of our fields.
+
+        Server-side apply cannot remove what another manager set (a Service port someone
+        re-keyed with `kubectl patch` stays and clashes with ours; an adopted object keeps its
+        old owner's ports and selector keys). A JSON merge patch made by
+        drift.takeover_patch can, but records a second managedFields entry (operation Update)
+        that would keep those fields alive after we stop applying them, and takes from our
+        Apply entry the fields it rewrote (a re-keyed list, say). So that entry is removed
+        right after, and one more apply makes our Apply entry the only record of what is
+        ours, owning every field we render."""
+        ref = Ref.of(desired, row.plural)
+        patch = drift.takeover_patch(live, desired)
+        patched = await self.kube.patch(
+            ref, {**patch, "metadata": {**patch["metadata"], "uid": uid}}
+        )
+        entries = patched.get("metadata", {}).get("managedFields") or []
+        for index, entry in enumerate(entries):
+            if entry.get("manager") == c.FIELD_MANAGER and entry.get("operation") == "Update":
+                where = f"/metadata/managedFields/{index}"
+                operations = [
+                    {"op": "test", "path": f"{where}/manager", "value": c.FIELD_MANAGER},
+                    {"op": "test", "path": f"{where}/operation", "value": "Update"},
+                    {"op": "remove", "path": where},
+                ]
+                await self.kube.patch(ref, operations, json_patch=True)
+                break
+        return await self.kube.apply(desired, row.plural, uid)
 
     def _remember(
         self, memo: AgentMemo, row: ChildKind, desired: dict[str, Any], body: dict[str, Any]

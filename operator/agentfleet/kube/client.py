@@ -24,7 +24,6 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from agentfleet.api import constants as c
-from agentfleet.controllers import drift
 from agentfleet.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -239,48 +238,12 @@ class Kube:
                 return None
             raise
 
-    async def repair(
-        self, obj: dict[str, Any], plural: str, uid: str, live: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Make `live` exactly what we render where server-side apply cannot, leaving one
-        owner of our fields.
-
-        Server-side apply cannot remove what another manager set (a Service port someone
-        re-keyed with `kubectl patch` stays and clashes with ours; an adopted object keeps its
-        old owner's ports and selector keys). A JSON merge patch made by
-        drift.takeover_patch can, but records a second managedFields entry (operation Update)
-        that would keep those fields alive after we stop applying them, and takes from our
-        Apply entry the fields it rewrote (a re-keyed list, say). So that entry is removed
-        right after, and one more apply makes our Apply entry the only record of what is
-        ours, owning every field we render."""
-        ref = Ref.of(obj, plural)
-        patch = drift.takeover_patch(live, obj)
-        body = {**patch, "metadata": {**patch["metadata"], "uid": uid}}
+    async def patch(self, ref: Ref, patch: Any, json_patch: bool = False) -> dict[str, Any]:
+        """A JSON merge patch (e.g. a placement decision on a gated Pod), or with `json_patch`
+        a JSON patch: a list of operations, `test` ones included."""
         query = [("fieldManager", c.FIELD_MANAGER)]
-        patched = await self._request(
-            "PATCH", ref, ref.path, body, "application/merge-patch+json", query
-        )
-        entries = patched.get("metadata", {}).get("managedFields") or []
-        for index, entry in enumerate(entries):
-            if entry.get("manager") == c.FIELD_MANAGER and entry.get("operation") == "Update":
-                where = f"/metadata/managedFields/{index}"
-                ops = [
-                    {"op": "test", "path": f"{where}/manager", "value": c.FIELD_MANAGER},
-                    {"op": "test", "path": f"{where}/operation", "value": "Update"},
-                    {"op": "remove", "path": where},
-                ]
-                await self._request(
-                    "PATCH", ref, ref.path, ops, "application/json-patch+json", query
-                )
-                break
-        return await self.apply(obj, plural, uid)
-
-    async def patch(self, ref: Ref, patch: dict[str, Any]) -> dict[str, Any]:
-        """A JSON merge patch (e.g. a placement decision on a gated Pod)."""
-        query = [("fieldManager", c.FIELD_MANAGER)]
-        return await self._request(
-            "PATCH", ref, ref.path, patch, "application/merge-patch+json", query
-        )
+        kind = "application/json-patch+json" if json_patch else "application/merge-patch+json"
+        return await self._request("PATCH", ref, ref.path, patch, kind, query)
 
     async def patch_status(
         self,

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -25,7 +24,7 @@ import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from agentfleet.runtime import watchhealth
+from agentfleet.kube.liveness import WatchLiveness
 from agentfleet.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -54,6 +53,7 @@ class Informer:
         inactivity_seconds: float = 70.0,
         connect_timeout: float = 10.0,
         retry_seconds: float = 30.0,
+        liveness: WatchLiveness | None = None,
     ) -> None:
         self.api = api
         self.api_version, self.kind, self.plural = api_version, kind, plural
@@ -65,6 +65,7 @@ class Informer:
         self.inactivity = inactivity_seconds
         self.connect_timeout = connect_timeout
         self.retry_seconds = retry_seconds
+        self.liveness = liveness or WatchLiveness()
         self.synced = asyncio.Event()
         self._listed: set[str] = set()  # paths whose first list finished (or is unserved)
         self._wakeup = asyncio.Event()
@@ -108,7 +109,7 @@ class Informer:
                 raise
             except ApiException as error:
                 if error.status == 404:  # not served: its CRD is not installed (yet)
-                    watchhealth.last_answer.pop(path, None)
+                    self.liveness.forget(path)
                     self._mark_listed(path)
                     await self._pause(self.retry_seconds)
                     continue
@@ -270,8 +271,7 @@ class Informer:
         return key
 
     def _answered(self, path: str) -> None:
-        watchhealth.last_answer[path] = time.monotonic()
-        metrics.WATCH_CONNECTED.labels(path).set_to_current_time()
+        self.liveness.answered(path)
 
 
 def key_of(obj: dict[str, Any]) -> str:

@@ -42,6 +42,7 @@ from agentfleet.controllers.reconciler import Reconciler
 from agentfleet.controllers.workers import Controller
 from agentfleet.kube import client as kube
 from agentfleet.kube.informer import Informer
+from agentfleet.kube.liveness import WatchLiveness
 from agentfleet.render.children import CHILD_KINDS, ChildKind
 from agentfleet.render.context import Peer
 from agentfleet.runtime import sharding, watchhealth
@@ -176,7 +177,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     index as a keyword argument named after it (agent_index, ...), empty until listed."""
     config: OperatorConfig = memo.get("config") or OperatorConfig()
     configure(settings, config)
-    watchhealth.install()
+    watches = WatchLiveness()
+    watchhealth.install(watches)
     informer_count = len(CHILD_KINDS) * max(1, len(config.namespaces))
     api = await kube.connect(pool_size=config.workers * 2 + informer_count + 4)
     writer = kube.Kube(
@@ -207,6 +209,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
             server_timeout=config.watch_server_timeout,
             inactivity_seconds=config.watch_inactivity_seconds,
             connect_timeout=config.connect_timeout,
+            liveness=watches,
         )
         for row in CHILD_KINDS
     }
@@ -225,7 +228,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         metrics.AGENTS.count = cache.condition_counts
         prometheus_client.start_http_server(config.metrics_port, config.metrics_address)
     if config.health_port:
-        health = Health(controller, config.unhealthy_after_seconds)
+        health = Health(controller, config.unhealthy_after_seconds, watches)
         memo["health"] = await health.serve(config.health_address, config.health_port)
     memo["api"] = api
     memo["controller"] = controller

@@ -14,18 +14,19 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from agentfleet.controllers.workers import Controller
-from agentfleet.runtime import watchhealth
+from agentfleet.kube.liveness import WatchLiveness
 
 
 @dataclass
 class Health:
     controller: Controller
     unhealthy_after: float
+    watches: WatchLiveness
 
     def problems(self) -> list[str]:
         found = [
             f"watch of {resource} not answered for more than {self.unhealthy_after:.0f}s"
-            for resource in watchhealth.stale(self.unhealthy_after)
+            for resource in self.watches.stale(self.unhealthy_after)
         ]
         waiting = self.controller.queue.oldest_wait()
         idle = time.monotonic() - self.controller.last_progress
