@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from kubernetes_asyncio import client, config
 
+from agentfleet.kube.client import Kube, Target, connect
 from agentfleet.nodeagent import publish
 from agentfleet.nodeagent.detect import Capabilities, GPUInfo
 from agentfleet.placement import Inventory, NodeInventory, heartbeat_of
@@ -165,13 +165,9 @@ def agent_kubeconfig(cluster: Cluster, namespace: str) -> Iterator[Path]:
 
 
 @pytest_asyncio.fixture(loop_scope="function")  # the loop the tests run in
-async def api(agent_kubeconfig: Path) -> AsyncIterator[client.ApiClient]:
-    configuration = client.Configuration()
-    await config.load_kube_config(
-        config_file=str(agent_kubeconfig), client_configuration=configuration
-    )
-    async with client.ApiClient(configuration) as api_client:
-        yield api_client
+async def api(agent_kubeconfig: Path) -> AsyncIterator[Kube]:
+    async with await connect(Target(kubeconfig=str(agent_kubeconfig))) as kube:
+        yield kube
 
 
 def our_apply_time(cluster: Cluster, name: str) -> str | None:
@@ -184,7 +180,7 @@ def our_apply_time(cluster: Cluster, name: str) -> str | None:
 
 
 async def test_labels_land_on_the_node_and_placement_reads_them(
-    cluster: Cluster, kwok_node: str, namespace: str, api: client.ApiClient
+    cluster: Cluster, kwok_node: str, namespace: str, api: Kube
 ) -> None:
     publisher = publish.NodePublisher(api, kwok_node, namespace=namespace)
     await publisher.heartbeat()
@@ -212,7 +208,7 @@ async def test_labels_land_on_the_node_and_placement_reads_them(
 
 
 async def test_nothing_is_written_when_nothing_changed(
-    cluster: Cluster, kwok_node: str, namespace: str, api: client.ApiClient
+    cluster: Cluster, kwok_node: str, namespace: str, api: Kube
 ) -> None:
     first = publish.NodePublisher(api, kwok_node, namespace=namespace)
     assert await first.publish(capabilities())
@@ -238,7 +234,7 @@ async def test_nothing_is_written_when_nothing_changed(
 
 
 async def test_someone_elses_edit_is_repaired_on_resync(
-    cluster: Cluster, kwok_node: str, namespace: str, api: client.ApiClient
+    cluster: Cluster, kwok_node: str, namespace: str, api: Kube
 ) -> None:
     publisher = publish.NodePublisher(api, kwok_node, namespace=namespace, resync_seconds=0)
     assert await publisher.publish(capabilities())
@@ -249,7 +245,7 @@ async def test_someone_elses_edit_is_repaired_on_resync(
 
 
 async def test_lease_is_created_renewed_and_goes_with_the_node(
-    cluster: Cluster, kwok_node: str, namespace: str, api: client.ApiClient
+    cluster: Cluster, kwok_node: str, namespace: str, api: Kube
 ) -> None:
     publisher = publish.NodePublisher(api, kwok_node, namespace=namespace, lease_seconds=20)
     start = datetime.datetime.now(datetime.UTC).replace(microsecond=250000)
@@ -292,7 +288,7 @@ async def test_lease_is_created_renewed_and_goes_with_the_node(
 
 
 async def test_run_loop_heartbeats_every_tick_and_publishes_once(
-    cluster: Cluster, kwok_node: str, namespace: str, api: client.ApiClient
+    cluster: Cluster, kwok_node: str, namespace: str, api: Kube
 ) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(

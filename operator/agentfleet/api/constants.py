@@ -15,6 +15,10 @@ SINGULAR: Final = "aiagent"
 SHORT_NAME: Final = "aia"
 CRD_NAME: Final = f"{PLURAL}.{GROUP}"
 
+# Leases (the node agent's heartbeats, shard claims) and the RBAC rules that let us write them.
+COORDINATION_GROUP: Final = "coordination.k8s.io"
+COORDINATION_API: Final = f"{COORDINATION_GROUP}/v1"
+
 # Where the operator, the node agent and the API run unless told otherwise ($POD_NAMESPACE in
 # a Pod): the chart's and the plain manifests' namespace, home of their Leases.
 OPERATOR_NAMESPACE: Final = "agentfleet-system"

@@ -29,11 +29,9 @@ from agentfleet.api import constants as c
 from agentfleet.frontends import importers
 from agentfleet.frontends.fleet import (
     Fleet,
-    FleetError,
     NodeView,
     NoLogs,
     Readiness,
-    Target,
     age,
     condition,
     connect,
@@ -42,6 +40,7 @@ from agentfleet.frontends.fleet import (
     without_managed_fields,
 )
 from agentfleet.frontends.importers import InvalidFile, InvalidSpec
+from agentfleet.kube.client import ApiError, Target
 from agentfleet.placement import GPURow
 
 app = typer.Typer(
@@ -122,7 +121,10 @@ def _run(work: Callable[[Fleet], Awaitable[T]], target: Target) -> T:
         return asyncio.run(session())
     except Stop as stop:
         _fail(stop.code, stop.message)
-    except FleetError as error:
+    except ApiError as error:
+        if error.unreachable:  # aiohttp's own words say best what went wrong
+            detail = str(error.__cause__ or "") or error.message
+            _fail(ExitCode.ERROR, f"cannot reach the Kubernetes API server: {detail}")
         code = ExitCode.ERROR
         if error.not_found:
             code = ExitCode.NOT_FOUND
@@ -487,7 +489,7 @@ def logs(
         )
         problems = [r for r in results if isinstance(r, BaseException)]
         for problem in problems:
-            if not isinstance(problem, NoLogs | FleetError):
+            if not isinstance(problem, NoLogs | ApiError):
                 raise problem
         if problems:
             messages = [str(p) if isinstance(p, NoLogs) else p.message for p in problems]  # type: ignore[attr-defined]

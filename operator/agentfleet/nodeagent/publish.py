@@ -25,11 +25,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import aiohttp
 from aiohttp import web
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
+from agentfleet.kube import client as kube
+from agentfleet.kube.client import LEASES, NODES, ApiError, Kube
 from agentfleet.nodeagent.detect import Capabilities, GPUProbe, HostProbe, NvmlGPUs, detect
 from agentfleet.placement import labels as k
 
@@ -122,7 +121,7 @@ class NodePublisher:
 
     def __init__(
         self,
-        api: client.ApiClient,
+        kube: Kube,
         node_name: str,
         *,
         namespace: str = k.LEASE_NAMESPACE,
@@ -130,7 +129,7 @@ class NodePublisher:
         resync_seconds: float = DEFAULT_RESYNC_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.api = api
+        self.kube = kube
         self.node_name = node_name
         self.namespace = namespace
         self.lease_seconds = lease_seconds
@@ -152,7 +151,7 @@ class NodePublisher:
         fresh = self.clock() - self._checked_at < self.resync_seconds
         if wanted == self._last and fresh:
             return False
-        node = await self._call("GET", f"/api/v1/nodes/{self.node_name}")
+        node = await self.kube.request("GET", NODES.ref("", self.node_name))
         self._node_uid = node["metadata"]["uid"]
         self._checked_at = self.clock()
         if published(node, wanted):
@@ -160,11 +159,11 @@ class NodePublisher:
             return False
         labels, annotations = wanted
         body = {
-            "apiVersion": "v1",
-            "kind": "Node",
+            "apiVersion": NODES.api_version,
+            "kind": NODES.kind,
             "metadata": {"name": self.node_name, "labels": labels, "annotations": annotations},
         }
-        await self._apply(f"/api/v1/nodes/{self.node_name}", body)
+        await self._apply(body, NODES.plural)
         self._last = wanted
         log.info("published %d labels and %d annotations", len(labels), len(annotations))
         return True
@@ -173,12 +172,12 @@ class NodePublisher:
         """Create or renew this node's Lease (one write), owned by the Node so that it goes
         away with it."""
         if self._node_uid is None:
-            node = await self._call("GET", f"/api/v1/nodes/{self.node_name}")
+            node = await self.kube.request("GET", NODES.ref("", self.node_name))
             self._node_uid = node["metadata"]["uid"]
         name = k.lease_name(self.node_name)
         lease = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
+            "apiVersion": LEASES.api_version,
+            "kind": LEASES.kind,
             "metadata": {
                 "name": name,
                 "namespace": self.namespace,
@@ -188,8 +187,8 @@ class NodePublisher:
                 },
                 "ownerReferences": [
                     {
-                        "apiVersion": "v1",
-                        "kind": "Node",
+                        "apiVersion": NODES.api_version,
+                        "kind": NODES.kind,
                         "name": self.node_name,
                         "uid": self._node_uid,
                     }
@@ -201,39 +200,17 @@ class NodePublisher:
                 "renewTime": micro_time(now or datetime.datetime.now(datetime.UTC)),
             },
         }
-        path = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{name}"
-        await self._apply(path, lease)
+        await self._apply(lease, LEASES.plural)
         self.heartbeats += 1
         self.renewed_at = self.clock()
 
-    async def _apply(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _apply(self, body: dict[str, Any], plural: str) -> None:
         self.writes += 1
-        query = [("fieldManager", MANAGER), ("force", "true")]
-        return await self._call("PATCH", path, body, "application/apply-patch+yaml", query)
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        content_type: str = "application/json",
-        query: list[tuple[str, str]] | None = None,
-    ) -> dict[str, Any]:
-        response = await self.api.call_api(
-            path,
-            method,
-            query_params=query or [],
-            body=body,
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-            response_types_map={200: "object", 201: "object"},
-        )
-        return dict(response or {})
+        await self.kube.apply(body, plural, None, manager=MANAGER)
 
 
 async def run(
-    api: client.ApiClient,
+    kube: Kube,
     node_name: str,
     *,
     interval: float = DEFAULT_INTERVAL,
@@ -253,7 +230,7 @@ async def run(
     next tick: a node agent that stops renewing is exactly what staleness detects."""
     stop = stop or asyncio.Event()
     publisher = publisher or NodePublisher(
-        api, node_name, namespace=namespace, lease_seconds=lease_seconds
+        kube, node_name, namespace=namespace, lease_seconds=lease_seconds
     )
     gpu_probe = gpus or NvmlGPUs()
     try:
@@ -264,12 +241,13 @@ async def run(
             try:
                 await publisher.heartbeat()
                 await publisher.publish(caps)
-            except ApiException as error:
-                log.warning(
-                    "API server refused the node agent (%s): %s", error.status, error.reason
-                )
-            except (aiohttp.ClientError, TimeoutError) as error:
-                log.warning("API server unreachable: %s", error)
+            except ApiError as error:
+                if error.unreachable:
+                    log.warning("API server unreachable: %s", error.message)
+                else:
+                    log.warning(
+                        "API server refused the node agent (%s): %s", error.status, error.message
+                    )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
     finally:
@@ -325,7 +303,6 @@ def main(
     health_port: int = 8081,
 ) -> None:
     """Entry point of `agentfleet node-agent`: runs until SIGTERM or SIGINT."""
-    from agentfleet.kube import client as kube
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -334,14 +311,14 @@ def main(
             loop.add_signal_handler(signum, stop.set)
         health = NodeAgentHealth(interval, lease_seconds)
         runner = await health.serve(health_address, health_port) if health_port else None
-        api = await kube.connect()
+        connection = await kube.connect()
         try:
-            async with api:
+            async with connection:
                 health.publisher = NodePublisher(
-                    api, node_name, namespace=namespace, lease_seconds=lease_seconds
+                    connection, node_name, namespace=namespace, lease_seconds=lease_seconds
                 )
                 await run(
-                    api,
+                    connection,
                     node_name,
                     interval=interval,
                     disk_path=disk_path,

@@ -180,12 +180,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     watches = WatchLiveness()
     watchhealth.install(watches)
     informer_count = len(CHILD_KINDS) * max(1, len(config.namespaces))
-    api = await kube.connect(pool_size=config.workers * 2 + informer_count + 4)
-    writer = kube.Kube(
-        api,
-        kube.RateLimiter(config.qps, config.burst),
-        config.connect_timeout,
-        config.request_timeout,
+    writer = await kube.connect(
+        pool_size=config.workers * 2 + informer_count + 4,
+        limiter=kube.RateLimiter(config.qps, config.burst),
+        connect_timeout=config.connect_timeout,
+        request_timeout=config.request_timeout,
     )
     store = ChildStore()
     cache = IndexCache(
@@ -199,7 +198,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     controller = Controller(reconciler, config)
     informers = {
         row.resource: Informer(
-            api,
+            writer,
             row.api_version,
             row.kind,
             row.plural,
@@ -208,7 +207,6 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
             namespaces=config.namespaces,
             server_timeout=config.watch_server_timeout,
             inactivity_seconds=config.watch_inactivity_seconds,
-            connect_timeout=config.connect_timeout,
             liveness=watches,
         )
         for row in CHILD_KINDS
@@ -230,7 +228,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     if config.health_port:
         health = Health(controller, config.unhealthy_after_seconds, watches)
         memo["health"] = await health.serve(config.health_address, config.health_port)
-    memo["api"] = api
+    memo["kube"] = writer
     memo["controller"] = controller
     memo["cache"] = cache
     memo["config"] = config
@@ -280,7 +278,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await informer.stop()
     if "health" in memo:
         await memo["health"].cleanup()
-    await memo["api"].close()
+    await memo["kube"].close()
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
