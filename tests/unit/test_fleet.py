@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from agentfleet import placement
 from agentfleet.api import constants as c
 from agentfleet.frontends import fleet
 from agentfleet.frontends.fleet import Readiness, readiness
@@ -85,12 +86,6 @@ def test_age_of_timestamps() -> None:
     assert fleet.age(None, NOW) is None
 
 
-def test_gibibytes() -> None:
-    assert fleet.gibibytes(81920) == "80Gi"
-    assert fleet.gibibytes(23034) == "22.5Gi"
-    assert fleet.gibibytes(0) == "0Gi"
-
-
 def node(name: str) -> dict[str, Any]:
     body: dict[str, Any] = yaml.safe_load((NODES / f"{name}.yaml").read_text())
     body["metadata"]["uid"] = f"uid-{name}"
@@ -159,6 +154,15 @@ def test_leases_are_matched_to_nodes_by_label_or_name() -> None:
         "gpu-a100-1": by_label,
         "cpu-2": by_name,
     }
+
+
+def test_nodes_and_gpus_read_the_same_heartbeat_from_a_lease_known_only_by_name() -> None:
+    """Both views ask placement.labels.lease_node, so they cannot disagree."""
+    late = lease("gpu-a100-1", NOW - datetime.timedelta(minutes=5), by_label=False)
+    view = fleet.node_view(node("gpu-a100-1"), fleet.lease_by_node([late])["gpu-a100-1"], NOW)
+    inventory = placement.Inventory.of([node("gpu-a100-1")], NOW, [late])
+    assert view.placement.startswith("stale heartbeat")
+    assert "gpu-a100-1" in inventory.ineligible and "gpu-a100-1" not in inventory.nodes
 
 
 def test_without_managed_fields() -> None:

@@ -118,6 +118,23 @@ class Reason:
     QUEUED: Final = "Queued"
     # A ScaledObject KEDA has not reported on yet (KEDA's own reasons are mirrored otherwise).
     WAITING_FOR_KEDA: Final = "WaitingForKEDA"
+    # Placed=True, or Placed=False because no node can take a GPU agent's replica.
+    PLACED: Final = "Placed"
+    INSUFFICIENT_GPU: Final = "InsufficientGPU"
+    INSUFFICIENT_VRAM: Final = "InsufficientVRAM"
+    INSUFFICIENT_CPU: Final = "InsufficientCPU"
+    INSUFFICIENT_MEMORY: Final = "InsufficientMemory"
+
+
+# Placed=False for one of these: only a person (or new capacity) can help, so waiting ends.
+PLACEMENT_FAILURES: Final = frozenset(
+    {
+        Reason.INSUFFICIENT_GPU,
+        Reason.INSUFFICIENT_VRAM,
+        Reason.INSUFFICIENT_CPU,
+        Reason.INSUFFICIENT_MEMORY,
+    }
+)
 
 
 # Istio (ambient and sidecar) and Gateway API: labels the mesh reads, and the names of the

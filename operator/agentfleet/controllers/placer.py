@@ -159,7 +159,7 @@ class Placer:
         self.capacity_changed()
 
     def lease_gone(self, lease: dict[str, Any]) -> None:
-        node = ((lease["metadata"].get("labels")) or {}).get(k.LEASE_NODE_LABEL)
+        node = k.lease_node(lease)
         if node:
             self.inventory.remove_lease(node, self.now())
 

@@ -17,16 +17,11 @@ from typing import Any, Literal
 
 from agentfleet import placement
 from agentfleet.api import constants as c
-from agentfleet.api import quantity
+from agentfleet.api import quantity, timestamps
 from agentfleet.kube import client as kube
 from agentfleet.kube.client import AGENTS, LEASES, NODES, PODS, ApiError, Kube, Target
 from agentfleet.placement import labels as placement_labels
 
-# A GPU agent that no node can take gets Placed=False with one of these reasons.
-COND_PLACED = "Placed"
-PLACEMENT_FAILURES = frozenset(
-    {"InsufficientVRAM", "InsufficientGPU", "InsufficientCPU", "InsufficientMemory"}
-)
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 
 
@@ -59,7 +54,7 @@ class Readiness:
 
     @property
     def unplaceable(self) -> bool:
-        return self.state == "failed" and self.reason in PLACEMENT_FAILURES
+        return self.state == "failed" and self.reason in c.PLACEMENT_FAILURES
 
 
 def readiness(agent: dict[str, Any]) -> Readiness:
@@ -71,8 +66,8 @@ def readiness(agent: dict[str, Any]) -> Readiness:
         return Readiness(
             "waiting", "Pending", f"waiting for the operator to observe generation {generation}"
         )
-    placed = condition(agent, COND_PLACED)
-    if placed and placed.get("status") == "False" and placed.get("reason") in PLACEMENT_FAILURES:
+    placed = condition(agent, c.COND_PLACED)
+    if placed and placed.get("status") == "False" and placed.get("reason") in c.PLACEMENT_FAILURES:
         return Readiness("failed", str(placed["reason"]), str(placed.get("message", "")))
     stalled = condition(agent, c.COND_STALLED)
     if stalled and stalled.get("status") == "True":
@@ -87,15 +82,9 @@ def readiness(agent: dict[str, Any]) -> Readiness:
     )
 
 
-def parse_time(stamp: str | None) -> datetime.datetime | None:
-    """metav1.Time or MicroTime as an aware datetime."""
-    if not stamp:
-        return None
-    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
 def age(stamp: str | None, now: datetime.datetime | None = None) -> float | None:
-    moment = parse_time(stamp)
+    """Seconds since a timestamp of the API server's; None without one."""
+    moment = timestamps.parse(stamp)
     if moment is None:
         return None
     return ((now or datetime.datetime.now(datetime.UTC)) - moment).total_seconds()
@@ -155,30 +144,20 @@ class NodeView:
         for gpu in self.gpus:
             text = f"{gpu['count']}x {gpu['product'] or gpu['vendor']}"
             if gpu.get("vram_mib"):
-                text += f" {gibibytes(gpu['vram_mib'])}"
+                text += f" {quantity.format_gib(gpu['vram_mib'])}"
             if gpu.get("sharing") not in (None, "none"):
                 text += f" ({gpu['sharing']}, {gpu['slots']} slots)"
             parts.append(text)
         return ", ".join(parts)
 
 
-def gibibytes(mib: int) -> str:
-    """MiB for people: '80Gi', '22.5Gi' (one decimal at most)."""
-    text = f"{mib / 1024:.1f}".removesuffix(".0")
-    return f"{text}Gi"
-
-
 def lease_by_node(leases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The node agent's Leases by the Node they speak for (label, else name)."""
     found = {}
     for lease in leases:
-        meta = lease.get("metadata") or {}
-        node = (meta.get("labels") or {}).get(placement_labels.LEASE_NODE_LABEL)
-        name = str(meta.get("name", ""))
-        if not node and name.startswith(placement_labels.LEASE_PREFIX):
-            node = name.removeprefix(placement_labels.LEASE_PREFIX)
+        node = placement_labels.lease_node(lease)
         if node:
-            found[str(node)] = lease
+            found[node] = lease
     return found
 
 
@@ -294,14 +273,8 @@ class Fleet:
     ) -> None:
         """Delete an agent; its children go with it (ownerReferences). `Foreground` keeps
         the agent visible until its Deployment and Service are gone."""
-        body: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "DeleteOptions",
-            "propagationPolicy": cascade,
-        }
-        if uid:
-            body["preconditions"] = {"uid": uid}
-        await self.kube.request("DELETE", AGENTS.ref(namespace or self.namespace, name), body=body)
+        ref = AGENTS.ref(namespace or self.namespace, name)
+        await self.kube.request("DELETE", ref, body=kube.delete_options(cascade, uid))
 
     async def scale(self, name: str, replicas: int, namespace: str | None = None) -> dict[str, Any]:
         """Through the scale subresource, exactly as `kubectl scale aia/<name>` does."""
@@ -448,7 +421,7 @@ class Fleet:
         """The node agent's heartbeat Leases ([] where there are none, or when they may not
         be read: a heartbeat then shows as unknown, never as an error)."""
         try:
-            return await self.kube.list(LEASES.ref(placement_labels.LEASE_NAMESPACE))
+            return await self.kube.list(LEASES.ref(c.OPERATOR_NAMESPACE))
         except ApiError as error:
             if error.status in (403, 404):
                 return []
@@ -477,11 +450,7 @@ class Fleet:
         review = await self.kube.request(
             "POST",
             kube.TOKEN_REVIEWS.ref(),
-            body={
-                "apiVersion": kube.TOKEN_REVIEWS.api_version,
-                "kind": kube.TOKEN_REVIEWS.kind,
-                "spec": {"token": token},
-            },
+            body=kube.TOKEN_REVIEWS.body(spec={"token": token}),
         )
         status = review.get("status") or {}
         return dict(status["user"]) if status.get("authenticated") else None
@@ -498,17 +467,15 @@ class Fleet:
         review = await self.kube.request(
             "POST",
             kube.ACCESS_REVIEWS.ref(),
-            body={
-                "apiVersion": kube.ACCESS_REVIEWS.api_version,
-                "kind": kube.ACCESS_REVIEWS.kind,
-                "spec": {
+            body=kube.ACCESS_REVIEWS.body(
+                spec={
                     "user": user.get("username"),
                     "uid": user.get("uid"),
                     "groups": user.get("groups") or [],
                     "extra": user.get("extra") or {},
                     "resourceAttributes": attributes,
                 },
-            },
+            ),
         )
         return bool((review.get("status") or {}).get("allowed"))
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from agentfleet.api import constants as c
+from agentfleet.api import timestamps
 from agentfleet.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,10 @@ class Kind:
 
     def ref(self, namespace: str = "", name: str = "") -> Ref:
         return Ref(self.api_version, self.plural, namespace, name, self.kind)
+
+    def body(self, **fields: Any) -> dict[str, Any]:
+        """An object of this kind to send: apiVersion, kind and `fields` (metadata, spec ...)."""
+        return {"apiVersion": self.api_version, "kind": self.kind, **fields}
 
 
 AGENTS = Kind(c.API_VERSION, c.PLURAL, c.KIND)
@@ -515,14 +519,8 @@ class Kube:
 
     async def delete(self, ref: Ref, uid: str) -> None:
         """Delete a child, but only the very object we saw (a precondition on its uid)."""
-        body = {
-            "apiVersion": "v1",
-            "kind": "DeleteOptions",
-            "preconditions": {"uid": uid},
-            "propagationPolicy": "Background",
-        }
         try:
-            await self.request("DELETE", ref, body=body)
+            await self.request("DELETE", ref, body=delete_options("Background", uid))
         except ApiError as gone:
             if gone.status not in (404, 409):  # already gone, or replaced by another object
                 raise
@@ -532,28 +530,35 @@ class Kube:
     ) -> None:
         """An Event on the AIAgent, for `kubectl describe` and `kubectl get events`."""
         meta = body["metadata"]
-        event_time = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": c.API_VERSION,
-                "kind": c.KIND,
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": c.FIELD_MANAGER},
-            "reportingComponent": c.FIELD_MANAGER,
-            "firstTimestamp": event_time,
-            "lastTimestamp": event_time,
-            "count": 1,
-        }
+        event_time = timestamps.format_time()
+        event = EVENTS.body(
+            metadata={"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            involvedObject=AGENTS.body(
+                name=meta["name"], namespace=meta["namespace"], uid=meta.get("uid")
+            ),
+            type=type_,
+            reason=reason,
+            message=message[:1024],
+            source={"component": c.FIELD_MANAGER},
+            reportingComponent=c.FIELD_MANAGER,
+            firstTimestamp=event_time,
+            lastTimestamp=event_time,
+            count=1,
+        )
         await self.request("POST", EVENTS.ref(meta["namespace"]), body=event)
+
+
+def delete_options(propagation: str, uid: str | None = None) -> dict[str, Any]:
+    """How to delete: `propagation` Background or Foreground (the object stays visible until
+    its dependents are gone); with `uid`, only that very object (a precondition)."""
+    options: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "DeleteOptions",
+        "propagationPolicy": propagation,
+    }
+    if uid:
+        options["preconditions"] = {"uid": uid}
+    return options
 
 
 def _verb(content_type: str) -> str:

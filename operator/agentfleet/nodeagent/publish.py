@@ -27,10 +27,13 @@ from typing import Any
 
 from aiohttp import web
 
+from agentfleet.api import constants as c
+from agentfleet.api import timestamps
 from agentfleet.kube import client as kube
 from agentfleet.kube.client import LEASES, NODES, ApiError, Kube
 from agentfleet.nodeagent.detect import Capabilities, GPUProbe, HostProbe, NvmlGPUs, detect
 from agentfleet.placement import labels as k
+from agentfleet.telemetry import probes
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +114,6 @@ def owned_keys(node: Mapping[str, Any]) -> tuple[set[str], set[str]]:
     return labels, annotations
 
 
-def micro_time(moment: datetime.datetime) -> str:
-    """metav1.MicroTime as the API server writes it."""
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class NodePublisher:
     """Writes one node's labels, annotations and heartbeat Lease. Counts its writes."""
 
@@ -124,7 +122,7 @@ class NodePublisher:
         kube: Kube,
         node_name: str,
         *,
-        namespace: str = k.LEASE_NAMESPACE,
+        namespace: str = c.OPERATOR_NAMESPACE,
         lease_seconds: int = DEFAULT_LEASE_SECONDS,
         resync_seconds: float = DEFAULT_RESYNC_SECONDS,
         clock: Callable[[], float] = time.monotonic,
@@ -158,12 +156,8 @@ class NodePublisher:
             self._last = wanted
             return False
         labels, annotations = wanted
-        body = {
-            "apiVersion": NODES.api_version,
-            "kind": NODES.kind,
-            "metadata": {"name": self.node_name, "labels": labels, "annotations": annotations},
-        }
-        await self._apply(body, NODES.plural)
+        metadata = {"name": self.node_name, "labels": labels, "annotations": annotations}
+        await self._apply(NODES.body(metadata=metadata), NODES.plural)
         self._last = wanted
         log.info("published %d labels and %d annotations", len(labels), len(annotations))
         return True
@@ -175,31 +169,22 @@ class NodePublisher:
             node = await self.kube.request("GET", NODES.ref("", self.node_name))
             self._node_uid = node["metadata"]["uid"]
         name = k.lease_name(self.node_name)
-        lease = {
-            "apiVersion": LEASES.api_version,
-            "kind": LEASES.kind,
-            "metadata": {
+        lease = LEASES.body(
+            metadata={
                 "name": name,
                 "namespace": self.namespace,
                 "labels": {
                     k.LEASE_NODE_LABEL: self.node_name,
-                    "app.kubernetes.io/managed-by": MANAGER,
+                    c.LABEL_MANAGED_BY: MANAGER,
                 },
-                "ownerReferences": [
-                    {
-                        "apiVersion": NODES.api_version,
-                        "kind": NODES.kind,
-                        "name": self.node_name,
-                        "uid": self._node_uid,
-                    }
-                ],
+                "ownerReferences": [NODES.body(name=self.node_name, uid=self._node_uid)],
             },
-            "spec": {
+            spec={
                 "holderIdentity": f"{MANAGER}/{self.node_name}",
                 "leaseDurationSeconds": self.lease_seconds,
-                "renewTime": micro_time(now or datetime.datetime.now(datetime.UTC)),
+                "renewTime": timestamps.format_micro_time(now),
             },
-        }
+        )
         await self._apply(lease, LEASES.plural)
         self.heartbeats += 1
         self.renewed_at = self.clock()
@@ -215,7 +200,7 @@ async def run(
     *,
     interval: float = DEFAULT_INTERVAL,
     lease_seconds: int = DEFAULT_LEASE_SECONDS,
-    namespace: str = k.LEASE_NAMESPACE,
+    namespace: str = c.OPERATOR_NAMESPACE,
     disk_path: str = "/",
     host: HostProbe | None = None,
     gpus: GPUProbe | None = None,
@@ -284,12 +269,7 @@ class NodeAgentHealth:
         return web.json_response({"status": "ok", "renewedSecondsAgo": round(age, 1)})
 
     async def serve(self, address: str, port: int) -> web.AppRunner:
-        app = web.Application()
-        app.add_routes([web.get("/healthz", self.healthz), web.get("/readyz", self.readyz)])
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, address, port).start()
-        return runner
+        return await probes.serve(address, port, self.healthz, self.readyz)
 
 
 def main(
@@ -297,7 +277,7 @@ def main(
     *,
     interval: float = DEFAULT_INTERVAL,
     lease_seconds: int = DEFAULT_LEASE_SECONDS,
-    namespace: str = k.LEASE_NAMESPACE,
+    namespace: str = c.OPERATOR_NAMESPACE,
     disk_path: str = "/",
     health_address: str = "0.0.0.0",
     health_port: int = 8081,

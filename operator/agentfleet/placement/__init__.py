@@ -10,10 +10,6 @@ asks `place` for one replica at a time, books the answer with `Ledger.assume`, a
 """
 
 from agentfleet.placement.decide import (
-    INSUFFICIENT_CPU,
-    INSUFFICIENT_GPU,
-    INSUFFICIENT_MEMORY,
-    INSUFFICIENT_VRAM,
     Decision,
     Policy,
     Refusal,
@@ -39,10 +35,6 @@ from agentfleet.placement.request import Request, request_for_pod
 from agentfleet.placement.table import GPURow, gpu_table
 
 __all__ = [
-    "INSUFFICIENT_CPU",
-    "INSUFFICIENT_GPU",
-    "INSUFFICIENT_MEMORY",
-    "INSUFFICIENT_VRAM",
     "Decision",
     "GPUDevice",
     "GPURow",

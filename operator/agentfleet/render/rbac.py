@@ -68,7 +68,7 @@ def rules() -> dict[str, list[Rule]]:
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch"]},
         # Node agents' heartbeats (their Leases) tell which GPU inventories are fresh.
         {
-            "apiGroups": ["coordination.k8s.io"],
+            "apiGroups": [c.COORDINATION_GROUP],
             "resources": ["leases"],
             "verbs": ["get", "list", "watch"],
         },
@@ -76,7 +76,7 @@ def rules() -> dict[str, list[Rule]]:
     groups["ownNamespace"] = [
         # Shard claims (`--shard-id`): Leases in the operator's own namespace only.
         {
-            "apiGroups": ["coordination.k8s.io"],
+            "apiGroups": [c.COORDINATION_GROUP],
             "resources": ["leases"],
             "verbs": ["get", "list", "create", "patch"],
         },

@@ -233,7 +233,6 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     memo["cache"] = cache
     memo["config"] = config
     memo["informers"] = informers
-    metrics.MAX_CONCURRENT.labels(metrics.CONTROLLER).set(config.workers)
 
 
 def child_event_handler(

@@ -364,7 +364,7 @@ def service_status(agent: dict[str, Any]) -> ServiceStatus:
     if state.state == "failed":
         return "unhealthy"
     if state.state == "ready":
-        return "scaled-to-zero" if state.reason == "ScaledToZero" else "healthy"
+        return "scaled-to-zero" if state.reason == c.Reason.SCALED_TO_ZERO else "healthy"
     return "starting"
 
 
