@@ -100,7 +100,6 @@ class Reason:
     APPLY_FAILED: Final = "ApplyFailed"
     PROGRESS_DEADLINE_EXCEEDED: Final = "ProgressDeadlineExceeded"
     RECONCILED: Final = "Reconciled"
-    NOT_IMPLEMENTED: Final = "NotImplemented"
     DISABLED: Final = "Disabled"
     # The API server refused a write for a reason the cluster can lift without a spec change.
     QUOTA_EXCEEDED: Final = "QuotaExceeded"

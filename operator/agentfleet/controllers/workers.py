@@ -7,7 +7,7 @@ import logging
 import random
 import time
 
-from agentfleet.api.config import OperatorConfig as OperatorConfig  # re-exported for the CLI
+from agentfleet.api.config import OperatorConfig
 from agentfleet.controllers.cache import Key
 from agentfleet.controllers.reconciler import Reconciler
 from agentfleet.kube.backoff import Backoff

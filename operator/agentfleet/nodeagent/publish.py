@@ -115,7 +115,8 @@ def owned_keys(node: Mapping[str, Any]) -> tuple[set[str], set[str]]:
 
 
 class NodePublisher:
-    """Writes one node's labels, annotations and heartbeat Lease. Counts its writes."""
+    """Writes one node's labels, annotations and heartbeat Lease (each write is counted in
+    agentfleet_api_writes_total, like every write through kube/client.py)."""
 
     def __init__(
         self,
@@ -133,8 +134,6 @@ class NodePublisher:
         self.lease_seconds = lease_seconds
         self.resync_seconds = resync_seconds
         self.clock = clock
-        self.writes = 0
-        self.heartbeats = 0
         self.renewed_at = float("-inf")  # clock() of the last heartbeat the API server took
         self._last: Metadata | None = None
         self._checked_at = float("-inf")
@@ -157,7 +156,7 @@ class NodePublisher:
             return False
         labels, annotations = wanted
         metadata = {"name": self.node_name, "labels": labels, "annotations": annotations}
-        await self._apply(NODES.body(metadata=metadata), NODES.plural)
+        await self.kube.apply(NODES.body(metadata=metadata), NODES.plural, None, MANAGER)
         self._last = wanted
         log.info("published %d labels and %d annotations", len(labels), len(annotations))
         return True
@@ -185,13 +184,8 @@ class NodePublisher:
                 "renewTime": timestamps.format_micro_time(now),
             },
         )
-        await self._apply(lease, LEASES.plural)
-        self.heartbeats += 1
+        await self.kube.apply(lease, LEASES.plural, None, MANAGER)
         self.renewed_at = self.clock()
-
-    async def _apply(self, body: dict[str, Any], plural: str) -> None:
-        self.writes += 1
-        await self.kube.apply(body, plural, None, manager=MANAGER)
 
 
 async def run(

@@ -11,7 +11,6 @@ asks `place` for one replica at a time, books the answer with `Ledger.assume`, a
 
 from agentfleet.placement.decide import (
     Decision,
-    Policy,
     Refusal,
     pin_to_node,
     place,
@@ -29,7 +28,6 @@ from agentfleet.placement.ledger import (
     PlacementRecord,
     format_placement,
     parse_placement,
-    usage_of,
 )
 from agentfleet.placement.request import Request, request_for_pod
 from agentfleet.placement.table import GPURow, gpu_table
@@ -43,7 +41,6 @@ __all__ = [
     "Ledger",
     "NodeInventory",
     "PlacementRecord",
-    "Policy",
     "Refusal",
     "Request",
     "format_placement",
@@ -54,5 +51,4 @@ __all__ = [
     "pin_to_node",
     "place",
     "request_for_pod",
-    "usage_of",
 ]

@@ -40,15 +40,6 @@ AGENT_GPU_VENDOR: Final = f"{c.GROUP}/gpu.vendor"
 AGENT_CPU_COUNT: Final = f"{c.GROUP}/cpu.count"
 AGENT_MEMORY_MIB: Final = f"{c.GROUP}/memory.mib"
 AGENT_DISK_GIB: Final = f"{c.GROUP}/disk.gib"
-AGENT_LABELS: Final = (
-    AGENT_GPU_COUNT,
-    AGENT_GPU_MEMORY_MIB,
-    AGENT_GPU_PRODUCT,
-    AGENT_GPU_VENDOR,
-    AGENT_CPU_COUNT,
-    AGENT_MEMORY_MIB,
-    AGENT_DISK_GIB,
-)
 # Annotation: JSON list, one object per GPU:
 #   {"index": 0, "name": "NVIDIA L4", "uuid": "GPU-…", "memoryMiB": 23034, "usedMiB": 512}
 AGENT_GPUS: Final = f"{c.GROUP}/gpus"
