@@ -18,6 +18,10 @@ CRD_NAME: Final = f"{PLURAL}.{GROUP}"
 # Leases (the node agent's heartbeats, shard claims) and the RBAC rules that let us write them.
 COORDINATION_GROUP: Final = "coordination.k8s.io"
 COORDINATION_API: Final = f"{COORDINATION_GROUP}/v1"
+# CustomResourceDefinitions: ours (crd.py), and the optional features' ones we watch.
+CRD_GROUP: Final = "apiextensions.k8s.io"
+CRD_API: Final = f"{CRD_GROUP}/v1"
+CRD_PLURAL: Final = "customresourcedefinitions"
 
 # Where the operator, the node agent and the API run unless told otherwise ($POD_NAMESPACE in
 # a Pod): the chart's and the plain manifests' namespace, home of their Leases.
@@ -76,7 +80,8 @@ NVIDIA_LABEL_PRODUCT: Final = "nvidia.com/gpu.product"
 NVIDIA_LABEL_MEMORY_MIB: Final = "nvidia.com/gpu.memory"
 NVIDIA_LABEL_COUNT: Final = "nvidia.com/gpu.count"
 NVIDIA_LABEL_SHARING: Final = "nvidia.com/gpu.sharing-strategy"
-SHARED_STRATEGIES: Final = ("time-slicing", "mps")
+TIME_SLICING: Final = "time-slicing"
+SHARED_STRATEGIES: Final = (TIME_SLICING, "mps")
 
 # Conditions (metav1.Condition) and their reasons.
 COND_READY: Final = "Ready"
@@ -117,6 +122,8 @@ class Reason:
     QUEUED: Final = "Queued"
     # A ScaledObject KEDA has not reported on yet (KEDA's own reasons are mirrored otherwise).
     WAITING_FOR_KEDA: Final = "WaitingForKEDA"
+    # Not decided yet: the operator has not observed the agent, or not placed all replicas.
+    PENDING: Final = "Pending"
     # Placed=True, or Placed=False because no node can take a GPU agent's replica.
     PLACED: Final = "Placed"
     INSUFFICIENT_GPU: Final = "InsufficientGPU"

@@ -658,7 +658,7 @@ def placed_condition(state: AgentPlacement) -> Placed:
         return Placed(False, refusal.reason, refusal.message, replicas, vram, refused=True)
     if state.waiting:
         message = f"{state.waiting} replica(s) waiting for a placement decision"
-        return Placed(False, "Pending", message, replicas, vram)
+        return Placed(False, Reason.PENDING, message, replicas, vram)
     where = ", ".join(f"{r.node} GPU {','.join(map(str, r.gpus))}" for r in state.placed)
     message = f"{len(state.placed)} replica(s) placed" + (f": {where}" if where else "")
     return Placed(True, Reason.PLACED, message, replicas, vram)

@@ -64,7 +64,9 @@ def readiness(agent: dict[str, Any]) -> Readiness:
     observed = (agent.get("status") or {}).get("observedGeneration")
     if observed is None or observed < generation:
         return Readiness(
-            "waiting", "Pending", f"waiting for the operator to observe generation {generation}"
+            "waiting",
+            c.Reason.PENDING,
+            f"waiting for the operator to observe generation {generation}",
         )
     placed = condition(agent, c.COND_PLACED)
     if placed and placed.get("status") == "False" and placed.get("reason") in c.PLACEMENT_FAILURES:
@@ -77,7 +79,7 @@ def readiness(agent: dict[str, Any]) -> Readiness:
         return Readiness("ready", str(ready.get("reason", "")), str(ready.get("message", "")))
     return Readiness(
         "waiting",
-        str(ready.get("reason", "Pending")),
+        str(ready.get("reason", c.Reason.PENDING)),
         str(ready.get("message") or "waiting for the operator"),
     )
 
@@ -324,7 +326,7 @@ class Fleet:
     ) -> Readiness:
         """Follow the agent until it is Ready or failed; on timeout, the last state seen
         (state "waiting"). A deleted agent is failed with reason Deleted."""
-        last = Readiness("waiting", "Pending", "waiting for the operator")
+        last = Readiness("waiting", c.Reason.PENDING, "waiting for the operator")
         try:
             async with asyncio.timeout(within):
                 async for agent in self.watch_agent(name, namespace):

@@ -269,14 +269,15 @@ class NodeAgentHealth:
 def main(
     node_name: str,
     *,
-    interval: float = DEFAULT_INTERVAL,
-    lease_seconds: int = DEFAULT_LEASE_SECONDS,
-    namespace: str = c.OPERATOR_NAMESPACE,
-    disk_path: str = "/",
-    health_address: str = "0.0.0.0",
-    health_port: int = 8081,
+    interval: float,
+    lease_seconds: int,
+    namespace: str,
+    disk_path: str,
+    health_address: str,
+    health_port: int,
 ) -> None:
-    """Entry point of `agentfleet node-agent`: runs until SIGTERM or SIGINT."""
+    """Entry point of `agentfleet node-agent` (its defaults are the command's, in cli.py):
+    runs until SIGTERM or SIGINT."""
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -225,7 +225,7 @@ def _nvidia_sharing(labels: Mapping[str, str]) -> str:
     strategy = labels.get(k.NVIDIA_SHARING)
     replicas = _label_int(labels, k.NVIDIA_REPLICAS, 0)
     if strategy is None:  # GFD before v0.15 had no strategy label, only replicas
-        return "time-slicing" if replicas and replicas > 1 else k.SHARING_NONE
+        return c.TIME_SLICING if replicas and replicas > 1 else k.SHARING_NONE
     if strategy not in (k.SHARING_NONE, *k.SHARED_STRATEGIES):
         raise _Unreadable(f"{k.NVIDIA_SHARING}={strategy!r} is not none, time-slicing or mps")
     return strategy

@@ -86,8 +86,8 @@ def rules() -> dict[str, list[Rule]]:
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
         # Optional features (KEDA, Istio, Gateway API) converge once their CRDs appear.
         {
-            "apiGroups": ["apiextensions.k8s.io"],
-            "resources": ["customresourcedefinitions"],
+            "apiGroups": [c.CRD_GROUP],
+            "resources": [c.CRD_PLURAL],
             "verbs": ["get", "list", "watch"],
         },
         # GPU inventory from node labels (GPU Feature Discovery) and allocatable.

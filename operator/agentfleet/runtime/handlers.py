@@ -50,7 +50,6 @@ from agentfleet.runtime.health import Health
 from agentfleet.telemetry import metrics
 
 OURS = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
-CRD_GROUP, CRD_VERSION, CRD_PLURAL = "apiextensions.k8s.io", "v1", "customresourcedefinitions"
 OPTIONAL_RESOURCES = {row.resource: row for row in CHILD_KINDS if row.optional}
 
 
@@ -73,7 +72,7 @@ async def namespace_index(name: str, body: kopf.Body, **_: Any) -> dict[str, boo
     return {name: bool(body["metadata"].get("deletionTimestamp"))}
 
 
-@kopf.index(CRD_GROUP, CRD_VERSION, CRD_PLURAL)
+@kopf.index(c.CRD_API, c.CRD_PLURAL)
 async def crd_index(name: str, body: kopf.Body, **_: Any) -> dict[str, tuple[str, ...]] | None:
     """Resource (plural.group) of an optional child kind -> its served versions, once the
     CRD is Established. Other CRDs are not kept."""
@@ -312,7 +311,7 @@ async def agent_changed(
             controller.queue.add((key[0], other))
 
 
-@kopf.on.event(CRD_GROUP, CRD_VERSION, CRD_PLURAL)
+@kopf.on.event(c.CRD_API, c.CRD_PLURAL)
 async def crd_changed(name: str, memo: kopf.Memo, **_: Any) -> None:
     """An optional feature's CRD appeared or changed: list its objects, and every agent may
     now converge."""
