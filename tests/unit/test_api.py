@@ -12,9 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from agentfleet.frontends.fleet import NodeView, Target
+from agentfleet.frontends.fleet import NodeView
 from agentfleet.frontends.http import app as api
 from agentfleet.frontends.http.app import ApiSettings, DeployRequest, SpawnRequest, create_app
+from agentfleet.kube.client import Target
 from agentfleet.placement import GPURow
 
 

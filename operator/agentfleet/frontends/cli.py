@@ -26,22 +26,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentfleet.api import constants as c
+from agentfleet.api import quantity
 from agentfleet.frontends import importers
 from agentfleet.frontends.fleet import (
     Fleet,
-    FleetError,
     NodeView,
     NoLogs,
     Readiness,
-    Target,
     age,
     condition,
     connect,
-    gibibytes,
     human_age,
     without_managed_fields,
 )
 from agentfleet.frontends.importers import InvalidFile, InvalidSpec
+from agentfleet.kube.client import ApiError, Target
 from agentfleet.placement import GPURow
 
 app = typer.Typer(
@@ -51,26 +50,30 @@ app = typer.Typer(
 )
 
 # --- user commands: thin front ends over AIAgents ----------------------------------------------
-#
-# Exit codes a script can rely on (also in `agentfleet --help`):
-#   0 ok, 1 error (cannot connect, the API server refused), 2 usage or invalid input (a bad flag,
-#   spec or import file, refused locally or by the API server's validation: nothing created),
-#   3 not found, 4 not ready (timed out, Stalled, or cannot be placed), 5 already exists.
 
 
 class ExitCode(IntEnum):
-    OK = 0
-    ERROR = 1
-    USAGE = 2
-    NOT_FOUND = 3
-    NOT_READY = 4
-    ALREADY_EXISTS = 5
+    """Exit codes a script can rely on, each with what it means (`agentfleet --help` lists
+    them): ERROR is cannot connect or the API server refused; USAGE a bad flag, spec or import
+    file, refused locally or by the API server's validation."""
+
+    meaning: str
+
+    def __new__(cls, code: int, meaning: str) -> ExitCode:
+        member = int.__new__(cls, code)
+        member._value_ = code
+        member.meaning = meaning
+        return member
+
+    OK = 0, "ok"
+    ERROR = 1, "error"
+    USAGE = 2, "usage or invalid input (nothing created)"
+    NOT_FOUND = 3, "not found"
+    NOT_READY = 4, "not ready (timed out, Stalled or cannot be placed)"
+    ALREADY_EXISTS = 5, "already exists"
 
 
-EXIT_CODES_HELP = (
-    "Exit codes: 0 ok, 1 error, 2 usage or invalid input (nothing created), 3 not found, "
-    "4 not ready (timed out, Stalled or cannot be placed), 5 already exists."
-)
+EXIT_CODES_HELP = f"Exit codes: {', '.join(f'{code} {code.meaning}' for code in ExitCode)}."
 app.info.epilog = EXIT_CODES_HELP
 
 out = Console(width=None if sys.stdout.isatty() else 200, highlight=False)
@@ -122,7 +125,10 @@ def _run(work: Callable[[Fleet], Awaitable[T]], target: Target) -> T:
         return asyncio.run(session())
     except Stop as stop:
         _fail(stop.code, stop.message)
-    except FleetError as error:
+    except ApiError as error:
+        if error.unreachable:  # aiohttp's own words say best what went wrong
+            detail = str(error.__cause__ or "") or error.message
+            _fail(ExitCode.ERROR, f"cannot reach the Kubernetes API server: {detail}")
         code = ExitCode.ERROR
         if error.not_found:
             code = ExitCode.NOT_FOUND
@@ -487,7 +493,7 @@ def logs(
         )
         problems = [r for r in results if isinstance(r, BaseException)]
         for problem in problems:
-            if not isinstance(problem, NoLogs | FleetError):
+            if not isinstance(problem, NoLogs | ApiError):
                 raise problem
         if problems:
             messages = [str(p) if isinstance(p, NoLogs) else p.message for p in problems]  # type: ignore[attr-defined]
@@ -578,7 +584,7 @@ def nodes(
             view.name,
             ready,
             view.cpu,
-            gibibytes(view.memory_mib),
+            quantity.format_gib(view.memory_mib),
             escape(view.gpu_summary),
             human_age(view.heartbeat_age),
             escape(view.placement),
@@ -625,9 +631,9 @@ def gpus(
             str(row.index),
             escape(row.product or "-"),
             row.sharing,
-            gibibytes(row.total_mib),
-            gibibytes(row.committed_mib),
-            gibibytes(row.free_mib),
+            quantity.format_gib(row.total_mib),
+            quantity.format_gib(row.committed_mib),
+            quantity.format_gib(row.free_mib),
             escape(",".join(row.agents) or "-"),
             escape(row.state),
         )

@@ -34,16 +34,15 @@ from agentfleet.frontends import importers
 from agentfleet.frontends.fleet import (
     Access,
     Fleet,
-    FleetError,
     NodeView,
     Readiness,
-    Target,
     age,
     condition,
     connect,
     readiness,
 )
 from agentfleet.frontends.importers import InvalidSpec, ServiceManifest
+from agentfleet.kube.client import ApiError, Target
 from agentfleet.placement import labels as placement_labels
 
 NAME_PATTERN = importers.NAME_PATTERN.pattern
@@ -365,7 +364,7 @@ def service_status(agent: dict[str, Any]) -> ServiceStatus:
     if state.state == "failed":
         return "unhealthy"
     if state.state == "ready":
-        return "scaled-to-zero" if state.reason == "ScaledToZero" else "healthy"
+        return "scaled-to-zero" if state.reason == c.Reason.SCALED_TO_ZERO else "healthy"
     return "starting"
 
 
@@ -465,8 +464,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
     )
 
-    @app.exception_handler(FleetError)
-    async def api_server_refused(_: Request, error: FleetError) -> JSONResponse:
+    @app.exception_handler(ApiError)
+    async def api_server_refused(_: Request, error: ApiError) -> JSONResponse:
         """The user's refusals pass through; the API's own (403: its RBAC) are a 502."""
         if error.status == 422:
             problem = unprocessable("", error.message)
@@ -564,7 +563,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         if existing is None:
             try:
                 existing = await fleet.create(imported.body)
-            except FleetError as error:
+            except ApiError as error:
                 if not error.already_exists:
                     raise
                 created, existing = False, await fleet.get(name, ns)
@@ -610,7 +609,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         await authorize(fleet, user, agents("delete", ns, body.name))
         try:
             await fleet.delete(body.name, ns)
-        except FleetError as error:
+        except ApiError as error:
             if error.not_found:
                 raise HTTPException(404, f"{body.name} is not deployed in {ns}") from error
             raise
@@ -709,7 +708,7 @@ def _failure(name: str, state: Readiness, within: float) -> str:
 async def _get_or_none(fleet: Fleet, name: str, namespace: str) -> dict[str, Any] | None:
     try:
         return await fleet.get(name, namespace)
-    except FleetError as error:
+    except ApiError as error:
         if error.not_found:
             return None
         raise
