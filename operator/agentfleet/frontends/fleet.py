@@ -439,6 +439,52 @@ class Fleet:
             content_type="application/merge-patch+json",
         )
 
+    async def apply(self, body: dict[str, Any], manager: str) -> dict[str, Any]:
+        """Server-side apply of a whole AIAgent as `manager` (forced: the fields it sends are
+        its to own; fields it sent before and leaves out now are removed)."""
+        meta = body["metadata"]
+        return await self.request(
+            "PATCH",
+            self.agents_path(meta.get("namespace"), meta["name"]),
+            query=[("fieldManager", manager), ("force", "true")],
+            body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+            content_type="application/apply-patch+yaml; charset=utf-8",
+        )
+
+    async def watch_agents(
+        self, namespace: str | None = None
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """("ADDED", agent) for every agent of the namespace now, then (event type, agent) for
+        each change, until the caller stops iterating. A watch the API server ends is resumed
+        from the last version seen (listed again after 410 Gone, with fresh ADDED events)."""
+        ns = namespace or self.namespace
+        version = ""
+        while True:
+            if not version:
+                listing = await self.request("GET", self.agents_path(ns))
+                for agent in listing.get("items") or []:
+                    yield "ADDED", agent
+                version = listing["metadata"]["resourceVersion"]
+            query = [
+                ("watch", "true"),
+                ("resourceVersion", version),
+                ("allowWatchBookmarks", "true"),
+                ("timeoutSeconds", "300"),
+            ]
+            response = await self._stream(self.agents_path(ns), query)
+            try:
+                async for line in response.content:
+                    event = json.loads(line)
+                    kind, obj = event.get("type"), event.get("object") or {}
+                    if kind == "ERROR":
+                        version = ""  # e.g. 410 Gone: list again
+                        break
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                    if kind in ("ADDED", "MODIFIED", "DELETED"):
+                        yield kind, obj
+            finally:
+                response.release()
+
     async def watch_agent(
         self, name: str, namespace: str | None = None
     ) -> AsyncIterator[dict[str, Any] | None]:
@@ -607,19 +653,26 @@ class Fleet:
 
     # -- who is asking (for the HTTP API) --
 
-    async def review_token(self, token: str) -> dict[str, Any] | None:
-        """The user a bearer token belongs to (TokenReview), or None if it is not valid."""
+    async def review_token(self, token: str, audience: str = "") -> dict[str, Any] | None:
+        """The user a bearer token belongs to (TokenReview), or None if it is not valid.
+
+        With `audience`, only a token issued for that audience is valid (the API server must
+        say so in status.audiences): a token meant for the API server itself, or for another
+        service, is refused, and a token given to us cannot be replayed against the API server."""
+        spec: dict[str, Any] = {"token": token}
+        if audience:
+            spec["audiences"] = [audience]
         review = await self.request(
             "POST",
             "/apis/authentication.k8s.io/v1/tokenreviews",
-            body={
-                "apiVersion": "authentication.k8s.io/v1",
-                "kind": "TokenReview",
-                "spec": {"token": token},
-            },
+            body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec},
         )
         status = review.get("status") or {}
-        return dict(status["user"]) if status.get("authenticated") else None
+        if not status.get("authenticated"):
+            return None
+        if audience and audience not in (status.get("audiences") or []):
+            return None
+        return dict(status["user"])
 
     async def may(self, user: dict[str, Any], check: Access) -> bool:
         """Would the API server let this user do this (SubjectAccessReview)?"""
