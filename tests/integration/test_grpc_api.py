@@ -6,6 +6,8 @@ and the API server's own metrics to count the API's writes.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -305,3 +307,31 @@ def test_watch_agents_streams_a_change(cluster: Cluster, api: Grpc) -> None:
     assert code_of(lambda: stub.GetWorkloadStatus(request, timeout=30)) == (
         grpc.StatusCode.NOT_FOUND
     )
+
+
+def test_the_rpc_command_calls_over_mutual_tls(api: Grpc) -> None:
+    """`agentfleet rpc`, the README's terminal session: JSON in, JSON out, exit codes."""
+
+    def rpc(user: str, method: str, request: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        api.certificates.client(user)
+        folder = api.certificates.directory / "clients" / user
+        command = [
+            sys.executable, "-m", "agentfleet", "rpc", method, json.dumps(request),
+            "--server", api.server.grpc_target, "--cert", str(folder / f"{user}.crt"),
+            "--key", str(folder / f"{user}.key"), "--ca", str(api.certificates.ca),
+        ]  # fmt: skip
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    health = rpc("alice", "HealthCheck", {})
+    assert health.returncode == 0, health.stderr
+    assert json.loads(health.stdout)["healthy"] is True
+    listed = rpc("reader", "ListWorkloads", {"namespace": api.namespace})
+    assert listed.returncode == 0, listed.stderr
+    assert isinstance(json.loads(listed.stdout), dict)
+    request = {"id": "by-rpc", "type": "custom", "revision_id": "1", "namespace": api.namespace,
+               "spec": {"image": "i:1"}}  # fmt: skip
+    denied = rpc("reader", "ApplyWorkload", request)
+    assert denied.returncode == 1
+    assert "PERMISSION_DENIED: reader may not patch aiagents.agentfleet.io" in denied.stderr
+    invalid = rpc("alice", "ApplyWorkload", {**request, "id": "By_Rpc"})
+    assert invalid.returncode == 2 and "INVALID_ARGUMENT: id: " in invalid.stderr

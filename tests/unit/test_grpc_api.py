@@ -202,3 +202,20 @@ def test_bearer_tokens_in_metadata() -> None:
     assert identity.bearer_token([("authorization", "Basic abc")]) is None
     assert identity.bearer_token([("x-other", "Bearer abc")]) is None
     assert identity.bearer_token(None) is None
+
+
+def test_the_rpc_command_reads_json_requests_in_the_protos_field_names() -> None:
+    from agentfleet.frontends.grpc import client
+
+    message = client.request_of(
+        "ApplyWorkload",
+        '{"id": "coder", "revision_id": "r1", "desired_state": "DESIRED_STATE_STOPPED",'
+        ' "spec": {"image": "i:1"}}',
+    )
+    assert isinstance(message, pb.ApplyWorkloadRequest)
+    assert (message.id, message.desired_state) == ("coder", pb.DESIRED_STATE_STOPPED)
+    assert message.spec["image"] == "i:1"
+    with pytest.raises(client.BadRequest, match="is not a method of agentfleet.v1.ComputeAgent"):
+        client.request_of("Spawn", "{}")
+    with pytest.raises(client.BadRequest, match="is not a ApplyWorkloadRequest"):
+        client.request_of("ApplyWorkload", '{"colour": "blue"}')

@@ -722,6 +722,56 @@ def api(
     asyncio.run(serve.serve(settings, listen))
 
 
+@app.command()
+def rpc(
+    method: str = typer.Argument(
+        ...,
+        help="ApplyWorkload, DeleteWorkload, GetWorkloadStatus, ListWorkloads, "
+        "HealthCheck or WatchAgents.",
+    ),
+    request: str = typer.Argument("{}", help="The request as JSON, in the proto's field names."),
+    server: str = typer.Option("localhost:50051", help="host:port of `agentfleet api`'s gRPC."),
+    cert: Path | None = typer.Option(None, help="Client certificate (PEM): CN = user, O = groups."),
+    key: Path | None = typer.Option(None, help="Its private key (PEM)."),
+    ca: Path | None = typer.Option(
+        None, help="CA bundle (PEM) that signed the server's certificate."
+    ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Plaintext (a server started with --insecure)."
+    ),
+    token: str | None = typer.Option(
+        None, envvar="AGENTFLEET_TOKEN", help="Bearer token, for --insecure (no certificate)."
+    ),
+    timeout: float = typer.Option(60, help="Seconds before the call is given up."),
+) -> None:
+    """Call the gRPC control API (agentfleet.v1.ComputeAgent) over mutual TLS, JSON in and out,
+    like grpcurl; a stream (WatchAgents) prints one line per event."""
+    import grpc
+
+    from agentfleet.frontends.grpc import client
+
+    if not insecure and not (cert and key and ca):
+        _fail(ExitCode.USAGE, "--cert, --key and --ca are required (mutual TLS), or --insecure")
+    credentials = client.Credentials(
+        None if insecure else cert, None if insecure else key, None if insecure else ca, token
+    )
+    try:
+        message = client.request_of(method, request)
+        for answer in client.call(server, method, message, credentials, timeout):
+            out.print(answer, markup=False, soft_wrap=True)
+    except client.BadRequest as error:
+        _fail(ExitCode.USAGE, str(error))
+    except grpc.RpcError as error:
+        codes = {
+            grpc.StatusCode.INVALID_ARGUMENT: ExitCode.USAGE,
+            grpc.StatusCode.NOT_FOUND: ExitCode.NOT_FOUND,
+        }
+        status = error.code()
+        _fail(codes.get(status, ExitCode.ERROR), f"{status.name}: {error.details()}")
+    except KeyboardInterrupt:
+        return
+
+
 def _readable(path: Path | None) -> bool:
     try:
         return path is not None and path.is_file() and bool(path.read_bytes())
