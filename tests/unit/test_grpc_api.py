@@ -215,7 +215,7 @@ def test_the_rpc_command_reads_json_requests_in_the_protos_field_names() -> None
     assert isinstance(message, pb.ApplyWorkloadRequest)
     assert (message.id, message.desired_state) == ("coder", pb.DESIRED_STATE_STOPPED)
     assert message.spec["image"] == "i:1"
-    with pytest.raises(client.BadRequest, match="is not a method of agentfleet.v1.ComputeAgent"):
+    with pytest.raises(client.BadRequest, match=r"is not a method of agentfleet\.v1\.ComputeAgent"):
         client.request_of("Spawn", "{}")
     with pytest.raises(client.BadRequest, match="is not a ApplyWorkloadRequest"):
         client.request_of("ApplyWorkload", '{"colour": "blue"}')
