@@ -68,7 +68,10 @@ def call(
         answers = answer if SERVICE.methods_by_name[method].server_streaming else [answer]
         for message in answers:
             yield json_format.MessageToJson(
-                message, preserving_proto_field_name=True, indent=None, sort_keys=False
+                message,
+                preserving_proto_field_name=True,
+                always_print_fields_with_no_presence=True,
+                indent=None,
             )
 
 
