@@ -469,7 +469,7 @@ class Fleet:
                 ("watch", "true"),
                 ("resourceVersion", version),
                 ("allowWatchBookmarks", "true"),
-                ("timeoutSeconds", "300"),
+                ("timeoutSeconds", "60"),  # within the client's own 5-minute timeout
             ]
             response = await self._stream(self.agents_path(ns), query)
             try:
