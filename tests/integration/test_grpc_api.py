@@ -120,7 +120,7 @@ def api(cluster: Cluster, operator: Operator) -> Iterator[Grpc]:
     certificates = make_certificates(OUTPUT / "api-pki")
     namespace = f"grpc-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", namespace)
-    cluster.kubectl("apply", "-f", "-", input=RBAC.replace("NS", namespace) + FLOW_SCHEMA)
+    cluster.kubectl("apply", "-f", "-", input=RBAC.replace("NS", namespace) + "---" + FLOW_SCHEMA)
     server = start_api(cluster, namespace, "test-grpc-api", certificates=certificates)
     try:
         yield Grpc(server, namespace, certificates)
