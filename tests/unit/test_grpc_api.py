@@ -219,3 +219,18 @@ def test_the_rpc_command_reads_json_requests_in_the_protos_field_names() -> None
         client.request_of("Spawn", "{}")
     with pytest.raises(client.BadRequest, match="is not a ApplyWorkloadRequest"):
         client.request_of("ApplyWorkload", '{"colour": "blue"}')
+
+
+def test_the_rpc_command_wants_mutual_tls_files_unless_insecure(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from agentfleet.main import app
+
+    runner = CliRunner()
+    bare = runner.invoke(app, ["rpc", "HealthCheck"])
+    assert bare.exit_code == 2 and "--cert, --key and --ca are required" in bare.output
+    empty = tmp_path / "empty.crt"
+    empty.write_bytes(b"")
+    files = ["--cert", str(empty), "--key", str(empty), "--ca", str(empty)]
+    unreadable = runner.invoke(app, ["rpc", "HealthCheck", *files])
+    assert unreadable.exit_code == 2 and f"cannot read --cert {empty}" in unreadable.output

@@ -750,8 +750,13 @@ def rpc(
 
     from agentfleet.frontends.grpc import client
 
-    if not insecure and not (cert and key and ca):
-        _fail(ExitCode.USAGE, "--cert, --key and --ca are required (mutual TLS), or --insecure")
+    if not insecure:
+        files = {"--cert": cert, "--key": key, "--ca": ca}
+        if not all(files.values()):
+            _fail(ExitCode.USAGE, "--cert, --key and --ca are required (mutual TLS), or --insecure")
+        unreadable = [f"{flag} {path}" for flag, path in files.items() if not _readable(path)]
+        if unreadable:
+            _fail(ExitCode.USAGE, f"cannot read {', '.join(unreadable)}")
     credentials = client.Credentials(
         None if insecure else cert, None if insecure else key, None if insecure else ca, token
     )
