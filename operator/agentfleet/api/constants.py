@@ -73,6 +73,11 @@ ANNOTATION_APPLIED_HASH: Final = f"{GROUP}/applied-hash"
 # On an existing object that has the child's name: "true" lets the operator adopt it. Without
 # it, an object we did not create is never touched (the agent reports ChildConflict instead).
 ANNOTATION_ADOPT: Final = f"{GROUP}/adopt"
+# On an AIAgent applied through the gRPC control API: the revision that was applied (the compute
+# agent's revision_id), so applying the same revision again writes nothing. The API's writes
+# carry their own field manager, apart from the operator's.
+ANNOTATION_WORKLOAD_REVISION: Final = f"{GROUP}/workload-revision"
+API_FIELD_MANAGER: Final = "agentfleet-api"
 
 # GPU resources and node labels (NVIDIA GPU Feature Discovery, AMD node labeller).
 GPU_RESOURCE: Final = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}

@@ -288,6 +288,43 @@ class Fleet:
             content_type=kube.MERGE_PATCH,
         )
 
+    async def apply(self, body: dict[str, Any], manager: str) -> dict[str, Any]:
+        """Server-side apply of a whole AIAgent as `manager` (forced: the fields it sends are
+        its to own; fields it sent before and leaves out now are removed)."""
+        meta = body["metadata"]
+        body = {**body, "metadata": {**meta, "namespace": meta.get("namespace") or self.namespace}}
+        return await self.kube.apply(body, c.PLURAL, None, manager=manager)
+
+    async def watch_agents(
+        self, namespace: str | None = None
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """("ADDED", agent) for every agent of the namespace now, then (event type, agent) for
+        each change, until the caller stops iterating. A watch the API server ends is resumed
+        from the last version seen (listed again after 410 Gone, with fresh ADDED events)."""
+        ref = AGENTS.ref(namespace or self.namespace)
+        version = ""
+        while True:
+            if not version:
+                listing = await self.kube.request("GET", ref)
+                for agent in listing.get("items") or []:
+                    yield "ADDED", agent
+                version = listing["metadata"]["resourceVersion"]
+            query = [
+                ("resourceVersion", version),
+                ("allowWatchBookmarks", "true"),
+                ("timeoutSeconds", "60"),  # within the client's own 5-minute timeout
+            ]
+            try:
+                async with contextlib.aclosing(self.kube.watch(ref, query)) as events:
+                    async for kind, obj in events:
+                        version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                        if kind in ("ADDED", "MODIFIED", "DELETED"):
+                            yield kind, obj
+            except ApiError as error:
+                if not error.gone:
+                    raise
+                version = ""  # too old to resume from: list again
+
     async def watch_agent(
         self, name: str, namespace: str | None = None
     ) -> AsyncIterator[dict[str, Any] | None]:
@@ -447,15 +484,26 @@ class Fleet:
 
     # -- who is asking (for the HTTP API) --
 
-    async def review_token(self, token: str) -> dict[str, Any] | None:
-        """The user a bearer token belongs to (TokenReview), or None if it is not valid."""
+    async def review_token(self, token: str, audience: str = "") -> dict[str, Any] | None:
+        """The user a bearer token belongs to (TokenReview), or None if it is not valid.
+
+        With `audience`, only a token issued for that audience is valid (the API server must
+        say so in status.audiences): a token meant for the API server itself, or for another
+        service, is refused, and a token given to us cannot be replayed against the API server."""
+        spec: dict[str, Any] = {"token": token}
+        if audience:
+            spec["audiences"] = [audience]
         review = await self.kube.request(
             "POST",
             kube.TOKEN_REVIEWS.ref(),
-            body=kube.TOKEN_REVIEWS.body(spec={"token": token}),
+            body=kube.TOKEN_REVIEWS.body(spec=spec),
         )
         status = review.get("status") or {}
-        return dict(status["user"]) if status.get("authenticated") else None
+        if not status.get("authenticated"):
+            return None
+        if audience and audience not in (status.get("audiences") or []):
+            return None
+        return dict(status["user"])
 
     async def may(self, user: dict[str, Any], check: Access) -> bool:
         """Would the API server let this user do this (SubjectAccessReview)?"""

@@ -373,6 +373,26 @@ class Kube:
         except (TimeoutError, aiohttp.ClientError) as error:
             raise _unreachable(ref, error) from error
 
+    async def version(self) -> dict[str, Any]:
+        """The API server's /version: that it answers at all (no permission needed)."""
+        ref = Ref("v1", "version", kind="Version")
+        metrics.API_READS.labels(ref.kind).inc()
+        try:
+            response = await self.api.call_api(
+                "/version",
+                "GET",
+                header_params={"Accept": JSON},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _request_timeout=self.timeout,
+                response_types_map={200: "object"},
+            )
+            return dict(response or {})
+        except ApiException as error:
+            raise status_error("Version", "", error.status, error.body, error.reason) from error
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise _unreachable(ref, error) from error
+
     @contextlib.asynccontextmanager
     async def stream(
         self,
