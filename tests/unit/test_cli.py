@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from agentfleet.api import constants as c
 from agentfleet.api.models import AIAgent
-from agentfleet.frontends.cli import ExitCode, app
+from agentfleet.frontends.cli import ExitCode
+from agentfleet.main import app  # the whole command, as installed: run, crd, node-agent too
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "imports"
 runner = CliRunner()

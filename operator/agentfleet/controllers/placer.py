@@ -104,7 +104,7 @@ class Placer:
         self.now = now
         self.inventory = Inventory()
         self.ledger = Ledger()
-        self.queue: WorkQueue[str] = WorkQueue("placement", base_delay=0.5, max_delay=30)
+        self.queue: WorkQueue[str] = WorkQueue("placement")
         self.gated: dict[str, dict[str, Any]] = {}  # gated Pods without a decision
         self.pods_of: dict[Key, set[str]] = defaultdict(set)  # agent -> its Pods we know
         self.refusals: dict[Key, Refusal] = {}
@@ -159,7 +159,7 @@ class Placer:
         self.capacity_changed()
 
     def lease_gone(self, lease: dict[str, Any]) -> None:
-        node = ((lease["metadata"].get("labels")) or {}).get(k.LEASE_NODE_LABEL)
+        node = k.lease_node(lease)
         if node:
             self.inventory.remove_lease(node, self.now())
 

@@ -7,9 +7,10 @@ import logging
 import random
 import time
 
-from agentfleet.api.config import OperatorConfig as OperatorConfig  # re-exported for the CLI
+from agentfleet.api.config import OperatorConfig
 from agentfleet.controllers.cache import Key
 from agentfleet.controllers.reconciler import Reconciler
+from agentfleet.kube.backoff import Backoff
 from agentfleet.kube.workqueue import WorkQueue
 from agentfleet.telemetry import metrics
 
@@ -21,7 +22,7 @@ class Controller:
         self.reconciler = reconciler
         self.config = config
         self.queue: WorkQueue[Key] = WorkQueue(
-            metrics.CONTROLLER, config.retry_base_seconds, config.max_retry_seconds
+            metrics.CONTROLLER, Backoff(config.retry_base_seconds, config.max_retry_seconds)
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._ready: list[asyncio.Event] = []

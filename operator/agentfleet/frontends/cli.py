@@ -26,22 +26,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentfleet.api import constants as c
+from agentfleet.api import quantity
 from agentfleet.frontends import importers
 from agentfleet.frontends.fleet import (
     Fleet,
-    FleetError,
     NodeView,
     NoLogs,
     Readiness,
-    Target,
     age,
     condition,
     connect,
-    gibibytes,
     human_age,
     without_managed_fields,
 )
 from agentfleet.frontends.importers import InvalidFile, InvalidSpec
+from agentfleet.kube.client import ApiError, Target
 from agentfleet.placement import GPURow
 
 app = typer.Typer(
@@ -51,26 +50,30 @@ app = typer.Typer(
 )
 
 # --- user commands: thin front ends over AIAgents ----------------------------------------------
-#
-# Exit codes a script can rely on (also in `agentfleet --help`):
-#   0 ok, 1 error (cannot connect, the API server refused), 2 usage or invalid input (a bad flag,
-#   spec or import file, refused locally or by the API server's validation: nothing created),
-#   3 not found, 4 not ready (timed out, Stalled, or cannot be placed), 5 already exists.
 
 
 class ExitCode(IntEnum):
-    OK = 0
-    ERROR = 1
-    USAGE = 2
-    NOT_FOUND = 3
-    NOT_READY = 4
-    ALREADY_EXISTS = 5
+    """Exit codes a script can rely on, each with what it means (`agentfleet --help` lists
+    them): ERROR is cannot connect or the API server refused; USAGE a bad flag, spec or import
+    file, refused locally or by the API server's validation."""
+
+    meaning: str
+
+    def __new__(cls, code: int, meaning: str) -> ExitCode:
+        member = int.__new__(cls, code)
+        member._value_ = code
+        member.meaning = meaning
+        return member
+
+    OK = 0, "ok"
+    ERROR = 1, "error"
+    USAGE = 2, "usage or invalid input (nothing created)"
+    NOT_FOUND = 3, "not found"
+    NOT_READY = 4, "not ready (timed out, Stalled or cannot be placed)"
+    ALREADY_EXISTS = 5, "already exists"
 
 
-EXIT_CODES_HELP = (
-    "Exit codes: 0 ok, 1 error, 2 usage or invalid input (nothing created), 3 not found, "
-    "4 not ready (timed out, Stalled or cannot be placed), 5 already exists."
-)
+EXIT_CODES_HELP = f"Exit codes: {', '.join(f'{code} {code.meaning}' for code in ExitCode)}."
 app.info.epilog = EXIT_CODES_HELP
 
 out = Console(width=None if sys.stdout.isatty() else 200, highlight=False)
@@ -122,7 +125,10 @@ def _run(work: Callable[[Fleet], Awaitable[T]], target: Target) -> T:
         return asyncio.run(session())
     except Stop as stop:
         _fail(stop.code, stop.message)
-    except FleetError as error:
+    except ApiError as error:
+        if error.unreachable:  # aiohttp's own words say best what went wrong
+            detail = str(error.__cause__ or "") or error.message
+            _fail(ExitCode.ERROR, f"cannot reach the Kubernetes API server: {detail}")
         code = ExitCode.ERROR
         if error.not_found:
             code = ExitCode.NOT_FOUND
@@ -487,7 +493,7 @@ def logs(
         )
         problems = [r for r in results if isinstance(r, BaseException)]
         for problem in problems:
-            if not isinstance(problem, NoLogs | FleetError):
+            if not isinstance(problem, NoLogs | ApiError):
                 raise problem
         if problems:
             messages = [str(p) if isinstance(p, NoLogs) else p.message for p in problems]  # type: ignore[attr-defined]
@@ -578,7 +584,7 @@ def nodes(
             view.name,
             ready,
             view.cpu,
-            gibibytes(view.memory_mib),
+            quantity.format_gib(view.memory_mib),
             escape(view.gpu_summary),
             human_age(view.heartbeat_age),
             escape(view.placement),
@@ -625,9 +631,9 @@ def gpus(
             str(row.index),
             escape(row.product or "-"),
             row.sharing,
-            gibibytes(row.total_mib),
-            gibibytes(row.committed_mib),
-            gibibytes(row.free_mib),
+            quantity.format_gib(row.total_mib),
+            quantity.format_gib(row.committed_mib),
+            quantity.format_gib(row.free_mib),
             escape(",".join(row.agents) or "-"),
             escape(row.state),
         )
@@ -636,21 +642,149 @@ def gpus(
 
 @app.command()
 def api(
-    host: str = typer.Option("127.0.0.1", help="Bind address."),
-    port: int = typer.Option(9000, help="Port (the deploy agent's is 9000)."),
+    host: str = typer.Option("127.0.0.1", help="Bind address (HTTP and gRPC)."),
+    port: int = typer.Option(9000, help="HTTP port (the deploy agent's is 9000)."),
+    grpc_port: int = typer.Option(
+        50051,
+        help="gRPC port of the compute agent's control API (the compute agent's is 50051); "
+        "0: no gRPC server.",
+    ),
+    tls_cert_file: Path | None = typer.Option(
+        None, help="Serving certificate (PEM), for HTTPS and gRPC. Required unless --insecure."
+    ),
+    tls_private_key_file: Path | None = typer.Option(
+        None, help="Its private key (PEM). Required unless --insecure."
+    ),
+    client_ca_file: Path | None = typer.Option(
+        None,
+        help="CA bundle (PEM) that signs gRPC client certificates (mutual TLS: CN = user, "
+        "O = groups, as Kubernetes reads them). Required for gRPC unless --insecure.",
+    ),
+    insecure: bool = typer.Option(
+        False,
+        "--insecure",
+        help="Plain HTTP and plaintext gRPC, for local use only: tokens travel in the clear.",
+    ),
+    token_audience: str = typer.Option(
+        "agentfleet-api",
+        help="Bearer tokens must be issued for this audience (kubectl create token SA "
+        "--audience agentfleet-api); '': tokens for the API server itself (weaker: a token "
+        "sent here could be replayed to the API server).",
+    ),
     max_wait: float = typer.Option(
         600, help="Longest a POST /deploy waits for Ready, whatever its ready_timeout."
+    ),
+    max_body_bytes: int = typer.Option(
+        1024 * 1024, min=1024, help="Largest request body (HTTP) or message (gRPC) accepted."
+    ),
+    max_deploy_waits: int = typer.Option(
+        64, min=1, help="POST /deploy in progress at once; more are answered 429 (Retry-After)."
+    ),
+    max_watches: int = typer.Option(
+        64, min=1, help="gRPC WatchAgents streams open at once; more are RESOURCE_EXHAUSTED."
     ),
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
     namespace: str | None = typer.Option(
-        None, "--namespace", "-n", help="Namespace of requests that name none (?namespace=)."
+        None, "--namespace", "-n", help="Namespace of HTTP requests that name none (?namespace=)."
     ),
 ) -> None:
-    """Serve the deploy-agent-compatible HTTP API (and Hypercore's POST /spawn)."""
-    import uvicorn
+    """Serve the deploy-agent-compatible HTTP API (and Hypercore's POST /spawn) and the compute
+    agent's gRPC control API (agentfleet.v1.ComputeAgent), TLS by default."""
+    tls_files = {
+        "--tls-cert-file": tls_cert_file,
+        "--tls-private-key-file": tls_private_key_file,
+        **({"--client-ca-file": client_ca_file} if grpc_port else {}),
+    }
+    if not insecure:
+        missing = [flag for flag, path in tls_files.items() if path is None]
+        if missing:
+            _fail(
+                ExitCode.USAGE,
+                f"{', '.join(missing)} required: the API serves TLS (mutual TLS on gRPC); "
+                "--insecure serves plain HTTP and plaintext gRPC, for local use only",
+            )
+        unreadable = [f"{flag} {path}" for flag, path in tls_files.items() if not _readable(path)]
+        if unreadable:
+            _fail(ExitCode.USAGE, f"cannot read {', '.join(unreadable)}")
+    elif host not in ("127.0.0.1", "::1", "localhost"):
+        _warn(f"--insecure on {host}: bearer tokens and agent specs travel in the clear")
+    # grpc and uvicorn only here: the operator (`agentfleet run`) never loads them.
+    from agentfleet.frontends import serve
+    from agentfleet.frontends.grpc.service import TLSFiles
+    from agentfleet.frontends.http.app import ApiSettings
 
-    from agentfleet.frontends.http.app import ApiSettings, create_app
+    tls = None
+    if not insecure:
+        tls = TLSFiles(str(tls_cert_file), str(tls_private_key_file), str(client_ca_file or ""))
+    settings = ApiSettings(
+        target=Target(kubeconfig, context, namespace),
+        max_wait_seconds=max_wait,
+        token_audience=token_audience,
+        max_body_bytes=max_body_bytes,
+        max_deploy_waits=max_deploy_waits,
+    )
+    listen = serve.Listen(host, port, grpc_port, tls, max_watches)
+    asyncio.run(serve.serve(settings, listen))
 
-    settings = ApiSettings(target=Target(kubeconfig, context, namespace), max_wait_seconds=max_wait)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+@app.command()
+def rpc(
+    method: str = typer.Argument(
+        ...,
+        help="ApplyWorkload, DeleteWorkload, GetWorkloadStatus, ListWorkloads, "
+        "HealthCheck or WatchAgents.",
+    ),
+    request: str = typer.Argument("{}", help="The request as JSON, in the proto's field names."),
+    server: str = typer.Option("localhost:50051", help="host:port of `agentfleet api`'s gRPC."),
+    cert: Path | None = typer.Option(None, help="Client certificate (PEM): CN = user, O = groups."),
+    key: Path | None = typer.Option(None, help="Its private key (PEM)."),
+    ca: Path | None = typer.Option(
+        None, help="CA bundle (PEM) that signed the server's certificate."
+    ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Plaintext (a server started with --insecure)."
+    ),
+    token: str | None = typer.Option(
+        None, envvar="AGENTFLEET_TOKEN", help="Bearer token, for --insecure (no certificate)."
+    ),
+    timeout: float = typer.Option(60, help="Seconds before the call is given up."),
+) -> None:
+    """Call the gRPC control API (agentfleet.v1.ComputeAgent) over mutual TLS, JSON in and out,
+    like grpcurl; a stream (WatchAgents) prints one line per event."""
+    import grpc
+
+    from agentfleet.frontends.grpc import client
+
+    if not insecure:
+        files = {"--cert": cert, "--key": key, "--ca": ca}
+        if not all(files.values()):
+            _fail(ExitCode.USAGE, "--cert, --key and --ca are required (mutual TLS), or --insecure")
+        unreadable = [f"{flag} {path}" for flag, path in files.items() if not _readable(path)]
+        if unreadable:
+            _fail(ExitCode.USAGE, f"cannot read {', '.join(unreadable)}")
+    credentials = client.Credentials(
+        None if insecure else cert, None if insecure else key, None if insecure else ca, token
+    )
+    try:
+        message = client.request_of(method, request)
+        for answer in client.call(server, method, message, credentials, timeout):
+            out.print(answer, markup=False, soft_wrap=True)
+    except client.BadRequest as error:
+        _fail(ExitCode.USAGE, str(error))
+    except grpc.RpcError as error:
+        codes = {
+            grpc.StatusCode.INVALID_ARGUMENT: ExitCode.USAGE,
+            grpc.StatusCode.NOT_FOUND: ExitCode.NOT_FOUND,
+        }
+        status = error.code()
+        _fail(codes.get(status, ExitCode.ERROR), f"{status.name}: {error.details()}")
+    except KeyboardInterrupt:
+        return
+
+
+def _readable(path: Path | None) -> bool:
+    try:
+        return path is not None and path.is_file() and bool(path.read_bytes())
+    except OSError:
+        return False

@@ -141,8 +141,6 @@ CHILD_KINDS: tuple[ChildKind, ...] = (
         health=keda.health,
     ),
 )
-BY_KIND: dict[str, ChildKind] = {row.kind: row for row in CHILD_KINDS}
-FEATURES: tuple[str, ...] = tuple(dict.fromkeys(r.feature for r in CHILD_KINDS if r.feature))
 
 
 def desired_objects(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:

@@ -68,7 +68,7 @@ def rules() -> dict[str, list[Rule]]:
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch"]},
         # Node agents' heartbeats (their Leases) tell which GPU inventories are fresh.
         {
-            "apiGroups": ["coordination.k8s.io"],
+            "apiGroups": [c.COORDINATION_GROUP],
             "resources": ["leases"],
             "verbs": ["get", "list", "watch"],
         },
@@ -76,7 +76,7 @@ def rules() -> dict[str, list[Rule]]:
     groups["ownNamespace"] = [
         # Shard claims (`--shard-id`): Leases in the operator's own namespace only.
         {
-            "apiGroups": ["coordination.k8s.io"],
+            "apiGroups": [c.COORDINATION_GROUP],
             "resources": ["leases"],
             "verbs": ["get", "list", "create", "patch"],
         },
@@ -86,8 +86,8 @@ def rules() -> dict[str, list[Rule]]:
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
         # Optional features (KEDA, Istio, Gateway API) converge once their CRDs appear.
         {
-            "apiGroups": ["apiextensions.k8s.io"],
-            "resources": ["customresourcedefinitions"],
+            "apiGroups": [c.CRD_GROUP],
+            "resources": [c.CRD_PLURAL],
             "verbs": ["get", "list", "watch"],
         },
         # GPU inventory from node labels (GPU Feature Discovery) and allocatable.

@@ -15,7 +15,7 @@ from agentfleet.api.models import AIAgent, MeshMode
 from agentfleet.controllers.cache import depends_on_peers
 from agentfleet.controllers.status import pending_features
 from agentfleet.render import gateway, istio
-from agentfleet.render.children import BY_KIND, CHILD_KINDS, desired_objects
+from agentfleet.render.children import CHILD_KINDS, desired_objects
 from agentfleet.render.context import Peer, RenderContext
 from tests.unit.conftest import agent_from
 from tests.unit.render.fleet import generator
@@ -285,7 +285,8 @@ def test_an_agent_and_its_peers_agree_on_who_uses_the_namespace_waypoint() -> No
 
 
 def test_shared_objects_are_kept_while_another_agent_wants_them() -> None:
-    deny_row, gateway_row = BY_KIND["AuthorizationPolicy"], BY_KIND["Gateway"]
+    rows = {row.kind: row for row in CHILD_KINDS}
+    deny_row, gateway_row = rows["AuthorizationPolicy"], rows["Gateway"]
     assert deny_row.shared and gateway_row.shared
     assert deny_row.still_wanted is istio.still_wanted
     assert gateway_row.still_wanted is gateway.still_wanted
