@@ -20,7 +20,6 @@ from typing import Any, NoReturn, TypeVar
 import aiohttp
 import typer
 import yaml
-from kubernetes_asyncio.config import ConfigException
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -40,7 +39,7 @@ from agentfleet.frontends.fleet import (
     without_managed_fields,
 )
 from agentfleet.frontends.importers import InvalidFile, InvalidSpec
-from agentfleet.kube.client import ApiError, Target
+from agentfleet.kube.client import ApiError, ConfigError, Target
 from agentfleet.placement import GPURow
 
 app = typer.Typer(
@@ -139,7 +138,7 @@ def _run(work: Callable[[Fleet], Awaitable[T]], target: Target) -> T:
         _fail(code, f"Error from server ({error.reason or error.status}): {error.message}")
     except NoLogs as reason:
         _fail(ExitCode.ERROR, str(reason))
-    except ConfigException as error:
+    except ConfigError as error:
         _fail(ExitCode.ERROR, f"cannot use the kubeconfig: {error}")
     except (aiohttp.ClientError, OSError) as error:
         _fail(ExitCode.ERROR, f"cannot reach the Kubernetes API server: {error}")

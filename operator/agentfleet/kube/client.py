@@ -21,20 +21,19 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from agentfleet.api import constants as c
 from agentfleet.api import timestamps
+from agentfleet.kube import config
+from agentfleet.kube.config import ConfigError as ConfigError
+from agentfleet.kube.transport import Transport
 from agentfleet.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -146,7 +145,8 @@ def _unreachable(ref: Ref, error: BaseException) -> ApiError:
 @dataclass(frozen=True)
 class Ref:
     """An object (with `name`) or a collection (without): `namespace` "" is a cluster-scoped
-    kind, or every namespace when listing or watching a namespaced one."""
+    kind, or every namespace when listing or watching a namespaced one. `api_version` "" is a
+    path outside the API groups (/version)."""
 
     api_version: str
     plural: str
@@ -163,6 +163,8 @@ class Ref:
 
     @property
     def collection_path(self) -> str:
+        if not self.api_version:
+            return f"/{self.plural}"
         base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
         if self.namespace:
             base += f"/namespaces/{quote(self.namespace)}"
@@ -193,6 +195,7 @@ class Kind:
 
 
 AGENTS = Kind(c.API_VERSION, c.PLURAL, c.KIND)
+VERSION = Ref("", "version", kind="Version")  # the API server's /version
 PODS = Kind("v1", "pods", "Pod")
 NODES = Kind("v1", "nodes", "Node")
 EVENTS = Kind("v1", "events", "Event")
@@ -213,10 +216,6 @@ class Target:
     namespace: str | None = None
 
 
-IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
-
-
 async def connect(
     target: Target = Target(),
     *,
@@ -224,51 +223,16 @@ async def connect(
     limiter: RateLimiter | None = None,
     connect_timeout: float = 10.0,
     request_timeout: float = 30.0,
+    prefer_in_cluster: bool = False,
 ) -> Kube:
     """kubectl's order: --kubeconfig, $KUBECONFIG, ~/.kube/config (its current context or
-    --context), then the Pod's own ServiceAccount. The namespace: -n, else the context's,
+    --context), then the Pod's own ServiceAccount (kube/config.py; `prefer_in_cluster`: the
+    Pod's first, for the processes the chart runs). The namespace: -n, else the context's,
     else the Pod's, else default."""
-    configuration = client.Configuration()
-    config_file = kubeconfig_file(target)
-    if config_file:
-        loader = await config.load_kube_config(
-            config_file=config_file,
-            context=target.context,
-            client_configuration=configuration,
-            persist_config=False,
-        )
-        context = (loader.current_context or {}).get("context") or {}
-        found = context.get("namespace")
-    else:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        found = _pod_namespace()
-    configuration.connection_pool_maxsize = pool_size
-    api = client.ApiClient(configuration)
-    if not any(os.environ.get(v) for v in _PROXY_VARIABLES):
-        # The client trusts the environment, so aiohttp reads ~/.netrc and the proxy
-        # variables on every request: 5% of the operator's CPU in a burst, for nothing.
-        api.rest_client.pool_manager._trust_env = False
-    namespace = target.namespace or (str(found) if found else None) or "default"
-    return Kube(api, limiter, connect_timeout, request_timeout, namespace)
-
-
-def kubeconfig_file(target: Target) -> str | None:
-    """The kubeconfig to read (several joined by ':' like $KUBECONFIG); None: in a Pod."""
-    path = target.kubeconfig or os.environ.get("KUBECONFIG")
-    default_file = Path.home() / ".kube" / "config"
-    if not (path or default_file.exists() or target.context):
-        return None
-    config_file = path or str(default_file)
-    files = config_file.split(os.pathsep)
-    if not any(Path(f).expanduser().exists() for f in files):
-        raise config.ConfigException(f"{config_file} does not exist")
-    return config_file
-
-
-def _pod_namespace() -> str | None:
-    if IN_CLUSTER_NAMESPACE_FILE.exists():
-        return IN_CLUSTER_NAMESPACE_FILE.read_text().strip() or None
-    return None
+    cluster = await config.load(target.kubeconfig, target.context, prefer_in_cluster)
+    transport = Transport(cluster, pool_size, connect_timeout, request_timeout)
+    namespace = target.namespace or cluster.namespace or "default"
+    return Kube(transport, limiter, namespace)
 
 
 # --- the client ------------------------------------------------------------------------------
@@ -308,22 +272,17 @@ class Kube:
 
     def __init__(
         self,
-        api: client.ApiClient,
+        transport: Transport,
         limiter: RateLimiter | None = None,
-        connect_timeout: float = 10.0,
-        request_timeout: float = 30.0,
         namespace: str = "default",
     ) -> None:
-        self.api = api
+        self.transport = transport
         self.limiter = limiter or RateLimiter(0, 0)
         self.namespace = namespace
-        self.connect_timeout = connect_timeout
-        self.timeout = aiohttp.ClientTimeout(
-            total=request_timeout, connect=connect_timeout, sock_connect=connect_timeout
-        )
+        self.connect_timeout = transport.connect_timeout
 
     async def close(self) -> None:
-        await self.api.close()
+        await self.transport.close()
 
     async def __aenter__(self) -> Kube:
         return self
@@ -354,44 +313,24 @@ class Kube:
         path = f"{ref.path}/{subresource}" if subresource else ref.path
         await self.limiter.acquire()
         try:
-            response = await self.api.call_api(
-                path,
+            status, reason, answer = await self.transport.request(
                 method,
-                query_params=query or [],
+                path,
+                query=query,
                 body=body,
-                header_params={"Content-Type": content_type, "Accept": accept},
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _request_timeout=limits or self.timeout,
-                response_types_map={200: "object", 201: "object", 202: "object"},
+                content_type=content_type,
+                accept=accept,
+                limits=limits,
             )
-            return dict(response or {})
-        except ApiException as error:
-            raise status_error(
-                ref.kind, ref.name, error.status, error.body, error.reason
-            ) from error
         except (TimeoutError, aiohttp.ClientError) as error:
             raise _unreachable(ref, error) from error
+        if status >= 300:
+            raise status_error(ref.kind, ref.name, status, answer, reason)
+        return dict(json.loads(answer)) if answer else {}
 
     async def version(self) -> dict[str, Any]:
         """The API server's /version: that it answers at all (no permission needed)."""
-        ref = Ref("v1", "version", kind="Version")
-        metrics.API_READS.labels(ref.kind).inc()
-        try:
-            response = await self.api.call_api(
-                "/version",
-                "GET",
-                header_params={"Accept": JSON},
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _request_timeout=self.timeout,
-                response_types_map={200: "object"},
-            )
-            return dict(response or {})
-        except ApiException as error:
-            raise status_error("Version", "", error.status, error.body, error.reason) from error
-        except (TimeoutError, aiohttp.ClientError) as error:
-            raise _unreachable(ref, error) from error
+        return await self.request("GET", VERSION)
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -407,28 +346,21 @@ class Kube:
         while reading the answer are aiohttp's own (the caller knows whether the answer may
         go silent)."""
         path = f"{ref.path}/{subresource}" if subresource else ref.path
-        limits = limits or aiohttp.ClientTimeout(
-            connect=self.connect_timeout, sock_connect=self.connect_timeout
-        )
         await self.limiter.acquire()
-        try:
-            response = await self.api.call_api(
-                path,
-                "GET",
-                query_params=query,
-                header_params={"Accept": "application/json, */*"},
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _preload_content=False,
-                _request_timeout=limits,
-            )
-            if response.status >= 300:
-                body = await response.read()
-                response.release()
-                raise status_error(ref.kind, ref.name, response.status, body, response.reason)
-        except (TimeoutError, aiohttp.ClientError) as error:
-            raise _unreachable(ref, error) from error
-        async with response:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                response = await stack.enter_async_context(
+                    self.transport.stream(
+                        path, query=query, accept="application/json, */*", limits=limits
+                    )
+                )
+                if response.status >= 300:
+                    body = await response.read()
+                    raise status_error(
+                        ref.kind, ref.name, response.status, body, response.reason
+                    )
+            except (TimeoutError, aiohttp.ClientError) as error:
+                raise _unreachable(ref, error) from error
             yield response.content
 
     async def watch(

@@ -286,7 +286,7 @@ def main(
             loop.add_signal_handler(signum, stop.set)
         health = NodeAgentHealth(interval, lease_seconds)
         runner = await health.serve(health_address, health_port) if health_port else None
-        connection = await kube.connect()
+        connection = await kube.connect(prefer_in_cluster=True)
         try:
             async with connection:
                 health.publisher = NodePublisher(

@@ -184,6 +184,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         limiter=kube.RateLimiter(config.qps, config.burst),
         connect_timeout=config.connect_timeout,
         request_timeout=config.request_timeout,
+        prefer_in_cluster=True,  # as kopf's own login: the Pod's ServiceAccount first
     )
     store = ChildStore()
     cache = IndexCache(

@@ -17,7 +17,6 @@ def run(config: OperatorConfig, verbose: bool = False) -> None:
 
     kopf.configure(verbose=verbose)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("kubernetes_asyncio").setLevel(logging.INFO)  # DEBUG dumps every body
     if not verbose:  # one "Handler succeeded" line per watch event is noise at fleet scale
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
