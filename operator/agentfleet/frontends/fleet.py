@@ -94,6 +94,15 @@ async def connect(target: Target) -> Fleet:
     return Fleet(api, namespace or "default")
 
 
+def context_names(target: Target) -> list[str]:
+    """Every context of the kubeconfig the target reads, in its order (`--all-contexts`)."""
+    config_file = _kubeconfig_file(target)
+    if config_file is None:
+        raise config.ConfigException("no kubeconfig to read contexts from")
+    contexts, _ = config.list_kube_config_contexts(config_file)
+    return [str(context["name"]) for context in contexts]
+
+
 def _kubeconfig_file(target: Target) -> str | None:
     """The kubeconfig to read (several joined by ':' like $KUBECONFIG); None: in a Pod."""
     path = target.kubeconfig or os.environ.get("KUBECONFIG")
