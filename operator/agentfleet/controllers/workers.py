@@ -102,7 +102,7 @@ class Controller:
         active = metrics.ACTIVE_WORKERS.labels(metrics.CONTROLLER)
         active.inc()
         started = time.perf_counter()
-        outcome = "error"
+        outcome, gone = "error", False
         try:
             result = await self.reconciler.reconcile(key)
         except asyncio.CancelledError:
@@ -116,7 +116,7 @@ class Controller:
         else:
             if result.gone:
                 self.queue.drop(key)
-                outcome = "success"
+                outcome, gone = "success", True
             elif result.retry:
                 delay = self.queue.add_rate_limited(key)
                 log.info("%s/%s is waiting for the cluster; retrying in %.2fs", *key, delay)
@@ -133,5 +133,7 @@ class Controller:
             active.dec()
             elapsed = time.perf_counter() - started
             metrics.RECONCILE_TIME.labels(metrics.CONTROLLER).observe(elapsed)
+        if gone:  # not (or no longer) one of ours: nothing was reconciled
+            return "gone"
         log.debug("reconciled %s/%s: %s in %.1f ms", *key, outcome, elapsed * 1000)
         return outcome
