@@ -54,7 +54,9 @@ def multicluster_ready(
 
 
 def service_exports(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
-    proc = cluster.kubectl("get", SERVICE_EXPORT_CRD, "-n", namespace, "-o", "json", check=False)
+    """As the operator wrote them: v1alpha1 (mcs-api v0.5.2 also serves, and prefers, v1beta1)."""
+    resource = "serviceexports.v1alpha1.multicluster.x-k8s.io"
+    proc = cluster.kubectl("get", resource, "-n", namespace, "-o", "json", check=False)
     if proc.returncode != 0:
         return []
     items: list[dict[str, Any]] = json.loads(proc.stdout)["items"]

@@ -69,7 +69,7 @@ def test_reconciles_and_placements_arrive_in_jaeger_with_the_agents_attributes(
             what="the reconcile spans of traced in Jaeger",
         )
         outcomes = {span_tags(span).get("agentfleet.reconcile.result") for span in reconciles}
-        assert outcomes <= {"success", "requeue", "requeue_after", "error"}, outcomes
+        assert outcomes <= {"success", "requeue", "requeue_after", "error", "gone"}, outcomes
         placements = eventually(
             lambda: spans_of(jaeger, namespace, "traced", "place") or False,
             timeout=60,
