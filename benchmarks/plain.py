@@ -91,7 +91,7 @@ class PlainClient:
                 obj = objects[index]
                 await limiter.acquire()
                 body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-                status, answer = await transport.request(
+                status, _, answer = await transport.request(
                     "PATCH", object_path(obj), query=query, body=body, content_type=APPLY
                 )
                 if status >= 300:

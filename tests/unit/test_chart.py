@@ -27,7 +27,7 @@ from tests.unit.conftest import ROOT
 
 CHART = ROOT / "charts" / "agentfleet"
 ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
-OPTIONAL_GROUPS = ("keda", "istio", "gatewayApi", "placement")
+OPTIONAL_GROUPS = ("keda", "istio", "gatewayApi", "multicluster", "placement")
 RULE_KEYS = {"apiGroups", "resources", "verbs"}
 
 
@@ -387,8 +387,12 @@ def test_operator_deployment_is_restricted_and_recreated(helm: Path) -> None:
         "--mesh-mode=none",
         "--mesh-trust-domain=cluster.local",
         "--mesh-metrics-namespace=monitoring",
+        "--agent-tracing-sampling-percent=1",
+        "--tracing-sampling-percent=100",
         "--placement-policy=spread",
         "--node-failure-seconds=30",
+        "--log-format=json",
+        "--log-level=info",
         "--verbose",
         "--future-flag=1",
     ]
@@ -750,12 +754,15 @@ def test_the_operator_parses_every_argument_the_chart_renders(
     deployment = one(objects, "Deployment", "fleet-operator" if values_file else None)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     args = list(container["args"])
-    for i, arg in enumerate(args):  # the mounted ConfigMap, as a local file
-        if arg.startswith("--autoscaling-defaults="):
-            defaults = next(o for o in objects if o["kind"] == "ConfigMap")
-            local = tmp_path / "autoscaling-defaults.yaml"
-            local.write_text(next(iter(defaults["data"].values())))
-            args[i] = f"--autoscaling-defaults={local}"
+    config_maps = {
+        key: text for o in objects if o["kind"] == "ConfigMap" for key, text in o["data"].items()
+    }
+    for i, arg in enumerate(args):  # the mounted ConfigMaps, as local files
+        flag, _, path = arg.partition("=")
+        if flag in ("--autoscaling-defaults", "--traffic-defaults"):
+            local = tmp_path / Path(path).name
+            local.write_text(config_maps[local.name])
+            args[i] = f"{flag}={local}"
     seen: list[Any] = []
     monkeypatch.setattr(runner, "run", lambda config, verbose: seen.append(config))
     result = CliRunner().invoke(main.app, args)
@@ -773,3 +780,11 @@ def test_the_operator_parses_every_argument_the_chart_renders(
     assert config.render.mesh_default_deny == mesh["defaultDeny"]
     autoscaling = {**values_yaml()["autoscaling"], **values.get("autoscaling", {})}
     assert set(config.render.autoscaling_defaults) == set(autoscaling["defaults"])
+    assert set(config.render.traffic_defaults) == set(mesh.get("trafficDefaults", {}))
+    assert config.render.mesh_tracing_provider == mesh.get("tracingProvider", "")
+    tracing = {**values_yaml()["tracing"], **values.get("tracing", {})}
+    assert config.render.agent_tracing_endpoint == tracing["agentEndpoint"]
+    assert config.render.agent_tracing_sampling_percent == tracing["agentSamplingPercent"]
+    assert config.tracing_endpoint == tracing["operatorEndpoint"]
+    assert config.tracing_sampling_percent == tracing["operatorSamplingPercent"]
+    assert (config.log_format, config.log_level) == (operator["logFormat"], operator["logLevel"])

@@ -94,6 +94,7 @@ COND_RECONCILING: Final = "Reconciling"
 COND_STALLED: Final = "Stalled"
 COND_SCALER_READY: Final = "ScalerReady"
 COND_MESH_READY: Final = "MeshReady"
+COND_MULTICLUSTER_READY: Final = "MultiClusterReady"
 COND_PLACED: Final = "Placed"
 
 # GPU agents' pods: a label the operator's Pod watch selects on, and the scheduling gate
@@ -158,3 +159,15 @@ LABEL_ISTIO_WAYPOINT_FOR: Final = "istio.io/waypoint-for"
 WAYPOINT_GATEWAY_CLASS: Final = "istio-waypoint"
 NAMESPACE_WAYPOINT: Final = "waypoint"  # `istioctl waypoint apply`'s default name
 NAMESPACE_DEFAULT_DENY: Final = "agentfleet.default-deny"
+# Ambient multi-cluster: a Service (or waypoint Service) with this label is discovered by the
+# other clusters of the mesh (the ambient profile's meshConfig.serviceScopeConfigs).
+LABEL_ISTIO_GLOBAL: Final = "istio.io/global"
+# Proxyless gRPC: the injection template that adds an istio-agent without Envoy and points
+# the app's gRPC library at its xDS bootstrap, and the proxy config that holds the app until
+# that agent is ready.
+ANNOTATION_ISTIO_INJECT_TEMPLATES: Final = "inject.istio.io/templates"
+ANNOTATION_ISTIO_PROXY_CONFIG: Final = "proxy.istio.io/config"
+GRPC_AGENT_TEMPLATE: Final = "grpc-agent"
+# On a proxyless pod that serves mTLS (xDS credentials): callers' proxies then send mTLS.
+LABEL_ISTIO_TLS_MODE: Final = "security.istio.io/tlsMode"
+GRPC_XDS_BOOTSTRAP: Final = "/etc/istio/proxy/grpc-bootstrap.json"

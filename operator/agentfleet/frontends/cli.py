@@ -35,6 +35,7 @@ from agentfleet.frontends.fleet import (
     age,
     condition,
     connect,
+    context_names,
     human_age,
     without_managed_fields,
 )
@@ -112,22 +113,20 @@ class Stop(Exception):
 T = TypeVar("T")
 
 
-def _run(work: Callable[[Fleet], Awaitable[T]], target: Target) -> T:
-    """Connect, do the work, and turn every failure into a message and an exit code."""
+async def _session(work: Callable[[Fleet], Awaitable[T]], target: Target) -> T:
+    fleet = await connect(target)
+    async with fleet:
+        return await work(fleet)
 
-    async def session() -> T:
-        fleet = await connect(target)
-        async with fleet:
-            return await work(fleet)
 
-    try:
-        return asyncio.run(session())
-    except Stop as stop:
-        _fail(stop.code, stop.message)
-    except ApiError as error:
+def _failure(error: BaseException) -> tuple[ExitCode, str] | None:
+    """The exit code and message for a failure talking to a cluster; None: not one of those."""
+    if isinstance(error, Stop):
+        return error.code, error.message
+    if isinstance(error, ApiError):
         if error.unreachable:  # aiohttp's own words say best what went wrong
             detail = str(error.__cause__ or "") or error.message
-            _fail(ExitCode.ERROR, f"cannot reach the Kubernetes API server: {detail}")
+            return ExitCode.ERROR, f"cannot reach the Kubernetes API server: {detail}"
         code = ExitCode.ERROR
         if error.not_found:
             code = ExitCode.NOT_FOUND
@@ -135,13 +134,81 @@ def _run(work: Callable[[Fleet], Awaitable[T]], target: Target) -> T:
             code = ExitCode.ALREADY_EXISTS
         elif error.invalid:
             code = ExitCode.USAGE
-        _fail(code, f"Error from server ({error.reason or error.status}): {error.message}")
-    except NoLogs as reason:
-        _fail(ExitCode.ERROR, str(reason))
-    except ConfigError as error:
-        _fail(ExitCode.ERROR, f"cannot use the kubeconfig: {error}")
-    except (aiohttp.ClientError, OSError) as error:
-        _fail(ExitCode.ERROR, f"cannot reach the Kubernetes API server: {error}")
+        return code, f"Error from server ({error.reason or error.status}): {error.message}"
+    if isinstance(error, NoLogs):
+        return ExitCode.ERROR, str(error)
+    if isinstance(error, ConfigError):
+        return ExitCode.ERROR, f"cannot use the kubeconfig: {error}"
+    if isinstance(error, aiohttp.ClientError | OSError):
+        return ExitCode.ERROR, f"cannot reach the Kubernetes API server: {error}"
+    return None
+
+
+def _run(work: Callable[[Fleet], Awaitable[T]], target: Target) -> T:
+    """Connect, do the work, and turn every failure into a message and an exit code."""
+    try:
+        return asyncio.run(_session(work, target))
+    except (Stop, ApiError, NoLogs, ConfigError, aiohttp.ClientError, OSError) as error:
+        failure = _failure(error)
+        assert failure is not None
+        _fail(*failure)
+
+
+ContextsOption = typer.Option(
+    None, "--context", help="A kubeconfig context to use; repeat it for one view of several."
+)
+AllContextsOption = typer.Option(
+    False, "--all-contexts", help="Every context of the kubeconfig (a CLUSTER column)."
+)
+
+
+def _targets(
+    kubeconfig: str | None,
+    contexts: list[str] | None,
+    all_contexts: bool,
+    namespace: str | None = None,
+) -> list[Target]:
+    """One Target per cluster asked for: the contexts named, every context of the kubeconfig,
+    or (neither) the current one."""
+    if all_contexts and contexts:
+        _fail(ExitCode.USAGE, "use --context or --all-contexts, not both")
+    if all_contexts:
+        try:
+            contexts = context_names(Target(kubeconfig))
+        except ConfigError as error:
+            _fail(ExitCode.ERROR, f"cannot use the kubeconfig: {error}")
+        if not contexts:
+            _fail(ExitCode.ERROR, "the kubeconfig has no contexts")
+    names: list[str | None] = list(dict.fromkeys(contexts or [])) or [None]
+    return [Target(kubeconfig, name, namespace) for name in names]
+
+
+def _run_each(
+    work: Callable[[Fleet], Awaitable[T]], targets: list[Target]
+) -> tuple[list[tuple[str, T]], bool]:
+    """The work in every cluster at once: (context, result) of the clusters that answered,
+    and whether any did not. A cluster that cannot be reached is a warning naming its
+    context; the others are still shown. One cluster alone fails as `_run` does."""
+    if len(targets) == 1:
+        return [(targets[0].context or "", _run(work, targets[0]))], False
+
+    async def everywhere() -> list[T | BaseException]:
+        return await asyncio.gather(
+            *(_session(work, target) for target in targets), return_exceptions=True
+        )
+
+    answered: list[tuple[str, T]] = []
+    failed = False
+    for target, result in zip(targets, asyncio.run(everywhere()), strict=True):
+        if isinstance(result, BaseException):
+            failure = _failure(result)
+            if failure is None:
+                raise result
+            _warn(f"context {target.context}: {failure[1]}")
+            failed = True
+        else:
+            answered.append((target.context or "", result))
+    return answered, failed
 
 
 def _fail(code: ExitCode, message: str) -> NoReturn:
@@ -359,15 +426,21 @@ def _agent_row(agent: dict[str, Any], wide: bool, all_namespaces: bool) -> list[
     return row
 
 
-def _agent_table(agents: list[dict[str, Any]], wide: bool, all_namespaces: bool) -> Table:
+def _agent_table(
+    agents: list[tuple[str, dict[str, Any]]], wide: bool, all_namespaces: bool, clusters: bool
+) -> Table:
+    """(context, agent) rows; `clusters` adds the CLUSTER column (the context)."""
     columns = ["NAME", "TYPE", "READY", "AVAILABLE", "NODE/GPU", "VRAM", "ENDPOINT", "AGE"]
     if all_namespaces:
         columns.insert(0, "NAMESPACE")
+    if clusters:
+        columns.insert(0, "CLUSTER")
     if wide:
         columns += ["REASON", "MESSAGE"]
     table = _table(*columns)
-    for agent in agents:
-        table.add_row(*_agent_row(agent, wide, all_namespaces))
+    for context, agent in agents:
+        row = _agent_row(agent, wide, all_namespaces)
+        table.add_row(*([escape(context)] if clusters else []), *row)
     return table
 
 
@@ -390,6 +463,8 @@ def _print_table(table: Table) -> None:
 
 
 OutputOption = typer.Option("", "--output", "-o", help="wide, json, yaml or name.")
+# On each item of `list -o json|yaml` across several clusters: the context it came from.
+CLUSTER_ANNOTATION = f"{c.GROUP}/cluster"
 
 
 @app.command("list", epilog=EXIT_CODES_HELP)
@@ -397,26 +472,43 @@ def list_(
     output: str = OutputOption,
     all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A"),
     kubeconfig: str | None = KubeconfigOption,
-    context: str | None = ContextOption,
+    contexts: list[str] | None = ContextsOption,
+    all_contexts: bool = AllContextsOption,
     namespace: str | None = NamespaceOption,
 ) -> None:
-    """List agents: type, readiness, replicas, placement, VRAM, endpoint, age."""
+    """List agents: type, readiness, replicas, placement, VRAM, endpoint, age. Several
+    --context (or --all-contexts) list every cluster's agents, with a CLUSTER column."""
     _check_output(output, ("", "wide", "json", "yaml", "name"))
 
     async def work(fleet: Fleet) -> list[dict[str, Any]]:
         return await fleet.list_agents(all_namespaces=all_namespaces)
 
-    agents = _run(work, Target(kubeconfig, context, namespace))
+    targets = _targets(kubeconfig, contexts, all_contexts, namespace)
+    clusters = len(targets) > 1
+    answered, failed = _run_each(work, targets)
+    agents = [(context, agent) for context, found in answered for agent in found]
     if output in ("json", "yaml"):
-        items = [without_managed_fields(a) for a in agents]
+        items = [_in_cluster(without_managed_fields(a), ctx, clusters) for ctx, a in agents]
         _print_document({"apiVersion": "v1", "kind": "List", "items": items}, output)
     elif output == "name":
-        for agent in agents:
-            typer.echo(_ref(agent["metadata"]["name"]))
+        for context, agent in agents:
+            ref = _ref(agent["metadata"]["name"])
+            typer.echo(f"{context}/{ref}" if clusters else ref)
     elif not agents:
         err.print("No agents found.")
     else:
-        _print_table(_agent_table(agents, output == "wide", all_namespaces))
+        _print_table(_agent_table(agents, output == "wide", all_namespaces, clusters))
+    if failed:
+        raise typer.Exit(int(ExitCode.ERROR))
+
+
+def _in_cluster(agent: dict[str, Any], context: str, clusters: bool) -> dict[str, Any]:
+    """With several clusters, each item says whose it is (an annotation, so the item stays
+    an AIAgent kubectl can read)."""
+    if clusters:
+        annotations = agent.setdefault("metadata", {}).setdefault("annotations", {})
+        annotations[CLUSTER_ANNOTATION] = context
+    return agent
 
 
 def _check_output(output: str, allowed: tuple[str, ...]) -> None:
@@ -443,7 +535,7 @@ def get(
     if output in ("json", "yaml"):
         _print_document(without_managed_fields(agent), output)
         return
-    _print_table(_agent_table([agent], output == "wide", False))
+    _print_table(_agent_table([("", agent)], output == "wide", False, False))
     conditions = (agent.get("status") or {}).get("conditions") or []
     if conditions:
         out.print()
@@ -604,9 +696,11 @@ def nodes(
 def gpus(
     output: str = typer.Option("", "--output", "-o", help="json or yaml."),
     kubeconfig: str | None = KubeconfigOption,
-    context: str | None = ContextOption,
+    contexts: list[str] | None = ContextsOption,
+    all_contexts: bool = AllContextsOption,
 ) -> None:
-    """Every GPU per node: VRAM total, committed and free, and the agents on it.
+    """Every GPU per node: VRAM total, committed and free, and the agents on it. Several
+    --context (or --all-contexts) show every cluster's GPUs, with a CLUSTER column.
 
     Read from the placement ledger, rebuilt from the Pods' placement annotations."""
     _check_output(output, ("", "json", "yaml"))
@@ -614,29 +708,37 @@ def gpus(
     async def work(fleet: Fleet) -> list[GPURow]:
         return await fleet.gpu_table()
 
-    rows = _run(work, Target(kubeconfig, context, None))
+    targets = _targets(kubeconfig, contexts, all_contexts)
+    clusters = len(targets) > 1
+    answered, failed = _run_each(work, targets)
+    rows = [(context, row) for context, found in answered for row in found]
     if output:
-        _print_document([dataclasses.asdict(row) for row in rows], output)
-        return
-    if not rows:
+        documents = [
+            {**({"cluster": context} if clusters else {}), **dataclasses.asdict(row)}
+            for context, row in rows
+        ]
+        _print_document(documents, output)
+    elif not rows:
         err.print("No GPUs found.")
-        return
-    table = _table(
-        "NODE", "GPU", "PRODUCT", "SHARING", "TOTAL", "COMMITTED", "FREE", "AGENTS", "STATE"
-    )
-    for row in rows:
-        table.add_row(
-            row.node,
-            str(row.index),
-            escape(row.product or "-"),
-            row.sharing,
-            quantity.format_gib(row.total_mib),
-            quantity.format_gib(row.committed_mib),
-            quantity.format_gib(row.free_mib),
-            escape(",".join(row.agents) or "-"),
-            escape(row.state),
-        )
-    _print_table(table)
+    else:
+        columns = ["NODE", "GPU", "PRODUCT", "SHARING", "TOTAL", "COMMITTED", "FREE", "AGENTS"]
+        table = _table(*(["CLUSTER"] if clusters else []), *columns, "STATE")
+        for context, row in rows:
+            table.add_row(
+                *([escape(context)] if clusters else []),
+                row.node,
+                str(row.index),
+                escape(row.product or "-"),
+                row.sharing,
+                quantity.format_gib(row.total_mib),
+                quantity.format_gib(row.committed_mib),
+                quantity.format_gib(row.free_mib),
+                escape(",".join(row.agents) or "-"),
+                escape(row.state),
+            )
+        _print_table(table)
+    if failed:
+        raise typer.Exit(int(ExitCode.ERROR))
 
 
 @app.command()

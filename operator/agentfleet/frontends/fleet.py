@@ -19,6 +19,7 @@ from agentfleet import placement
 from agentfleet.api import constants as c
 from agentfleet.api import quantity, timestamps
 from agentfleet.kube import client as kube
+from agentfleet.kube import config as kube_config
 from agentfleet.kube.client import AGENTS, LEASES, NODES, PODS, ApiError, Kube, Target
 from agentfleet.placement import labels as placement_labels
 
@@ -32,6 +33,14 @@ class NoLogs(Exception):
 async def connect(target: Target) -> Fleet:
     """The cluster and namespace kubectl would use with these flags (kube.connect)."""
     return Fleet(await kube.connect(target))
+
+
+def context_names(target: Target) -> list[str]:
+    """Every context of the kubeconfig the target reads, sorted (`--all-contexts`)."""
+    contexts, _ = kube_config.list_contexts(target.kubeconfig)
+    if not contexts:
+        raise kube_config.ConfigError("no kubeconfig to read contexts from")
+    return contexts
 
 
 # --- reading an agent's state ----------------------------------------------------------------
