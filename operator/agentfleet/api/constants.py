@@ -107,6 +107,9 @@ class Reason:
     CHILD_CONFLICT: Final = "ChildConflict"
     # The spec asks for something the operator's policy refuses (hostPath, privileged ...).
     POLICY_VIOLATION: Final = "PolicyViolation"
+    # The cluster refuses the agent's Pods (Pod Security admission, a quota on pods, a
+    # LimitRange, a webhook): the Deployment's ReplicaFailure condition, mirrored.
+    FAILED_CREATE: Final = "FailedCreate"
     # An optional feature's CRD (KEDA, Istio, Gateway API) is not served by the API server.
     CRD_NOT_INSTALLED: Final = "CRDNotInstalled"
     APPLIED: Final = "Applied"
