@@ -129,3 +129,44 @@ LABEL_ISTIO_WAYPOINT_FOR: Final = "istio.io/waypoint-for"
 WAYPOINT_GATEWAY_CLASS: Final = "istio-waypoint"
 NAMESPACE_WAYPOINT: Final = "waypoint"  # `istioctl waypoint apply`'s default name
 NAMESPACE_DEFAULT_DENY: Final = "agentfleet.default-deny"
+
+
+# Pod Security Standards: the checks of the apiserver's Pod Security admission
+# (k8s.io/pod-security-admission/policy, v1.35), by their ids, and the level each belongs to.
+# The operator judges every agent's pod template against them (controllers/podsecurity.py);
+# an installation names a check to allow what it refuses (`--pod-security-exception`).
+POD_SECURITY_LEVELS: Final = ("privileged", "baseline", "restricted")
+POD_SECURITY_CHECKS: Final = {
+    "hostNamespaces": "baseline",
+    "privileged": "baseline",
+    "capabilities_baseline": "baseline",
+    "hostPathVolumes": "baseline",
+    "hostPorts": "baseline",
+    "appArmorProfile": "baseline",
+    "seLinuxOptions": "baseline",
+    "procMount": "baseline",
+    "seccompProfile_baseline": "baseline",
+    "sysctls": "baseline",
+    "windowsHostProcess": "baseline",
+    "hostProbesAndHostLifecycle": "baseline",
+    "restrictedVolumes": "restricted",
+    "allowPrivilegeEscalation": "restricted",
+    "runAsNonRoot": "restricted",
+    "runAsUser": "restricted",
+    "seccompProfile_restricted": "restricted",
+    "capabilities_restricted": "restricted",
+    "procMount_restricted": "restricted",
+}
+
+# A ServiceAccount its namespace's owner marked as one agents may run as
+# (spec.serviceAccountName): this label, value "true". A label, so the operator's watch of
+# ServiceAccounts is filtered by the API server to the marked ones.
+LABEL_AGENT_IDENTITY: Final = f"{GROUP}/agent-identity"
+# Namespaces of the cluster's own components: no agents there unless the installation says so.
+SYSTEM_NAMESPACES: Final = ("kube-system", "kube-public", "kube-node-lease")
+# The ServiceAccounts of agentfleet's own components (chart defaults), never an agent's identity.
+COMPONENT_SERVICE_ACCOUNTS: Final = (
+    "agentfleet-operator",
+    "agentfleet-node-agent",
+    "agentfleet-api",
+)

@@ -202,6 +202,7 @@ def peer_of(body: dict[str, Any]) -> Peer:
         agent_type=str(spec.get("agentType", "")),
         service_account=str(spec.get("serviceAccountName") or meta["name"]),
         mesh=mesh if isinstance(mesh, dict) else None,
+        own_identity=spec.get("serviceAccountName") in (None, "", meta["name"]),
     )
 
 

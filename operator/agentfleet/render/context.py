@@ -25,6 +25,9 @@ class Peer:
     agent_type: str
     service_account: str
     mesh: dict[str, Any] | None = None  # its raw spec.mesh, if any
+    # It runs as the ServiceAccount the operator creates for it (no spec.serviceAccountName):
+    # only such identities stand for "agent X" or "agents of type T" in mesh policies.
+    own_identity: bool = True
 
 
 class LazyPeers(Sequence[Peer]):

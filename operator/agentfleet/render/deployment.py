@@ -46,7 +46,7 @@ def render(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
                     "prometheus.io/path": c.METRICS_PATH,
                 },
             },
-            "spec": _pod_spec(agent, context),
+            "spec": pod_spec(agent, context),
         },
     }
     if deployment_spec["replicas"] is None:
@@ -62,7 +62,9 @@ def render(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
     ]
 
 
-def _pod_spec(agent: AIAgent, context: RenderContext) -> dict[str, Any]:
+def pod_spec(agent: AIAgent, context: RenderContext) -> dict[str, Any]:
+    """The pod template's spec (also what the operator's policy judges, as Pod Security
+    admission will judge the pods)."""
     spec = agent.spec
     placement = spec.placement
     pod: dict[str, Any] = {
@@ -129,6 +131,13 @@ def _env(agent: AIAgent) -> list[dict[str, Any]]:
             for p in c.PORTS
         ),
     ]
+    if not gpu.wants_gpu(agent.spec.gpu):
+        # The NVIDIA container runtime hands a container the GPUs this variable names, from
+        # the image's ENV (CUDA base images say "all") or an envFrom, wherever it is the
+        # node's runtime and honours the variable for unprivileged containers. An explicit
+        # variable wins over both, and "void" means no GPU: an agent without spec.gpu gets
+        # none past the VRAM ledger. (Agents may not set it themselves: policy.py.)
+        builtin.append({"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"})
     by_name = {var["name"]: var for var in builtin}
     by_name.update({var["name"]: var for var in _dump_list(agent.spec.env) or []})
     return list(by_name.values())

@@ -39,7 +39,12 @@ from typing import Any
 from agentfleet.api import constants as c
 from agentfleet.api.config import RenderConfig
 from agentfleet.api.models import AIAgent, MeshCaller, MeshMode, MeshPort, Traffic, WaypointScope
-from agentfleet.render.common import object_meta, selector_labels, service_account_name
+from agentfleet.render.common import (
+    object_meta,
+    own_identity,
+    selector_labels,
+    service_account_name,
+)
 from agentfleet.render.context import Peer, RenderContext
 
 SECURITY_API: str = "security.istio.io/v1"
@@ -173,6 +178,7 @@ def namespace_agents(agent: AIAgent, context: RenderContext) -> list[Peer]:
         agent.spec.agent_type.value,
         service_account_name(agent),
         raw_mesh(agent),
+        own_identity=own_identity(agent),
     )
     others = [peer for peer in context.peers if peer.name != me.name]
     return sorted([*others, me], key=lambda peer: peer.name)
@@ -182,7 +188,10 @@ def _caller_source(
     caller: MeshCaller, agent: AIAgent, peers: list[Peer], config: RenderConfig
 ) -> tuple[set[str], set[str]]:
     """(principals, namespaces) one allowFrom entry stands for; empty if it names agents
-    that do not exist (yet): the policy follows when they appear."""
+    that do not exist (yet): the policy follows when they appear. An agent or a type stands
+    only for identities the operator created for such agents: an agent that runs as a
+    ServiceAccount of its own choosing (which other workloads may share) is not let in by its
+    name or type; allow that ServiceAccount by name instead."""
     namespace = agent.metadata.namespace
     if caller.namespace:
         return set(), {caller.namespace}
@@ -192,8 +201,11 @@ def _caller_source(
     named = [
         peer
         for peer in peers
-        if (caller.agent and peer.name == caller.agent)
-        or (caller.agent_type and peer.agent_type == caller.agent_type.value)
+        if peer.own_identity
+        and (
+            (caller.agent and peer.name == caller.agent)
+            or (caller.agent_type and peer.agent_type == caller.agent_type.value)
+        )
     ]
     return {principal(config, namespace, peer.service_account) for peer in named}, set()
 
@@ -273,7 +285,9 @@ def authorization_policies(agent: AIAgent, context: RenderContext) -> list[dict[
 
 
 def default_deny(agent: AIAgent, context: RenderContext) -> dict[str, Any]:
-    """The namespace-wide allow-nothing policy, shared by the namespace's mesh agents."""
+    """The allow-nothing policy shared by the namespace's mesh agents. It selects agent pods
+    only (every agent's pods carry these labels; other workloads of the namespace are none
+    of the operator's business): namespace-wide only when the installation opts in."""
     users = [
         peer
         for peer in namespace_agents(agent, context)
@@ -283,7 +297,14 @@ def default_deny(agent: AIAgent, context: RenderContext) -> dict[str, Any]:
         "apiVersion": SECURITY_API,
         "kind": "AuthorizationPolicy",
         "metadata": shared_meta(c.NAMESPACE_DEFAULT_DENY, agent.metadata.namespace, users),
-        "spec": {},
+        "spec": {} if context.config.mesh_namespace_default_deny else agent_pods_selector(),
+    }
+
+
+def agent_pods_selector() -> dict[str, Any]:
+    """Every agent pod, and nothing the operator did not make."""
+    return {
+        "selector": {"matchLabels": {c.LABEL_NAME: c.APP_NAME, c.LABEL_MANAGED_BY: c.MANAGED_BY}}
     }
 
 
