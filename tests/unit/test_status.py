@@ -92,7 +92,8 @@ def test_pods_the_cluster_refuses_stall_the_agent_with_the_clusters_message(
     assert conditions(status)["Ready"] == ("False", "FailedCreate")
     ready = next(x for x in status["conditions"] if x["type"] == "Ready")
     assert ready["message"] == (
-        "the cluster refuses the pods of Deployment demo: " + refused["message"]
+        "0 of 3 replicas available; the cluster refuses the pods of Deployment demo: "
+        + refused["message"]
     )
     # Lifted: the ReplicaSet controller creates the pods and drops the condition.
     healed = desired_status(minimal_agent, deployment(), None, status, "cluster.local", T1)

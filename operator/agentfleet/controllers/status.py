@@ -72,6 +72,7 @@ def rollout(deployment: dict[str, Any] | None) -> Rollout:
     if status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0):
         return Rollout(False, f"waiting for the Deployment controller to observe {name}'s update")
     conditions = status.get("conditions") or []
+    available = status.get("availableReplicas", 0)
     for cond in conditions:
         # The cluster refuses the pods (Pod Security admission, a quota on pods, a
         # LimitRange, a webhook): only a person can change that, and the ReplicaSet
@@ -80,7 +81,8 @@ def rollout(deployment: dict[str, Any] | None) -> Rollout:
             said = str(cond.get("message") or cond.get("reason") or "")[:_MESSAGE_LIMIT]
             return Rollout(
                 False,
-                f"the cluster refuses the pods of Deployment {name}: {said}",
+                f"{available} of {wanted} replicas available; the cluster refuses the pods"
+                f" of Deployment {name}: {said}",
                 stalled=True,
                 reason=Reason.FAILED_CREATE,
             )
@@ -94,7 +96,6 @@ def rollout(deployment: dict[str, Any] | None) -> Rollout:
             )
     updated = status.get("updatedReplicas", 0)
     total = status.get("replicas", 0)
-    available = status.get("availableReplicas", 0)
     if updated < wanted:
         return Rollout(False, f"rolling out: {updated} of {wanted} replicas updated")
     if total > updated:
