@@ -24,7 +24,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from agentfleet.api import constants as c
-from agentfleet.api.config import Policy, RenderConfig
+from agentfleet.api.config import Policy
 from agentfleet.controllers import policy
 from agentfleet.render import deployment
 from agentfleet.render.context import RenderContext
@@ -89,11 +89,8 @@ def test_the_operator_refuses_exactly_what_pod_security_admission_refuses(
         disagreements, refused = [], 0
         for case in CASES:
             said = admission_verdict(core, namespace, case)
-            found = policy.pod_security(
-                agent_from(spec_of(case)),
-                Policy(pod_security=level),
-                RenderConfig(),  # type: ignore[arg-type]
-            )
+            chosen = Policy(pod_security=level)  # type: ignore[arg-type]
+            found = policy.pod_security(agent_from(spec_of(case)), chosen)
             refused += said is not None
             if (said is None) != (not found):
                 disagreements.append(f"{case.name}: admission {said!r}, operator {found}")

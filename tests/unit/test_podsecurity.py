@@ -30,6 +30,28 @@ def test_each_case_is_refused_by_exactly_its_checks(case: Case, level: str) -> N
     assert {f.check for f in found} == case.refused_at(level)
 
 
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_the_policy_judges_exactly_the_parts_of_the_rendered_pod_admission_reads(
+    case: Case,
+) -> None:
+    """The policy reads a cheaper view of the pod; it must be the rendered pod's own parts."""
+    view, pod = deployment.pod_security_view(agent_from(spec_of(case))), pod_of(case)
+    assert view["securityContext"] == pod["securityContext"]
+    assert view.get("volumes") == pod.get("volumes")
+    [container], [rendered] = view["containers"], pod["containers"]
+    assert container == {k: v for k, v in rendered.items() if k in container}
+    read = {"name", "securityContext", "ports", "livenessProbe", "readinessProbe", "startupProbe"}
+    assert read & set(rendered) == set(container)
+    assert set(pod) - set(view) <= {
+        "serviceAccountName", "automountServiceAccountToken", "enableServiceLinks",
+        "runtimeClassName", "imagePullSecrets", "nodeSelector", "tolerations",
+        "topologySpreadConstraints", "affinity",
+    }, "a pod field Pod Security may read is missing from the view"  # fmt: skip
+    assert podsecurity.refused(view, "restricted", frozenset()) == podsecurity.refused(
+        pod, "restricted", frozenset()
+    )
+
+
 def test_the_corpus_reaches_every_check_an_agent_spec_can_reach() -> None:
     reached = {check for case in CASES for check in case.refused}
     # Not reachable from an AIAgent: the CRD passes through none of the fields they read.

@@ -23,12 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agentfleet.api import constants as c
-from agentfleet.api.config import Policy, RenderConfig
+from agentfleet.api.config import Policy
 from agentfleet.api.models import AIAgent
 from agentfleet.controllers import podsecurity
 from agentfleet.render import deployment, gpu
 from agentfleet.render.common import own_identity
-from agentfleet.render.context import RenderContext
 
 # Variables the container runtimes read to decide which GPUs a container gets, beside the
 # device plugin's allocation: the NVIDIA Container Toolkit's (NVIDIA_VISIBLE_DEVICES and
@@ -80,13 +79,12 @@ Marked = Callable[[str, str], bool]
 def violations(
     agent: AIAgent,
     policy: Policy,
-    render: RenderConfig | None = None,
     marked: Marked | None = None,
 ) -> list[Violation]:
     """Everything refused; empty when the agent is allowed."""
     return [
         *_namespace(agent, policy),
-        *pod_security(agent, policy, render or RenderConfig()),
+        *pod_security(agent, policy),
         *_device_env(agent, policy),
         *_identity(agent, policy, marked or (lambda namespace, name: False)),
         *_autoscaling(agent, policy),
@@ -121,9 +119,9 @@ def _namespace(agent: AIAgent, policy: Policy) -> list[Violation]:
     return []
 
 
-def pod_security(agent: AIAgent, policy: Policy, render: RenderConfig) -> list[Violation]:
+def pod_security(agent: AIAgent, policy: Policy) -> list[Violation]:
     """The agent's pod template, judged as Pod Security admission would judge its pods."""
-    pod = deployment.pod_spec(agent, RenderContext(render))
+    pod = deployment.pod_security_view(agent)
     found = podsecurity.refused(pod, policy.pod_security, policy.exceptions)
     return [
         Violation(

@@ -197,9 +197,7 @@ class Reconciler:
             return await self._write_status(key, body, status, urgent=True)
 
         memo = self.memos.setdefault(key, AgentMemo())
-        refused = policy.violations(
-            agent, self.config.policy, self.config.render, self.cache.marked_service_account
-        )
+        refused = policy.violations(agent, self.config.policy, self.cache.marked_service_account)
         if refused:  # change nothing in the cluster; say exactly what is refused
             outcome = Outcome(
                 deployment=self._current_body(memo, key, "Deployment", agent.metadata.name),
