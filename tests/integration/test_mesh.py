@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 
 from agentfleet.api import constants as c
 from agentfleet.render.children import CHILD_KINDS
@@ -532,13 +533,86 @@ def test_policies_naming_a_type_follow_its_agents(
     tester = {"mode": "sidecar"}
     apply(cluster, agent("t1", namespace, tester, agentType="testing"))
     eventually(lambda: principals() == [f"{sa}/t1"], what="t1 to be allowed")
+    # An agent that runs as a ServiceAccount of its choosing (marked for agents, but other
+    # workloads may run as it too) is not let in by its type: a type claim stands only for
+    # identities the operator made.
+    apply(cluster, {"apiVersion": "v1", "kind": "ServiceAccount",
+                    "metadata": {"name": "shared-tester", "namespace": namespace,
+                                 "labels": {c.LABEL_AGENT_IDENTITY: "true"}}})  # fmt: skip
     apply(
         cluster,
         agent("t2", namespace, None, agentType="testing", serviceAccountName="shared-tester"),
     )
-    eventually(lambda: principals() == [f"{sa}/shared-tester", f"{sa}/t1"], what="t2 allowed")
+    eventually(
+        lambda: conditions(cluster, namespace, "t2")[c.COND_READY]["status"] == "True",
+        what="t2 to run as shared-tester",
+    )
+    reconciles = operator.reconciles()
+    eventually(lambda: operator.reconciles() > reconciles, what="b's policy to be reconciled")
+    assert principals() == [f"{sa}/t1"]
     cluster.kubectl("delete", f"{c.PLURAL}.{c.GROUP}", "t1", "-n", namespace)
-    eventually(lambda: principals() == [f"{sa}/shared-tester"], what="t1 no longer allowed")
+    eventually(lambda: principals() == [], what="t1 no longer allowed")
+
+
+def test_no_policy_the_operator_writes_reaches_a_workload_that_is_not_an_agent(
+    cluster: Cluster, operator: Operator, namespace: str, istioctl: Path, scrapers: str
+) -> None:
+    """issue 26: one agent with a mesh wrote a default-deny with an empty spec, which Istio
+    applies to every workload of the namespace. Beside a Deployment of someone else's (in the
+    ambient mesh too), every AuthorizationPolicy and PeerAuthentication the operator writes
+    must select agent pods only (each selector evaluated by the API server) or target an
+    agent's Service, and istioctl analyze must find them all well-formed."""
+    shop = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "shop", "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "shop"}},
+            "template": {
+                "metadata": {"labels": {"app": "shop", c.LABEL_ISTIO_DATAPLANE_MODE: "ambient"}},
+                "spec": {"containers": [{"name": "shop", "image": "example.com/shop:1"}]},
+            },
+        },
+    }
+    apply(
+        cluster,
+        shop,
+        agent("a", namespace, {"mode": "ambient", "waypoint": "namespace"}),
+        agent("s", namespace, {"mode": "sidecar"}),
+    )
+    for name in ("a", "s"):
+        mesh_ready(cluster, namespace, name)
+    core = client.CoreV1Api(cluster.api())
+
+    def pods(selector: str) -> set[str]:
+        found = core.list_namespaced_pod(namespace, label_selector=selector).items
+        return {p.metadata.name for p in found if not p.metadata.deletion_timestamp}
+
+    eventually(lambda: len(pods("app=shop")) == 1 and len(pods(c.LABEL_INSTANCE)) == 2,
+               what="the agents' and the shop's pods")  # fmt: skip
+    shop_pods, agent_pods = pods("app=shop"), pods(c.LABEL_INSTANCE)
+    objects = mesh_objects(cluster, namespace)
+    written = sorted(k for k in objects if k[0] in ("AuthorizationPolicy", "PeerAuthentication"))
+    assert ("AuthorizationPolicy", c.NAMESPACE_DEFAULT_DENY) in written
+    for key in written:
+        spec = objects[key]["spec"]
+        if "targetRefs" in spec:
+            assert [(r["kind"], r["name"]) for r in spec["targetRefs"]] == [("Service", "a")], key
+            continue
+        labels = (spec.get("selector") or {}).get("matchLabels")
+        assert labels, f"{key} applies to every workload of the namespace: {spec}"
+        selected = pods(",".join(f"{k}={v}" for k, v in labels.items()))
+        assert selected and selected <= agent_pods, (key, selected)
+        assert not selected & shop_pods, key
+    act_as_istio_cni(cluster, namespace)
+    findings, unexpected = judged(cluster, istioctl, namespace)
+    assert not unexpected, "istioctl analyze:\n" + describe(unexpected)
+    SUMMARY.append(
+        f"mesh scope: {len(written)} policies beside a non-agent Deployment, each selecting"
+        f" agent pods or an agent Service only; istioctl analyze: {len(findings)} finding(s),"
+        " all allow-listed"
+    )
 
 
 def test_the_crds_refuse_contradictory_mesh_settings(

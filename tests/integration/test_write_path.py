@@ -128,6 +128,8 @@ def test_status_replicas_counts_what_runs_not_what_was_asked(
     eventually(two_running, what="status.replicas == 2 of 4 asked")
     ready = condition(get_agent(cluster, namespace, "capped"), "Ready")
     assert ready["status"] == "False" and "2 of 4" in ready["message"]
+    # Why only two: the quota refuses the other pods (issue 26: FailedCreate, not silence).
+    assert ready["reason"] == "FailedCreate" and "exceeded quota: two-pods" in ready["message"]
 
 
 def test_a_status_key_the_operator_no_longer_writes_disappears_once(

@@ -1,8 +1,10 @@
-"""A real mutating admission webhook, served on loopback over TLS, for tests.
+"""A real admission webhook, served on loopback over TLS, for tests.
 
-It injects an env var into the first container of every Deployment it is called for, the way
-service meshes, secret injectors and policy engines mutate objects the operator applies. The
-local kube-apiserver runs on the same machine, so it can call https://127.0.0.1:<port>.
+At /mutate it injects an env var into the first container of every Deployment it is called
+for, the way service meshes, secret injectors and policy engines mutate objects the operator
+applies. At /deny it refuses whatever it is called for with DENIED, the way a policy engine
+refuses pods. The local kube-apiserver runs on the same machine, so it can call
+https://127.0.0.1:<port>.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -24,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 INJECTED = {"name": "INJECTED_BY_WEBHOOK", "value": "1"}
+DENIED = "agentfleet-test policy engine: pods in this namespace need an approved image"
 
 
 def self_signed(directory: Path) -> tuple[Path, Path, bytes]:
@@ -75,8 +79,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         request = review["request"]
-        patch = patch_for(request.get("object") or {})
-        response: dict[str, Any] = {"uid": request["uid"], "allowed": True}
+        deny = urlsplit(self.path).path == "/deny"  # the apiserver adds ?timeout=...
+        patch = [] if deny else patch_for(request.get("object") or {})
+        response: dict[str, Any] = {"uid": request["uid"], "allowed": not deny}
+        if deny:
+            response["status"] = {"code": 403, "message": DENIED}
         if patch:
             response["patchType"] = "JSONPatch"
             response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
@@ -129,6 +136,36 @@ class Webhook:
                     "admissionReviewVersions": ["v1"],
                     "sideEffects": "None",
                     "failurePolicy": "Ignore",
+                    "timeoutSeconds": 5,
+                }
+            ],
+        }
+
+    def denying_configuration(self, name: str, namespace_label: str) -> dict[str, Any]:
+        """A ValidatingWebhookConfiguration refusing Pods in namespaces with the label."""
+        return {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": name},
+            "webhooks": [
+                {
+                    "name": "deny.agentfleet.test",
+                    "clientConfig": {
+                        "url": self.url.replace("/mutate", "/deny"),
+                        "caBundle": base64.b64encode(self.ca_pem).decode(),
+                    },
+                    "rules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE"],
+                            "resources": ["pods"],
+                        }
+                    ],
+                    "namespaceSelector": {"matchLabels": {namespace_label: "on"}},
+                    "admissionReviewVersions": ["v1"],
+                    "sideEffects": "None",
+                    "failurePolicy": "Fail",
                     "timeoutSeconds": 5,
                 }
             ],

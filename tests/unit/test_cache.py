@@ -50,6 +50,34 @@ def test_a_record_keeps_what_decisions_read_and_packs_the_rest() -> None:
     assert len(record.packed) < 400
 
 
+def test_a_deployment_record_keeps_the_conditions_status_reads_and_drops_the_rest() -> None:
+    said = {"status": "True", "reason": "R", "message": "m", "lastUpdateTime": "t"}
+    record = ChildRecord.of(
+        deployment(
+            replicas=1,
+            conditions=[
+                {"type": "Available", **said},
+                {"type": "Progressing", **said},
+                {"type": "ReplicaFailure", **said},  # the cluster refuses its pods
+            ],
+        )
+    )
+    assert record.status is not None
+    assert [(x["type"], x["message"]) for x in record.status["conditions"]] == [
+        ("Progressing", "m"),
+        ("ReplicaFailure", "m"),
+    ]
+    assert "lastUpdateTime" not in record.status["conditions"][0]
+
+
+def test_the_peer_view_says_whose_identity_an_agent_runs_as() -> None:
+    meta = {"name": "coder", "namespace": "ns"}
+    assert peer_of({"metadata": meta, "spec": {}}).own_identity
+    assert peer_of({"metadata": meta, "spec": {"serviceAccountName": "coder"}}).own_identity
+    other = peer_of({"metadata": meta, "spec": {"serviceAccountName": "bot"}})
+    assert (other.service_account, other.own_identity) == ("bot", False)
+
+
 def test_the_digest_ignores_status_and_versions_but_not_the_spec() -> None:
     base = content_digest(deployment(replicas=1))
     moved = deployment(replicas=2)

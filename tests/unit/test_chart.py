@@ -389,6 +389,12 @@ def test_operator_deployment_is_restricted_and_recreated(helm: Path) -> None:
         "--mesh-metrics-namespace=monitoring",
         "--agent-tracing-sampling-percent=1",
         "--tracing-sampling-percent=100",
+        "--pod-security=restricted",
+        "--service-accounts=marked",
+        # The release's own identities, whatever they are called: never an agent's.
+        "--protected-service-account=agentfleet-operator",
+        "--protected-service-account=agentfleet-api",
+        "--protected-service-account=agentfleet-node-agent",
         "--placement-policy=spread",
         "--node-failure-seconds=30",
         "--log-format=json",

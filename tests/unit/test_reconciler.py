@@ -56,6 +56,7 @@ class World:
         self.stale: list[dict[str, Any]] = []  # still in the cache, no longer in the cluster
         self.stale_agent: dict[str, Any] | None = None  # the cache's older copy of the agent
         self.peer_reads = 0
+        self.marked: set[tuple[str, str]] = set()  # ServiceAccounts marked for agents
 
     # Cache
     def agent(self, key: Key) -> AgentRecord | None:
@@ -80,6 +81,9 @@ class World:
     def peers(self, namespace: str) -> tuple[Peer, ...]:
         self.peer_reads += 1
         return tuple(sorted((peer_of(b) for b in self.agents.values()), key=lambda p: p.name))
+
+    def marked_service_account(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self.marked
 
     # Writer
     def _find(self, kind: str, name: str) -> dict[str, Any] | None:
@@ -302,6 +306,19 @@ async def test_an_object_we_did_not_create_is_never_touched(kind: str) -> None:
     assert "ownerReferences" not in untouched["metadata"]
 
 
+async def test_no_deployment_runs_as_a_stranger_holding_the_agents_identity() -> None:
+    """The agent's own ServiceAccount name is taken by an object we did not create: its pods
+    would run as whatever that is, so the Deployment waits for the conflict to go."""
+    world, reconciler = make_world()
+    world.objects.append(foreign("ServiceAccount"))
+    await reconciler.reconcile(KEY)
+    assert ("apply", "Deployment") not in world.writes
+    assert ("apply", "Service") in world.writes
+    world.objects = [o for o in world.objects if o["metadata"]["uid"] != "theirs-ServiceAccount"]
+    await reconciler.reconcile(KEY)
+    assert ("apply", "Deployment") in world.writes
+
+
 async def test_a_conflict_names_the_foreign_controller() -> None:
     world, reconciler = make_world()
     owner = {"apiVersion": "v1", "kind": "HelmRelease", "name": "x", "uid": "h", "controller": True}
@@ -347,6 +364,7 @@ async def test_switching_to_an_existing_service_account_prunes_ours_after_the_ro
     await reconciler.reconcile(KEY)
     ready_deployment(world)
     world.writes.clear()
+    world.marked.add(("ns", "shared"))  # its namespace's owner lets agents run as it
     world.agents[KEY]["spec"]["serviceAccountName"] = "shared"
     world.agents[KEY]["metadata"]["generation"] = 2
     await reconciler.reconcile(KEY)

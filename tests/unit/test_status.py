@@ -76,6 +76,34 @@ def test_progress_deadline_is_stalled(minimal_agent: AIAgent) -> None:
     assert conditions(status)["Ready"][0] == "False"
 
 
+def test_pods_the_cluster_refuses_stall_the_agent_with_the_clusters_message(
+    minimal_agent: AIAgent,
+) -> None:
+    refused = {
+        "type": "ReplicaFailure",
+        "status": "True",
+        "reason": "FailedCreate",
+        "message": 'pods "demo-1-x" is forbidden: exceeded quota: pods, requested: pods=1',
+    }
+    progressing = {"type": "Progressing", "reason": "ProgressDeadlineExceeded", "message": "m"}
+    stuck = deployment(ready=0, updated=0, conditions=[progressing, refused])
+    status = desired_status(minimal_agent, stuck, None, None, "cluster.local", T0)
+    assert conditions(status)["Stalled"] == ("True", "FailedCreate")
+    assert conditions(status)["Ready"] == ("False", "FailedCreate")
+    ready = next(x for x in status["conditions"] if x["type"] == "Ready")
+    assert ready["message"] == (
+        "0 of 3 replicas available; the cluster refuses the pods of Deployment demo: "
+        + refused["message"]
+    )
+    # Lifted: the ReplicaSet controller creates the pods and drops the condition.
+    healed = desired_status(minimal_agent, deployment(), None, status, "cluster.local", T1)
+    assert conditions(healed)["Ready"] == ("True", "Available")
+    assert conditions(healed)["Stalled"] == ("False", "Reconciled")
+    # A long message from the cluster is cut, so a status patch cannot grow without bound.
+    long = deployment(ready=0, conditions=[{**refused, "message": "x" * 100_000}])
+    assert len(rollout(long).message) < 5000
+
+
 def test_problem_is_stalled_with_its_message(minimal_agent: AIAgent) -> None:
     problem = Problem(
         "ApplyFailed", "Deployment demo was rejected by the API server (422): bad volume"

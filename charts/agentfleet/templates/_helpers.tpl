@@ -138,6 +138,37 @@ The operator's PolicyRules from files/rbac.yaml. Argument: dict "root" $ "scope"
 {{- $args = append $args (printf "--tracing-endpoint=%s" .) }}
 {{- end }}
 {{- $args = append $args (printf "--tracing-sampling-percent=%v" $tracing.operatorSamplingPercent) }}
+{{- if $mesh.namespaceDefaultDeny }}
+{{- $args = append $args "--mesh-namespace-default-deny" }}
+{{- end }}
+{{- $policy := .Values.policy }}
+{{- $args = append $args (printf "--pod-security=%s" $policy.podSecurity) }}
+{{- range $policy.podSecurityExceptions }}
+{{- $args = append $args (printf "--pod-security-exception=%s" .) }}
+{{- end }}
+{{- $args = append $args (printf "--service-accounts=%s" $policy.serviceAccounts) }}
+{{- /* This release's own identities: never an agent's, whatever the names. */}}
+{{- $args = append $args (printf "--protected-service-account=%s" (include "agentfleet.operator.serviceAccountName" .)) }}
+{{- range $component, $values := dict "node-agent" .Values.nodeAgent "api" .Values.api }}
+{{- if or $values.serviceAccount.create $values.serviceAccount.name }}
+{{- $args = append $args (printf "--protected-service-account=%s" (include "agentfleet.serviceAccountName" (dict "root" $ "component" $component "sa" $values.serviceAccount))) }}
+{{- end }}
+{{- end }}
+{{- if $policy.allowAgentsInOperatorNamespace }}
+{{- $args = append $args "--allow-agents-in-operator-namespace" }}
+{{- end }}
+{{- if $policy.allowAgentsInSystemNamespaces }}
+{{- $args = append $args "--allow-agents-in-system-namespaces" }}
+{{- end }}
+{{- if $policy.allowGpuVisibilityEnv }}
+{{- $args = append $args "--allow-gpu-visibility-env" }}
+{{- end }}
+{{- range $policy.allowedScalers }}
+{{- $args = append $args (printf "--allow-scaler=%s" .) }}
+{{- end }}
+{{- if $policy.allowClusterTriggerAuthentication }}
+{{- $args = append $args "--allow-cluster-trigger-authentication" }}
+{{- end }}
 {{- $placement := .Values.placement }}
 {{- if not $placement.enabled }}
 {{- $args = append $args "--no-placement" }}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agentfleet.api.constants import OPERATOR_NAMESPACE
+from agentfleet.api import constants as c
 from agentfleet.api.models import Autoscaling, MeshMode, Traffic
 
 # The Service prometheus-operator creates for the Prometheus servers of a namespace
@@ -89,7 +89,9 @@ class RenderConfig:
         flag="mesh-metrics-namespace",
     )
     mesh_default_deny: bool = setting(
-        True, "Give every namespace with mesh agents a default-deny AuthorizationPolicy."
+        True,
+        "Give the agents of every namespace with mesh agents a default-deny"
+        " AuthorizationPolicy (selecting agent pods only).",
     )
     # Per agent type (its value): spec.mesh.traffic fields that replace the built-in defaults
     # of that type (render/traffic.py); an agent's own fields win over both.
@@ -117,17 +119,115 @@ class RenderConfig:
         minimum=0,
         maximum=100,
     )
+    mesh_namespace_default_deny: bool = setting(
+        False,
+        "Make that default-deny policy namespace-wide: it then also denies every caller of"
+        " the namespace's other workloads. Only for namespaces that hold agents alone.",
+    )
+
+
+PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
+ServiceAccountPolicy = Literal["own", "marked", "any"]
+
+# What the deprecated --allow-privileged stood for, as Pod Security checks.
+PRIVILEGED_CHECKS = (
+    "privileged",
+    "allowPrivilegeEscalation",
+    "runAsNonRoot",
+    "runAsUser",
+    "capabilities_baseline",
+    "capabilities_restricted",
+)
 
 
 @dataclass(frozen=True)
 class Policy:
-    """What an AIAgent may ask for. Anyone who can create an AIAgent gets a Deployment made
-    by the operator, so pod-level privileges are refused unless the installation allows them."""
+    """What an AIAgent may ask for. Whoever may create an AIAgent in a namespace must get
+    nothing they could not get by creating a Deployment there under Pod Security
+    "restricted", and disturb nothing outside the agents of that namespace; each field
+    loosens one part of that, for installations that trust their agents' authors more."""
 
-    allow_host_path: bool = setting(False, "Let agents mount hostPath volumes.")
-    allow_privileged: bool = setting(
-        False, "Let agents ask for privileged / root / added-capability security contexts."
+    pod_security: PodSecurityLevel = setting(
+        "restricted",
+        "Pod Security Standard every agent's pod template must meet (restricted, baseline,"
+        " or privileged = no check); anything else is refused with PolicyViolation.",
     )
+    pod_security_exceptions: tuple[str, ...] = setting(
+        (),
+        "Allow what one Pod Security check refuses, by the check's id in Pod Security"
+        " admission (e.g. hostPathVolumes, capabilities_baseline, seccompProfile_baseline);"
+        " repeat for several.",
+        flag="pod-security-exception",
+    )
+    allow_host_path: bool = setting(
+        False, "Deprecated: same as --pod-security-exception=hostPathVolumes."
+    )
+    allow_privileged: bool = setting(
+        False,
+        "Deprecated: same as --pod-security-exception for each of "
+        + ", ".join(PRIVILEGED_CHECKS)
+        + ".",
+    )
+    allow_gpu_visibility_env: bool = setting(
+        False,
+        "Let agents set the container runtimes' device variables (NVIDIA_VISIBLE_DEVICES,"
+        " NVIDIA_DRIVER_CAPABILITIES, AMD_VISIBLE_DEVICES ...), which reach GPUs past the"
+        " VRAM ledger and the device plugin.",
+    )
+    service_accounts: ServiceAccountPolicy = setting(
+        "marked",
+        "Which ServiceAccounts spec.serviceAccountName may name: own (none: every agent runs"
+        " as the one the operator creates for it), marked (those labelled"
+        f" {c.LABEL_AGENT_IDENTITY}=true by the namespace's owner), or any.",
+    )
+    protected_service_accounts: tuple[str, ...] = setting(
+        c.COMPONENT_SERVICE_ACCOUNTS,
+        "ServiceAccounts of the operator's own namespace that no agent may run as, whatever"
+        " --service-accounts says (the operator's, the node agent's, the API's); repeat.",
+        flag="protected-service-account",
+    )
+    operator_namespace: str = setting(
+        c.OPERATOR_NAMESPACE,
+        "The namespace of the operator and its components (default: this Pod's).",
+        envvar="POD_NAMESPACE",
+    )
+    allow_agents_in_operator_namespace: bool = setting(
+        False, "Serve agents in the operator's own namespace (refused by default)."
+    )
+    allow_agents_in_system_namespaces: bool = setting(
+        False,
+        "Serve agents in " + ", ".join(c.SYSTEM_NAMESPACES) + " (refused by default).",
+    )
+    allowed_scalers: tuple[str, ...] = setting(
+        (),
+        "KEDA scaler types agents may use as free-form autoscaling triggers (scaler.type, e.g."
+        " kafka, cron); '*' allows any. Default: none, only the built-in triggers, which"
+        " query --prometheus-address.",
+        flag="allow-scaler",
+    )
+    allow_cluster_trigger_authentication: bool = setting(
+        False,
+        "Let agents' scalers use a ClusterTriggerAuthentication (credentials shared across"
+        " namespaces).",
+    )
+
+    def __post_init__(self) -> None:
+        unknown = set(self.pod_security_exceptions) - set(c.POD_SECURITY_CHECKS)
+        if unknown:
+            raise ValueError(
+                f"--pod-security-exception: unknown check(s) {', '.join(sorted(unknown))};"
+                f" known: {', '.join(c.POD_SECURITY_CHECKS)}"
+            )
+
+    @property
+    def exceptions(self) -> frozenset[str]:
+        """The Pod Security checks allowed, the deprecated flags included."""
+        allowed = set(self.pod_security_exceptions)
+        if self.allow_host_path:
+            allowed.add("hostPathVolumes")
+        if self.allow_privileged:
+            allowed.update(PRIVILEGED_CHECKS)
+        return frozenset(allowed)
 
 
 @dataclass(frozen=True)
@@ -151,7 +251,7 @@ class OperatorConfig:
         " start if another live operator's share could overlap it.",
     )
     shard_namespace: str = setting(
-        OPERATOR_NAMESPACE,
+        c.OPERATOR_NAMESPACE,
         "Where the shard Lease lives (default: this Pod's namespace).",
         envvar="POD_NAMESPACE",
     )

@@ -121,6 +121,9 @@ class Reason:
     CHILD_CONFLICT: Final = "ChildConflict"
     # The spec asks for something the operator's policy refuses (hostPath, privileged ...).
     POLICY_VIOLATION: Final = "PolicyViolation"
+    # The cluster refuses the agent's Pods (Pod Security admission, a quota on pods, a
+    # LimitRange, a webhook): the Deployment's ReplicaFailure condition, mirrored.
+    FAILED_CREATE: Final = "FailedCreate"
     # An optional feature's CRD (KEDA, Istio, Gateway API) is not served by the API server.
     CRD_NOT_INSTALLED: Final = "CRDNotInstalled"
     APPLIED: Final = "Applied"
@@ -171,3 +174,44 @@ GRPC_AGENT_TEMPLATE: Final = "grpc-agent"
 # On a proxyless pod that serves mTLS (xDS credentials): callers' proxies then send mTLS.
 LABEL_ISTIO_TLS_MODE: Final = "security.istio.io/tlsMode"
 GRPC_XDS_BOOTSTRAP: Final = "/etc/istio/proxy/grpc-bootstrap.json"
+
+
+# Pod Security Standards: the checks of the apiserver's Pod Security admission
+# (k8s.io/pod-security-admission/policy, v1.35), by their ids, and the level each belongs to.
+# The operator judges every agent's pod template against them (controllers/podsecurity.py);
+# an installation names a check to allow what it refuses (`--pod-security-exception`).
+POD_SECURITY_LEVELS: Final = ("privileged", "baseline", "restricted")
+POD_SECURITY_CHECKS: Final = {
+    "hostNamespaces": "baseline",
+    "privileged": "baseline",
+    "capabilities_baseline": "baseline",
+    "hostPathVolumes": "baseline",
+    "hostPorts": "baseline",
+    "appArmorProfile": "baseline",
+    "seLinuxOptions": "baseline",
+    "procMount": "baseline",
+    "seccompProfile_baseline": "baseline",
+    "sysctls": "baseline",
+    "windowsHostProcess": "baseline",
+    "hostProbesAndHostLifecycle": "baseline",
+    "restrictedVolumes": "restricted",
+    "allowPrivilegeEscalation": "restricted",
+    "runAsNonRoot": "restricted",
+    "runAsUser": "restricted",
+    "seccompProfile_restricted": "restricted",
+    "capabilities_restricted": "restricted",
+    "procMount_restricted": "restricted",
+}
+
+# A ServiceAccount its namespace's owner marked as one agents may run as
+# (spec.serviceAccountName): this label, value "true". A label, so the operator's watch of
+# ServiceAccounts is filtered by the API server to the marked ones.
+LABEL_AGENT_IDENTITY: Final = f"{GROUP}/agent-identity"
+# Namespaces of the cluster's own components: no agents there unless the installation says so.
+SYSTEM_NAMESPACES: Final = ("kube-system", "kube-public", "kube-node-lease")
+# The ServiceAccounts of agentfleet's own components (chart defaults), never an agent's identity.
+COMPONENT_SERVICE_ACCOUNTS: Final = (
+    "agentfleet-operator",
+    "agentfleet-node-agent",
+    "agentfleet-api",
+)

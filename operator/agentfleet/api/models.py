@@ -744,7 +744,8 @@ class AgentSpec(KubeModel):
         default=None,
         max_length=253,
         pattern=DNS_SUBDOMAIN,
-        description="Run as this existing ServiceAccount instead of the one created per agent.",
+        description="Run as this existing ServiceAccount instead of the one created per agent:"
+        " by default one its namespace's owner labelled agentfleet.io/agent-identity=true.",
     )
     volumes: list[Volume] | None = Field(default=None, max_length=64)
     volume_mounts: list[VolumeMount] | None = Field(default=None, max_length=64)
@@ -756,11 +757,12 @@ class AgentSpec(KubeModel):
     security_context: KubeObject | None = Field(
         default=None,
         description="Container securityContext, merged over the restricted default (your keys"
-        " win). Privileged settings are refused unless the operator allows them.",
+        " win). What Pod Security 'restricted' refuses is refused unless the operator allows it.",
     )
     pod_security_context: KubeObject | None = Field(
         default=None,
-        description="Pod securityContext, merged over the restricted default (your keys win).",
+        description="Pod securityContext, merged over the restricted default (your keys win)."
+        " What Pod Security 'restricted' refuses is refused unless the operator allows it.",
     )
 
 

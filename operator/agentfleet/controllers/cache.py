@@ -80,19 +80,23 @@ _DEPLOYMENT_STATUS = (
 
 def _kept_status(body: dict[str, Any]) -> dict[str, Any] | None:
     """A child's status as far as decisions read it: for a Deployment (its status changes
-    with every replica) only the counts and the Progressing condition."""
+    with every replica) only the counts, the Progressing condition and ReplicaFailure (the
+    cluster refuses its pods: Pod Security, a quota, a LimitRange, a webhook)."""
     status = body.get("status")
     if status is None or body.get("kind") != "Deployment":
         return status
     kept: dict[str, Any] = {k: status[k] for k in _DEPLOYMENT_STATUS if k in status}
-    progressing = [
+    conditions = [
         {k: cond.get(k) for k in ("type", "status", "reason", "message")}
         for cond in status.get("conditions") or []
-        if cond.get("type") == "Progressing"
+        if cond.get("type") in _DEPLOYMENT_CONDITIONS
     ]
-    if progressing:
-        kept["conditions"] = progressing
+    if conditions:
+        kept["conditions"] = conditions
     return kept
+
+
+_DEPLOYMENT_CONDITIONS = ("Progressing", "ReplicaFailure")
 
 
 def replicas_managers(body: dict[str, Any]) -> tuple[str, ...]:
@@ -200,6 +204,7 @@ def peer_of(body: dict[str, Any]) -> Peer:
         service_account=str(spec.get("serviceAccountName") or meta["name"]),
         mesh=mesh if isinstance(mesh, dict) else None,
         exported=isinstance(multicluster, dict) and multicluster.get("export") is True,
+        own_identity=spec.get("serviceAccountName") in (None, "", meta["name"]),
     )
 
 

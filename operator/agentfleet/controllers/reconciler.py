@@ -72,6 +72,8 @@ class Cache(Protocol):
 
     def peers(self, namespace: str) -> tuple[Peer, ...]: ...
 
+    def marked_service_account(self, namespace: str, name: str) -> bool: ...
+
 
 class Writer(Protocol):
     async def apply(
@@ -195,7 +197,7 @@ class Reconciler:
             return await self._write_status(key, body, status, urgent=True)
 
         memo = self.memos.setdefault(key, AgentMemo())
-        refused = policy.violations(agent, self.config.policy)
+        refused = policy.violations(agent, self.config.policy, self.cache.marked_service_account)
         if refused:  # change nothing in the cluster; say exactly what is refused
             outcome = Outcome(
                 deployment=self._current_body(memo, key, "Deployment", agent.metadata.name),
@@ -257,6 +259,13 @@ class Reconciler:
             return False
         return self._children_now(key, memo) == settled.children
 
+    def unsettle(self, key: Key) -> None:
+        """Something the policy reads beside the spec and the children changed (the mark on
+        a ServiceAccount the agent names): the next reconcile judges the agent again."""
+        memo = self.memos.get(key)
+        if memo is not None:
+            memo.settled = None
+
     def caused_by_us(self, key: Key, resource_version: str | None) -> bool:
         """Is this version of the agent the echo of our own status write?"""
         memo = self.memos.get(key)
@@ -281,6 +290,9 @@ class Reconciler:
         outcome = Outcome()
         wanted: set[ChildKey] = set()
         newest: dict[ChildKey, dict[str, Any]] = {}
+        # The agent's own ServiceAccount name is held by an object we did not create: the
+        # Deployment is not applied, or its pods would run as that stranger.
+        foreign_identity = False
         for row in CHILD_KINDS:
             objects = [drift.stamp(obj) for obj in row.render(agent, context)]
             states = None
@@ -293,6 +305,8 @@ class Reconciler:
             for obj in objects:
                 child = (row.kind, obj["metadata"]["name"])
                 wanted.add(child)
+                if row.kind == "Deployment" and foreign_identity:
+                    continue  # its pods would run as an identity we did not make
                 try:
                     if row.kind == "Deployment":
                         newest[child] = await self._ensure_deployment(
@@ -303,6 +317,7 @@ class Reconciler:
                 except ChildConflict as conflict:
                     problem = Problem(Reason.CHILD_CONFLICT, str(conflict))
                     outcome.problem = outcome.problem or problem
+                    foreign_identity = foreign_identity or row.kind == "ServiceAccount"
                 except ApiError as error:
                     if error.namespace_terminating:
                         outcome.stop = True

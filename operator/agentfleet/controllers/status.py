@@ -60,6 +60,7 @@ class Rollout:
     done: bool
     message: str
     stalled: bool = False
+    reason: str = Reason.PROGRESS_DEADLINE_EXCEEDED  # why it is stalled
 
 
 def rollout(deployment: dict[str, Any] | None) -> Rollout:
@@ -70,7 +71,22 @@ def rollout(deployment: dict[str, Any] | None) -> Rollout:
     wanted = deployment.get("spec", {}).get("replicas", 1)
     if status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0):
         return Rollout(False, f"waiting for the Deployment controller to observe {name}'s update")
-    for cond in status.get("conditions") or []:
+    conditions = status.get("conditions") or []
+    available = status.get("availableReplicas", 0)
+    for cond in conditions:
+        # The cluster refuses the pods (Pod Security admission, a quota on pods, a
+        # LimitRange, a webhook): only a person can change that, and the ReplicaSet
+        # controller keeps retrying, so the condition goes when the refusal is lifted.
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            said = str(cond.get("message") or cond.get("reason") or "")[:_MESSAGE_LIMIT]
+            return Rollout(
+                False,
+                f"{available} of {wanted} replicas available; the cluster refuses the pods"
+                f" of Deployment {name}: {said}",
+                stalled=True,
+                reason=Reason.FAILED_CREATE,
+            )
+    for cond in conditions:
         if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
             return Rollout(
                 False,
@@ -80,7 +96,6 @@ def rollout(deployment: dict[str, Any] | None) -> Rollout:
             )
     updated = status.get("updatedReplicas", 0)
     total = status.get("replicas", 0)
-    available = status.get("availableReplicas", 0)
     if updated < wanted:
         return Rollout(False, f"rolling out: {updated} of {wanted} replicas updated")
     if total > updated:
@@ -88,6 +103,10 @@ def rollout(deployment: dict[str, Any] | None) -> Rollout:
     if available < wanted:
         return Rollout(False, f"{available} of {wanted} replicas available")
     return Rollout(True, f"{available} of {wanted} replicas available")
+
+
+# A message the cluster wrote, as far as a condition repeats it.
+_MESSAGE_LIMIT = 4096
 
 
 def condition(
@@ -135,7 +154,7 @@ def _summary(problem: Problem | None, state: Rollout, wanted: int) -> Summary:
             (c.COND_STALLED, False, problem.reason, "retrying"),
         ]
     if state.stalled:
-        reason = Reason.PROGRESS_DEADLINE_EXCEEDED
+        reason = state.reason
         return [
             (c.COND_READY, False, reason, state.message),
             (c.COND_RECONCILING, False, reason, state.message),

@@ -49,6 +49,13 @@ def service_account_name(agent: AIAgent) -> str:
     return agent.spec.service_account_name or agent.metadata.name
 
 
+def own_identity(agent: AIAgent) -> bool:
+    """Does the agent run as the ServiceAccount the operator creates for it (named after the
+    agent), rather than one it brings? Naming its own name is the same as naming none."""
+    chosen = agent.spec.service_account_name
+    return not chosen or chosen == agent.metadata.name
+
+
 def label_selector(agent: AIAgent) -> str:
     """The selector as a string, for the scale subresource's labelSelectorPath."""
     return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(agent).items()))

@@ -25,7 +25,10 @@ class Peer:
     agent_type: str
     service_account: str
     mesh: dict[str, Any] | None = None  # its raw spec.mesh, if any
-    exported: bool = False  # spec.multicluster.export: an ambient agent's own waypoint then
+    exported: bool = False  # spec.multicluster.export (an exported ambient agent: own waypoint)
+    # It runs as the ServiceAccount the operator creates for it (no spec.serviceAccountName):
+    # only such identities stand for "agent X" or "agents of type T" in mesh policies.
+    own_identity: bool = True
 
 
 class LazyPeers(Sequence[Peer]):

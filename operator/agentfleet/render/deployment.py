@@ -47,7 +47,7 @@ def render(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
                     **istio.pod_annotations(agent, context),
                 },
             },
-            "spec": _pod_spec(agent, context),
+            "spec": pod_spec(agent, context),
         },
     }
     if deployment_spec["replicas"] is None:
@@ -63,7 +63,8 @@ def render(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
     ]
 
 
-def _pod_spec(agent: AIAgent, context: RenderContext) -> dict[str, Any]:
+def pod_spec(agent: AIAgent, context: RenderContext) -> dict[str, Any]:
+    """The pod template's spec."""
     spec = agent.spec
     placement = spec.placement
     pod: dict[str, Any] = {
@@ -89,24 +90,55 @@ def _pod_spec(agent: AIAgent, context: RenderContext) -> dict[str, Any]:
     return pod
 
 
-def _container(agent: AIAgent, context: RenderContext) -> dict[str, Any]:
+def pod_security_view(agent: AIAgent) -> dict[str, Any]:
+    """The parts of the pod spec Pod Security admission reads (security contexts, ports,
+    probes, volumes), built by the same code as `pod_spec`: what the operator's policy
+    judges on every reconcile, at a fraction of a whole render's cost (the env list and
+    the affinity are most of it). A unit test holds it equal to those parts of `pod_spec`."""
+    spec = agent.spec
+    pod: dict[str, Any] = {
+        "securityContext": merged(RESTRICTED_POD_SECURITY, spec.pod_security_context),
+        "containers": [_container_security(agent)],
+    }
+    volumes = _dump_list(spec.volumes)
+    if volumes:
+        pod["volumes"] = volumes
+    return pod
+
+
+def _container_security(agent: AIAgent) -> dict[str, Any]:
     spec = agent.spec
     probes = spec.probes
     container: dict[str, Any] = {
         "name": c.CONTAINER_NAME,
-        "image": spec.image,
         "ports": [{"name": p.name, "containerPort": p.number, "protocol": "TCP"} for p in c.PORTS],
-        "env": _env(agent, context),
         "livenessProbe": (probes and probes.liveness) or _http_probe(c.LIVENESS_PATH, 10),
         "readinessProbe": (probes and probes.readiness) or _http_probe(c.READINESS_PATH, 5),
         "securityContext": merged(RESTRICTED_CONTAINER_SECURITY, spec.security_context),
+    }
+    if probes and probes.startup:
+        container["startupProbe"] = probes.startup
+    return container
+
+
+def _container(agent: AIAgent, context: RenderContext) -> dict[str, Any]:
+    spec = agent.spec
+    security = _container_security(agent)
+    container: dict[str, Any] = {
+        "name": c.CONTAINER_NAME,
+        "image": spec.image,
+        "ports": security["ports"],
+        "env": _env(agent, context),
+        "livenessProbe": security["livenessProbe"],
+        "readinessProbe": security["readinessProbe"],
+        "securityContext": security["securityContext"],
     }
     optional: dict[str, Any] = {
         "imagePullPolicy": spec.image_pull_policy.value if spec.image_pull_policy else None,
         "command": spec.command,
         "args": spec.args,
         "envFrom": _dump_list(spec.env_from),
-        "startupProbe": probes.startup if probes else None,
+        "startupProbe": security.get("startupProbe"),
         "resources": _resources(spec),
         "volumeMounts": _dump_list(spec.volume_mounts),
     }
@@ -134,6 +166,13 @@ def _env(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
         *tracing.container_env(agent, context),
         *istio.container_env(agent, context),
     ]
+    if not gpu.wants_gpu(agent.spec.gpu):
+        # The NVIDIA container runtime hands a container the GPUs this variable names, from
+        # the image's ENV (CUDA base images say "all") or an envFrom, wherever it is the
+        # node's runtime and honours the variable for unprivileged containers. An explicit
+        # variable wins over both, and "void" means no GPU: an agent without spec.gpu gets
+        # none past the VRAM ledger. (Agents may not set it themselves: policy.py.)
+        builtin.append({"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"})
     by_name = {var["name"]: var for var in builtin}
     by_name.update({var["name"]: var for var in _dump_list(agent.spec.env) or []})
     return list(by_name.values())

@@ -50,7 +50,12 @@ from agentfleet.api.models import (
     WaypointScope,
 )
 from agentfleet.render import traffic as traffic_rules
-from agentfleet.render.common import object_meta, selector_labels, service_account_name
+from agentfleet.render.common import (
+    object_meta,
+    own_identity,
+    selector_labels,
+    service_account_name,
+)
 from agentfleet.render.context import Peer, RenderContext
 from agentfleet.render.multicluster import exported
 
@@ -247,6 +252,7 @@ def namespace_agents(agent: AIAgent, context: RenderContext) -> list[Peer]:
         service_account_name(agent),
         raw_mesh(agent),
         exported(agent),
+        own_identity=own_identity(agent),
     )
     others = [peer for peer in context.peers if peer.name != me.name]
     return sorted([*others, me], key=lambda peer: peer.name)
@@ -256,7 +262,10 @@ def _caller_source(
     caller: MeshCaller, agent: AIAgent, peers: list[Peer], config: RenderConfig
 ) -> tuple[set[str], set[str]]:
     """(principals, namespaces) one allowFrom entry stands for; empty if it names agents
-    that do not exist (yet): the policy follows when they appear."""
+    that do not exist (yet): the policy follows when they appear. An agent or a type stands
+    only for identities the operator created for such agents: an agent that runs as a
+    ServiceAccount of its own choosing (which other workloads may share) is not let in by its
+    name or type; allow that ServiceAccount by name instead."""
     namespace = agent.metadata.namespace
     if caller.namespace:
         return set(), {caller.namespace}
@@ -266,8 +275,11 @@ def _caller_source(
     named = [
         peer
         for peer in peers
-        if (caller.agent and peer.name == caller.agent)
-        or (caller.agent_type and peer.agent_type == caller.agent_type.value)
+        if peer.own_identity
+        and (
+            (caller.agent and peer.name == caller.agent)
+            or (caller.agent_type and peer.agent_type == caller.agent_type.value)
+        )
     ]
     return {principal(config, namespace, peer.service_account) for peer in named}, set()
 
@@ -347,7 +359,9 @@ def authorization_policies(agent: AIAgent, context: RenderContext) -> list[dict[
 
 
 def default_deny(agent: AIAgent, context: RenderContext) -> dict[str, Any]:
-    """The namespace-wide allow-nothing policy, shared by the namespace's mesh agents."""
+    """The allow-nothing policy shared by the namespace's mesh agents. It selects agent pods
+    only (every agent's pods carry these labels; other workloads of the namespace are none
+    of the operator's business): namespace-wide only when the installation opts in."""
     users = [
         peer
         for peer in namespace_agents(agent, context)
@@ -357,7 +371,14 @@ def default_deny(agent: AIAgent, context: RenderContext) -> dict[str, Any]:
         "apiVersion": SECURITY_API,
         "kind": "AuthorizationPolicy",
         "metadata": shared_meta(c.NAMESPACE_DEFAULT_DENY, agent.metadata.namespace, users),
-        "spec": {},
+        "spec": {} if context.config.mesh_namespace_default_deny else agent_pods_selector(),
+    }
+
+
+def agent_pods_selector() -> dict[str, Any]:
+    """Every agent pod, and nothing the operator did not make."""
+    return {
+        "selector": {"matchLabels": {c.LABEL_NAME: c.APP_NAME, c.LABEL_MANAGED_BY: c.MANAGED_BY}}
     }
 
 

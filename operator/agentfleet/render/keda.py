@@ -145,10 +145,12 @@ def keda_trigger(trigger: Trigger, agent: AIAgent, prometheus: str) -> dict[str,
     if trigger.requests_per_second is not None:
         rps = trigger.requests_per_second
         query = f"sum(rate({rps.metric}{{{pods_selector(agent)}}}[{rps.window}]))"
-        return _prometheus(prometheus, query, rps.threshold, rps.activation_threshold)
+        return _prometheus(prometheus, agent, query, rps.threshold, rps.activation_threshold)
     if trigger.queue_depth is not None:
         depth = trigger.queue_depth
-        return _prometheus(prometheus, depth.query, depth.threshold, depth.activation_threshold)
+        return _prometheus(
+            prometheus, agent, depth.query, depth.threshold, depth.activation_threshold
+        )
     for resource, usage in (("cpu", trigger.cpu), ("memory", trigger.memory)):
         if usage is not None:
             return {
@@ -171,9 +173,19 @@ def pods_selector(agent: AIAgent) -> str:
 
 
 def _prometheus(
-    address: str, query: str, threshold: float, activation: float | None
+    address: str, agent: AIAgent, query: str, threshold: float, activation: float | None
 ) -> dict[str, Any]:
-    metadata = {"serverAddress": address, "query": query, "threshold": _number(threshold)}
+    """A prometheus trigger on the installation's Prometheus (never an address of the
+    agent's choosing). `namespace` makes KEDA send `?namespace=<the agent's>` with every
+    query: a tenancy-aware front (Thanos Querier's tenancy port, prom-label-proxy) behind
+    --prometheus-address then confines a queueDepth query to the agent's own namespace;
+    a plain Prometheus ignores it."""
+    metadata = {
+        "serverAddress": address,
+        "namespace": agent.metadata.namespace,
+        "query": query,
+        "threshold": _number(threshold),
+    }
     if activation is not None:
         metadata["activationThreshold"] = _number(activation)
     return {"type": "prometheus", "metricType": "AverageValue", "metadata": metadata}

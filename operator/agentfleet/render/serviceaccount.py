@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from agentfleet.api.models import AIAgent
-from agentfleet.render.common import object_meta
+from agentfleet.render.common import object_meta, own_identity
 from agentfleet.render.context import RenderContext
 
 
 def render(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
-    if agent.spec.service_account_name:
+    if not own_identity(agent):
         return []  # the user brings an existing identity; it is not ours to create or change
     return [
         {

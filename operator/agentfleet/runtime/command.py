@@ -108,7 +108,10 @@ def build_config(values: dict[str, Any], read_file: FileReaders | None = None) -
             elif isinstance(kind, type) and issubclass(kind, enum.Enum):
                 value = kind(value)
             kwargs[field.name] = value
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except ValueError as error:  # a section's own check (e.g. Policy's check ids)
+            raise typer.BadParameter(str(error)) from error
 
     return typing.cast(OperatorConfig, section(OperatorConfig, ()))
 

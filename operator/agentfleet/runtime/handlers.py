@@ -50,6 +50,7 @@ from agentfleet.runtime.health import Health
 from agentfleet.telemetry import metrics
 
 OURS = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
+MARKED = f"{c.LABEL_AGENT_IDENTITY}=true"
 OPTIONAL_RESOURCES = {row.resource: row for row in CHILD_KINDS if row.optional}
 
 
@@ -106,7 +107,11 @@ class IndexCache:
         self.store = children
         self.namespaces = namespaces
         self.crds = crds
+        self.peer_index = peers
         self.peer_table = PeerTable(lambda namespace: peers.get(namespace, []))
+        # (namespace, name) of the ServiceAccounts marked for agents (MARKED), from a watch
+        # the API server filters by that label: only marked ones cross the wire.
+        self.marked: set[tuple[str, str]] = set()
 
     def agent(self, key: Key) -> AgentRecord | None:
         return next(iter(self.agents.get(key, [])), None)
@@ -133,6 +138,18 @@ class IndexCache:
 
     def peers(self, namespace: str) -> tuple[Peer, ...]:
         return self.peer_table.peers(namespace)
+
+    def marked_service_account(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self.marked
+
+    def agents_running_as(self, namespace: str, service_account: str) -> list[str]:
+        """Names of the namespace's agents whose pods run as this ServiceAccount (read from
+        kopf's index directly: the sorted peer table must not be filled before it lists)."""
+        return [
+            peer.name
+            for peer in self.peer_index.get(namespace, [])
+            if peer.service_account == service_account
+        ]
 
     def agent_keys(self) -> list[Key]:
         return list(self.agents)
@@ -211,7 +228,22 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         )
         for row in CHILD_KINDS
     }
-    for informer in informers.values():
+    # spec.serviceAccountName may name only ServiceAccounts marked for agents (policy.py):
+    # watch the marks, so an agent is judged again when its ServiceAccount's mark changes.
+    identities = Informer(
+        api,
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        MARKED,
+        identity_event_handler(cache, controller),
+        namespaces=config.namespaces,
+        server_timeout=config.watch_server_timeout,
+        inactivity_seconds=config.watch_inactivity_seconds,
+        connect_timeout=config.connect_timeout,
+        liveness=watches,
+    )
+    for informer in [*informers.values(), identities]:
         informer.start()
     if config.render.gpu_placement:
         placer = Placer(writer, cache.parsed_agent, controller.queue.add, config.placement_policy)
@@ -221,7 +253,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     if config.shard_id:
         await claim_shard(writer, config, memo)
     # No reconcile before every child is known: a child not yet listed would look missing.
-    controller.start(ready=[informer.synced for informer in informers.values()])
+    controller.start(ready=[informer.synced for informer in [*informers.values(), identities]])
     if config.metrics_port:
         metrics.AGENTS.count = cache.condition_counts
         prometheus_client.start_http_server(config.metrics_port, config.metrics_address)
@@ -233,6 +265,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     memo["cache"] = cache
     memo["config"] = config
     memo["informers"] = informers
+    memo["identities"] = identities
 
 
 def child_event_handler(
@@ -247,6 +280,27 @@ def child_event_handler(
         for owner in owners:
             controller.reconciler.observe_child(event_type, owner, body)
             controller.queue.add(owner)
+
+    return handle
+
+
+def identity_event_handler(
+    cache: IndexCache, controller: Controller
+) -> Callable[[str, dict[str, Any]], None]:
+    """A ServiceAccount was marked for agents, or its mark went (the watch then says
+    DELETED: the object left the label selector): judge again the agents that name it."""
+
+    def handle(event_type: str, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace") or "", str(meta.get("name"))
+        marked = (meta.get("labels") or {}).get(c.LABEL_AGENT_IDENTITY) == "true"
+        if event_type != "DELETED" and marked:
+            cache.marked.add((namespace, name))
+        else:
+            cache.marked.discard((namespace, name))
+        for agent in cache.agents_running_as(namespace, name):
+            controller.reconciler.unsettle((namespace, agent))
+            controller.queue.add((namespace, agent))
 
     return handle
 
@@ -275,6 +329,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await memo["controller"].stop()
     for informer in memo.get("informers", {}).values():
         await informer.stop()
+    if "identities" in memo:
+        await memo["identities"].stop()
     if "health" in memo:
         await memo["health"].cleanup()
     await memo["kube"].close()

@@ -46,7 +46,9 @@ def peer(
     sa: str = "",
     exported: bool = False,
 ) -> Peer:
-    return Peer(name, f"uid-{name}", agent_type, sa or name, mesh, exported)
+    return Peer(
+        name, f"uid-{name}", agent_type, sa or name, mesh, exported, own_identity=sa in ("", name)
+    )
 
 
 # --- modes ------------------------------------------------------------------------------------
@@ -170,7 +172,7 @@ def test_allow_from_resolves_agents_types_namespaces_and_service_accounts() -> N
         ],
     }
     peers = (
-        peer("orchestrator", "orchestrator", sa="orch-sa"),
+        peer("orchestrator", "orchestrator"),
         peer("t1", "testing"),
         peer("t2", "testing"),
         peer("x", "coding"),
@@ -179,7 +181,7 @@ def test_allow_from_resolves_agents_types_namespaces_and_service_accounts() -> N
     td = "cluster.local/ns/team-a/sa"
     assert callers(policy) == [
         ([f"{td}/deployer"], ["ci"], ["8080"]),
-        ([f"{td}/orch-sa"], [], ["8080", "9090"]),
+        ([f"{td}/orchestrator"], [], ["8080", "9090"]),
         ([f"{td}/t1", f"{td}/t2"], [], ["9090"]),
         (["cluster.local/ns/tools/sa/bot"], [], ["9091"]),
         ([], ["monitoring"], ["9091"]),  # the metrics scrapers
@@ -257,7 +259,10 @@ def test_the_default_deny_is_shared_by_every_mesh_agent_of_the_namespace() -> No
     )
     found = objects(mesh_agent({"mode": "ambient"}), RenderContext(peers=peers))
     deny = found[("AuthorizationPolicy", c.NAMESPACE_DEFAULT_DENY)]
-    assert deny["spec"] == {}
+    # Agent pods only: the namespace's other workloads are none of the operator's business.
+    assert deny["spec"] == {
+        "selector": {"matchLabels": {c.LABEL_NAME: c.APP_NAME, c.LABEL_MANAGED_BY: c.MANAGED_BY}}
+    }
     owners = deny["metadata"]["ownerReferences"]
     assert [o["name"] for o in owners] == ["a", "b", "z"]  # the agent itself even if no peer
     assert not any(o.get("controller") for o in owners)
@@ -268,6 +273,49 @@ def test_the_default_deny_is_shared_by_every_mesh_agent_of_the_namespace() -> No
     assert ("AuthorizationPolicy", c.NAMESPACE_DEFAULT_DENY) not in objects(
         mesh_agent({"mode": "ambient"}), off
     )
+    # Or make it namespace-wide, when the namespace holds agents alone.
+    wide = RenderContext(RenderConfig(mesh_namespace_default_deny=True), peers)
+    found = objects(mesh_agent({"mode": "ambient"}), wide)
+    assert found[("AuthorizationPolicy", c.NAMESPACE_DEFAULT_DENY)]["spec"] == {}
+
+
+def test_every_policy_the_operator_writes_selects_agent_pods_or_targets_agent_services() -> None:
+    """No AuthorizationPolicy or PeerAuthentication reaches a workload the operator did not
+    make: each selects pods by labels only agent pods carry, or targets an agent's Service."""
+    peers = (peer("a", "coding", {"mode": "sidecar"}),)
+    meshes = [
+        {"mode": "ambient"},
+        {"mode": "ambient", "waypoint": "namespace", "allowFrom": [{"agentType": "coding"}]},
+        {"mode": "ambient", "waypoint": "agent", "traffic": {"timeout": "1s"}},
+        {"mode": "sidecar", "allowFrom": [{"namespace": "ci"}]},
+    ]
+    for mesh in meshes:
+        agent = mesh_agent(mesh)
+        for (kind, name), obj in objects(agent, RenderContext(peers=peers)).items():
+            if kind not in ("AuthorizationPolicy", "PeerAuthentication"):
+                continue
+            spec = obj["spec"]
+            if "targetRefs" in spec:
+                assert spec["targetRefs"] == [{"group": "", "kind": "Service", "name": "b"}]
+                continue
+            labels = spec["selector"]["matchLabels"]
+            assert labels.get(c.LABEL_NAME) == c.APP_NAME, (mesh, name)
+            assert c.LABEL_MANAGED_BY in labels or c.LABEL_INSTANCE in labels, (mesh, name)
+
+
+def test_allow_from_a_type_admits_only_identities_the_operator_made() -> None:
+    """An agent that runs as a ServiceAccount of its choosing (which other workloads may
+    share) is not let in by its type or name: its claim is worth what its identity is."""
+    peers = (
+        peer("t1", "testing", {"mode": "sidecar"}),
+        Peer("t2", "uid-t2", "testing", "shared-sa", {"mode": "sidecar"}, own_identity=False),
+        Peer("t3", "uid-t3", "testing", "t3", None, own_identity=True),
+    )
+    mesh = {"mode": "sidecar", "allowFrom": [{"agentType": "testing"}, {"agent": "t2"}]}
+    policy = objects(mesh_agent(mesh), RenderContext(peers=peers))[("AuthorizationPolicy", "b")]
+    admitted = {p for principals, _, _ in callers(policy) for p in principals}
+    td = "cluster.local/ns/team-a/sa"
+    assert admitted == {f"{td}/t1", f"{td}/t3"}
 
 
 def test_the_namespace_waypoint_is_owned_by_the_agents_that_use_it() -> None:

@@ -123,6 +123,8 @@ def test_requests_per_second_queries_the_agents_own_pods_on_the_configured_prome
         "metricType": "AverageValue",
         "metadata": {
             "serverAddress": "http://prom:9090",
+            # A tenancy-aware Prometheus front confines the query to the agent's namespace.
+            "namespace": "ns",
             "query": 'sum(rate(http_requests_total{namespace="ns",'
             'pod=~"agent-[a-z0-9]+-[a-z0-9]+"}[2m]))',
             "threshold": "2.5",
