@@ -99,13 +99,16 @@ def node(name: str) -> dict[str, Any]:
     return body
 
 
-def lease(node_name: str, renewed: datetime.datetime, by_label: bool = True) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": f"agentfleet-node-{node_name}"}
-    if by_label:
-        meta["labels"] = {f"{c.GROUP}/node": node_name}
+def lease(node_name: str, renewed: datetime.datetime) -> dict[str, Any]:
+    """The node agent's heartbeat Lease, as it writes it."""
     return {
-        "metadata": meta,
+        "metadata": {
+            "name": f"agentfleet-node-{node_name}",
+            "namespace": "agentfleet-system",
+            "labels": {f"{c.GROUP}/node": node_name},
+        },
         "spec": {
+            "holderIdentity": f"agentfleet-node-agent/{node_name}",
             "renewTime": renewed.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "leaseDurationSeconds": 40,
         },
@@ -150,15 +153,26 @@ def test_the_node_agent_lease_gives_the_heartbeat_age() -> None:
     assert stale.placement.startswith("stale heartbeat")
 
 
-def test_leases_are_matched_to_nodes_by_label_or_name() -> None:
-    by_label = lease("gpu-a100-1", NOW)
-    by_label["metadata"]["name"] = "whatever"
-    by_name = lease("cpu-2", NOW, by_label=False)
+def test_only_the_node_agents_own_leases_count() -> None:
+    """As the operator counts them: named and held for their node, in its namespace."""
+    own = lease("gpu-a100-1", NOW)
+    renamed = lease("cpu-2", NOW)
+    renamed["metadata"]["name"] = "whatever"
+    elsewhere = lease("cpu-1", NOW)
+    elsewhere["metadata"]["namespace"] = "team-a"
     other = {"metadata": {"name": "kube-controller-manager"}, "spec": {}}
-    assert fleet.lease_by_node([by_label, by_name, other]) == {
-        "gpu-a100-1": by_label,
-        "cpu-2": by_name,
-    }
+    assert fleet.lease_by_node([own, renamed, elsewhere, other]) == {"gpu-a100-1": own}
+
+
+def test_a_node_claiming_too_many_gpus_says_so() -> None:
+    huge = node("gpu-a100-1")
+    huge["metadata"]["labels"]["nvidia.com/gpu.count"] = "10000000"
+    view = fleet.node_view(huge, None, NOW)
+    assert view.placement.startswith("too many GPUs: nvidia.com/gpu.count=10000000")
+    assert view.gpus == []
+    assert fleet.node_view(node("gpu-a100-1"), None, NOW, max_gpus=4).placement.startswith(
+        "too many GPUs"
+    )
 
 
 def test_api_server_errors_keep_their_message_and_reason() -> None:

@@ -129,6 +129,8 @@ The operator's PolicyRules from files/rbac.yaml. Argument: dict "root" $ "scope"
 {{- end }}
 {{- $args = append $args (printf "--placement-policy=%s" $placement.policy) }}
 {{- $args = append $args (printf "--node-failure-seconds=%d" (int $placement.nodeFailureSeconds)) }}
+{{- $args = append $args (printf "--max-gpus-per-node=%d" (int $placement.maxGPUsPerNode)) }}
+{{- $args = append $args (printf "--unschedulable-seconds=%d" (int $placement.unschedulableSeconds)) }}
 {{- if $op.verbose }}
 {{- $args = append $args "--verbose" }}
 {{- end }}

@@ -196,7 +196,7 @@ class NodePublisher:
                 ],
             },
             "spec": {
-                "holderIdentity": f"{MANAGER}/{self.node_name}",
+                "holderIdentity": k.lease_holder(self.node_name),
                 "leaseDurationSeconds": self.lease_seconds,
                 "renewTime": micro_time(now or datetime.datetime.now(datetime.UTC)),
             },

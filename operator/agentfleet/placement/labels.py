@@ -67,6 +67,11 @@ def lease_name(node: str) -> str:
     return f"{LEASE_PREFIX}{node}"
 
 
+def lease_holder(node: str) -> str:
+    """`spec.holderIdentity` of a node's heartbeat Lease: its node agent."""
+    return f"{NODE_AGENT_MANAGER}/{node}"
+
+
 # --- the operator's decision on each placed Pod ----------------------------------------------
 PLACEMENT: Final = f"{c.GROUP}/placement"  # annotation: format_placement(record)
 SCHEDULING_GATE: Final = c.SCHEDULING_GATE  # spec.schedulingGates[].name until a node is chosen
