@@ -248,6 +248,9 @@ class Placer:
         self.ledger = Ledger()
         self.queue: WorkQueue[str] = WorkQueue("placement", base_delay=0.5, max_delay=30)
         self.synced = False  # every watch has listed: classify and decide
+        # Set with `synced`: the reconciler's workers wait for it, so no agent's status is
+        # computed from half-built books (an operator restart writes nothing).
+        self.books_ready = asyncio.Event()
         self.pods: dict[str, dict[str, Any]] = {}  # slim Pods that hold or may hold GPUs
         self.replicasets: dict[str, ReplicaSetOwner] = {}  # GPU agents' ReplicaSets by uid
         self.by_owner: dict[str, set[str]] = defaultdict(set)  # ReplicaSet uid -> Pods
@@ -408,6 +411,7 @@ class Placer:
         self.ledger = Ledger()
         for key in list(self.pods):
             self._classify(key)
+        self.books_ready.set()
         log.info(
             "placement books rebuilt from %d Pods (%d the operator's), %d nodes",
             len(self.pods),

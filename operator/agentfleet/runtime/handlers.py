@@ -251,8 +251,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         )
     if config.shard_id:
         await claim_shard(writer, config, memo)
-    # No reconcile before every child is known: a child not yet listed would look missing.
-    controller.start(ready=[informer.synced for informer in informers.values()])
+    # No reconcile before every child is known: a child not yet listed would look missing;
+    # nor before the placement books are (a GPU agent's Placed condition reads them).
+    ready = [informer.synced for informer in informers.values()]
+    if "placer" in memo:
+        ready.append(memo["placer"].books_ready)
+    controller.start(ready=ready)
     if config.metrics_port:
         metrics.AGENTS.count = cache.condition_counts
         prometheus_client.start_http_server(config.metrics_port, config.metrics_address)
