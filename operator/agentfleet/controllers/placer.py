@@ -256,6 +256,7 @@ class Placer:
         self.by_owner: dict[str, set[str]] = defaultdict(set)  # ReplicaSet uid -> Pods
         self.by_claim: dict[Key, set[str]] = defaultdict(set)  # agent a label names -> Pods
         self.genuine: dict[str, Key] = {}  # Pod -> its agent, for Pods the operator made
+        self._deployments: dict[Key, str] = {}  # agent -> its Deployment's uid, as last seen
         self.gated: dict[str, dict[str, Any]] = {}  # gated Pods without a decision
         self.pods_of: dict[Key, set[str]] = defaultdict(set)  # agent -> its Pods we know
         self.refusals: dict[Key, Refusal] = {}
@@ -377,9 +378,18 @@ class Placer:
         self._reclassify(self.by_owner.get(uid, ()))
 
     def agent_identity_changed(self, agents: Iterable[Key]) -> None:
-        """An agent or its Deployment appeared, changed owner or went: its Pods may have
-        become (or stopped being) the operator's."""
+        """An agent or its Deployment may have appeared, changed owner or gone: when the
+        Deployment the operator keeps for it is another now, its Pods may have become (or
+        stopped being) the operator's. Cheap when nothing changed (most Deployment events
+        are rollout progress)."""
         for agent in agents:
+            uid = self.deployment_uid(agent)
+            if self._deployments.get(agent) == uid:
+                continue
+            if uid is None:
+                self._deployments.pop(agent, None)
+            else:
+                self._deployments[agent] = uid
             self._reclassify(self.by_claim.get(agent, ()))
 
     def _reclassify(self, keys: Iterable[str]) -> None:
