@@ -194,7 +194,7 @@ def bare_pod(name: str, node: str, gpus: int = 1, **metadata: Any) -> dict[str, 
 # --- a node of the test's own ------------------------------------------------------------------
 
 
-def test_node(name: str, **labels: str) -> dict[str, Any]:
+def node_body(name: str, **labels: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -239,7 +239,23 @@ def gpu_node(cluster: Cluster) -> Iterator[str]:
     """A simulated node with one exclusive 80Gi GPU, for this test's agents only."""
     if not cluster.local:
         pytest.skip("adds a simulated GPU node")
-    name = create_node(cluster, test_node(f"trust-{uuid.uuid4().hex[:6]}"))
+    name = create_node(cluster, node_body(f"trust-{uuid.uuid4().hex[:6]}"))
+    yield name
+    cluster.kubectl("delete", "node", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def shared_gpu_node(cluster: Cluster) -> Iterator[str]:
+    """One time-sliced 80Gi GPU with four slots: agents split its VRAM by the books alone."""
+    if not cluster.local:
+        pytest.skip("adds a simulated GPU node")
+    node = node_body(
+        f"shared-{uuid.uuid4().hex[:6]}",
+        **{"nvidia.com/gpu.replicas": "4", "nvidia.com/gpu.sharing-strategy": "time-slicing"},
+    )
+    for key in ("allocatable", "capacity"):
+        node["status"][key]["nvidia.com/gpu"] = "4"
+    name = create_node(cluster, node)
     yield name
     cluster.kubectl("delete", "node", name, "--wait=false", check=False)
 
@@ -258,7 +274,7 @@ def gpu_node(cluster: Cluster) -> Iterator[str]:
         ({"resources": {"requests": {"cpu": "-1"}}}, "cpu must be more than 0"),
         ({"resources": {"limits": {"memory": "100Ti"}}}, "memory must be more than 0 and at most"),
         ({"resources": {"requests": {"ephemeral-storage": "0"}}}, "ephemeral-storage must be"),
-        ({"resources": {"requests": {"example.com/dongle": "1e30"}}}, "every other amount"),
+        ({"resources": {"requests": {"example.com/dongle": "2Ei"}}}, "every other amount"),
         (
             {"resources": {"requests": {f"example.com/r{i}": "1" for i in range(17)}}},
             "spec.resources.requests",
@@ -364,7 +380,7 @@ def test_a_node_claiming_ten_million_gpus_is_skipped_with_its_reason(
 ) -> None:
     if not cluster.local:
         pytest.skip("adds a simulated GPU node")
-    node = test_node(f"huge-{uuid.uuid4().hex[:6]}", **{"nvidia.com/gpu.count": "10000000"})
+    node = node_body(f"huge-{uuid.uuid4().hex[:6]}", **{"nvidia.com/gpu.count": "10000000"})
     for key in ("allocatable", "capacity"):
         node["status"][key]["nvidia.com/gpu"] = "10000000"
     name = create_node(cluster, node)
@@ -449,20 +465,25 @@ def test_a_gpu_pod_that_is_not_an_agent_holds_its_gpu(
     assert pod.spec.scheduling_gates, "it waits gated, not pinned and Pending"
 
 
-@pytest.mark.parametrize("edit", ["elsewhere", "unreadable", "removed"])
+@pytest.mark.parametrize("edit", ["smaller", "elsewhere", "unreadable", "removed"])
 def test_editing_the_decision_on_ones_own_agent_pod_frees_nothing(
     cluster: Cluster,
     trust_operator: Operator,
     namespace: str,
     user: User,
-    gpu_node: str,
+    shared_gpu_node: str,
     edit: str,
 ) -> None:
-    apply(cluster, agent("first", namespace, gpu={"count": 1}, placement=on_node(gpu_node)))
+    """On a time-sliced GPU only the books keep agents' VRAM apart (the device plugin hands
+    out slots): annotating one's running agent Pod must not free its VRAM there."""
+    node = shared_gpu_node
+    shared = {"count": 1, "vram": "60Gi", "sharing": "shared"}
+    apply(cluster, agent("first", namespace, gpu=shared, placement=on_node(node)))
     wait_ready(cluster, namespace, "first")
     (pod,) = pods_of(cluster, namespace, "first")
     decision = json.loads(pod.metadata.annotations[k.PLACEMENT])
     value = {
+        "smaller": json.dumps({**decision, "vramMiB": 1024}),
         "elsewhere": json.dumps({**decision, "node": "gpu-a100-1"}),
         "unreadable": "{not json",
         "removed": None,
@@ -472,9 +493,11 @@ def test_editing_the_decision_on_ones_own_agent_pod_frees_nothing(
         "patch", "pod", pod.metadata.name, "--type=merge", "-p", json.dumps(patch)
     )
     assert result.returncode == 0, result.stderr
-    apply(cluster, agent("second", namespace, gpu={"count": 1}, placement=on_node(gpu_node)))
+    second = {"count": 1, "vram": "40Gi", "sharing": "shared"}
+    apply(cluster, agent("second", namespace, gpu=second, placement=on_node(node)))
     refusal = placed(cluster, namespace, "second")
-    assert (refusal["status"], refusal["reason"]) == ("False", "InsufficientGPU"), refusal
+    assert refusal["status"] == "False", refusal
+    assert refusal["reason"] in ("InsufficientVRAM", "InsufficientGPU"), refusal
 
 
 def test_a_placed_pod_the_scheduler_cannot_bind_is_placed_again(
@@ -549,7 +572,7 @@ def test_a_lease_outside_the_node_agents_namespace_makes_no_node_stale(
     one, in their own namespace."""
     if not cluster.local:
         pytest.skip("adds a simulated GPU node")
-    node = test_node(f"hb-{uuid.uuid4().hex[:6]}", **{k.AGENT_GPU_COUNT: "1"})
+    node = node_body(f"hb-{uuid.uuid4().hex[:6]}", **{k.AGENT_GPU_COUNT: "1"})
     node["metadata"]["annotations"][k.AGENT_GPUS] = json.dumps(
         [{"index": 0, "name": "NVIDIA TEST", "memoryMiB": 81920, "usedMiB": 0}]
     )

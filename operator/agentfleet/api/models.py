@@ -64,8 +64,8 @@ def _cel_in_range(expression: str, ceiling: str) -> str:
     """CEL: the int-or-string `expression` is a quantity in (0, ceiling]."""
     value = f"string({expression})"
     return (
-        f"isQuantity({value}) && quantity({value}).sign() == 1"
-        f" && quantity({value}).compareTo(quantity('{ceiling}')) <= 0"
+        f"isQuantity({value}) && quantity({value}).isGreaterThan(quantity('0'))"
+        f" && !quantity({value}).isGreaterThan(quantity('{ceiling}'))"
     )
 
 
