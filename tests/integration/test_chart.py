@@ -253,7 +253,7 @@ def operator_matrix(watched: str, elsewhere: str, own: str) -> Matrix:
         *data_file_grants(watched, {}, own),
         (False, "create", f"{c.PLURAL}.{c.GROUP}", here),
         (False, "delete", f"{c.PLURAL}.{c.GROUP}", here),
-        (False, "delete", "pods", here),
+        (False, "deletecollection", "pods", here),
         (False, "create", "leases.coordination.k8s.io", here),
         (False, "delete", "namespaces", ()),
         (False, "update", "customresourcedefinitions.apiextensions.k8s.io", ()),
@@ -528,3 +528,71 @@ def test_node_agent_may_change_only_its_own_nodes_labels(
     finally:
         cluster.kubectl("label", own, f"{label}-", check=False)
         cluster.kubectl("annotate", own, f"{label}-", check=False)
+
+
+def test_node_agent_may_write_only_its_own_nodes_lease(
+    cluster: Cluster, full_release: tuple[str, str], tmp_path: Path
+) -> None:
+    """RBAC lets the node agent write any Lease of its namespace; the chart's admission policy
+    narrows that to the heartbeat of the Node named in its token, so one node's agent can
+    neither keep another node fresh nor make it stale."""
+    from agentfleet.placement import labels as k
+
+    if not cluster.local:
+        pytest.skip("needs the simulated nodes")
+    release, release_ns = full_release
+    account = f"{release}-agentfleet-node-agent"
+    own, other = [
+        n.removeprefix("node/")
+        for n in sorted(cluster.kubectl("get", "nodes", "-o", "name").stdout.split())[:2]
+    ]
+    uid = cluster.kubectl("get", "node", own, "-o", "jsonpath={.metadata.uid}").stdout
+    bound = cluster.kubectl(
+        "create", "token", account, "-n", release_ns, "--bound-object-kind=Node",
+        f"--bound-object-name={own}", f"--bound-object-uid={uid}",
+    ).stdout.strip()  # fmt: skip
+    as_agent = token_kubeconfig(cluster, bound, tmp_path / "node-agent.kubeconfig")
+    unbound = cluster.kubectl("create", "token", account, "-n", release_ns).stdout.strip()
+    as_unbound = token_kubeconfig(cluster, unbound, tmp_path / "unbound.kubeconfig")
+
+    def lease(name: str, labelled: str, holder: str) -> str:
+        return json.dumps(
+            {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {
+                    "name": name,
+                    "namespace": release_ns,
+                    "labels": {k.LEASE_NODE_LABEL: labelled},
+                },
+                "spec": {"holderIdentity": holder, "leaseDurationSeconds": 40},
+            }
+        )
+
+    def write(config: Path, body: str) -> subprocess.CompletedProcess[str]:
+        return cluster.kubectl(
+            f"--kubeconfig={config}", "apply", "--server-side", "--field-manager=test",
+            "-f", "-", input=body, check=False,
+        )  # fmt: skip
+
+    refusal = "may write only the heartbeat Lease of the Node its Pod runs on"
+
+    def other_nodes_lease_refused() -> None:
+        proc = write(as_agent, lease(k.lease_name(other), other, k.lease_holder(other)))
+        assert proc.returncode != 0 and refusal in proc.stderr, proc.stderr
+
+    try:
+        eventually(other_nodes_lease_refused, timeout=60, what="the lease policy to be in force")
+        ok = write(as_agent, lease(k.lease_name(own), own, k.lease_holder(own)))
+        assert ok.returncode == 0, ok.stderr
+        for name, labelled, holder in [
+            (k.lease_name(own), other, k.lease_holder(own)),  # labelled for another node
+            (k.lease_name(own), own, k.lease_holder(other)),  # held for another node
+            ("my-lease", own, k.lease_holder(own)),  # not named for its node
+        ]:
+            refused = write(as_agent, lease(name, labelled, holder))
+            assert refused.returncode != 0 and refusal in refused.stderr, (name, refused.stderr)
+        no_node = write(as_unbound, lease(k.lease_name(own), own, k.lease_holder(own)))
+        assert "its token names no Node" in no_node.stderr, no_node.stderr
+    finally:
+        cluster.kubectl("delete", "lease", k.lease_name(own), "-n", release_ns, check=False)

@@ -207,7 +207,10 @@ async def test_labels_land_on_the_node_and_placement_reads_them(
     def ready_in_inventory() -> NodeInventory:
         now = datetime.datetime.now(datetime.UTC)
         lease = get(cluster, "lease", k.lease_name(kwok_node), "-n", namespace)
-        entry = Inventory.of([get(cluster, "node", kwok_node)], now, [lease]).nodes.get(kwok_node)
+        inventory = Inventory.of(
+            [get(cluster, "node", kwok_node)], now, [lease], lease_namespace=namespace
+        )
+        entry = inventory.nodes.get(kwok_node)
         assert entry is not None, "node not eligible yet"
         return entry
 
@@ -276,12 +279,16 @@ async def test_lease_is_created_renewed_and_goes_with_the_node(
 
     def labelled_and_ready() -> dict[str, Any]:
         labelled = get(cluster, "node", kwok_node)
-        fresh = Inventory.of([labelled], later + datetime.timedelta(seconds=19), [lease])
+        fresh = Inventory.of(
+            [labelled], later + datetime.timedelta(seconds=19), [lease], lease_namespace=namespace
+        )
         assert kwok_node in fresh.nodes, fresh.ineligible.get(kwok_node)
         return labelled
 
     labelled = eventually(labelled_and_ready, timeout=60, what="the node Ready and fresh")
-    stale = Inventory.of([labelled], later + datetime.timedelta(seconds=21), [lease])
+    stale = Inventory.of(
+        [labelled], later + datetime.timedelta(seconds=21), [lease], lease_namespace=namespace
+    )
     assert kwok_node not in stale.nodes
     assert stale.ineligible[kwok_node].reason == "stale heartbeat"
 

@@ -199,6 +199,8 @@ CLUSTER_SCOPED = {
     ("", "nodes"),
     ("apiextensions.k8s.io", "customresourcedefinitions"),
 }
+# Namespaced, read cluster-wide: what runs on the GPU nodes (placement's physical truth).
+READ_CLUSTER_WIDE = {("", "pods")}
 
 
 def test_cluster_scoped_rules_are_only_in_cluster_scoped() -> None:
@@ -206,7 +208,9 @@ def test_cluster_scoped_rules_are_only_in_cluster_scoped() -> None:
         for rule in rules:
             pairs = {(g, r) for g in rule["apiGroups"] for r in rule["resources"]}
             if group == "clusterScoped":
-                assert pairs <= CLUSTER_SCOPED, rule
+                assert pairs <= CLUSTER_SCOPED | READ_CLUSTER_WIDE, rule
+                if pairs & READ_CLUSTER_WIDE:
+                    assert set(rule["verbs"]) <= {"list", "watch"}, rule
             else:
                 assert not pairs & CLUSTER_SCOPED, (group, rule)
 
@@ -399,6 +403,8 @@ def test_operator_deployment_is_restricted_and_recreated(helm: Path) -> None:
         "--node-failure-seconds=30",
         "--log-format=json",
         "--log-level=info",
+        "--max-gpus-per-node=64",
+        "--unschedulable-seconds=60",
         "--verbose",
         "--future-flag=1",
     ]
@@ -463,11 +469,15 @@ def test_node_agent_and_api_have_their_own_minimal_identities(helm: Path) -> Non
     lease_role = one(objects, "Role", "agentfleet-node-agent")
     assert lease_role["metadata"]["namespace"] == "agentfleet-system"
     assert [r["resources"] for r in lease_role["rules"]] == [["leases"]]
-    policy = one(objects, "ValidatingAdmissionPolicy")
-    (condition,) = policy["spec"]["matchConditions"]
-    assert (
-        "system:serviceaccount:agentfleet-system:agentfleet-node-agent" in condition["expression"]
-    )
+    for name in ("agentfleet-node-agent-own-node", "agentfleet-node-agent-own-lease"):
+        policy = one(objects, "ValidatingAdmissionPolicy", name)
+        (condition,) = policy["spec"]["matchConditions"]
+        assert (
+            "system:serviceaccount:agentfleet-system:agentfleet-node-agent"
+            in condition["expression"]
+        )
+        binding = one(objects, "ValidatingAdmissionPolicyBinding", name)
+        assert binding["spec"] == {"policyName": name, "validationActions": ["Deny"]}
 
     api = one(objects, "Deployment", "agentfleet-api")
     (container,) = api["spec"]["template"]["spec"]["containers"]

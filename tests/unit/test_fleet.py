@@ -94,13 +94,16 @@ def node(name: str) -> dict[str, Any]:
     return body
 
 
-def lease(node_name: str, renewed: datetime.datetime, by_label: bool = True) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": f"agentfleet-node-{node_name}"}
-    if by_label:
-        meta["labels"] = {f"{c.GROUP}/node": node_name}
+def lease(node_name: str, renewed: datetime.datetime) -> dict[str, Any]:
+    """The node agent's heartbeat Lease, as it writes it."""
     return {
-        "metadata": meta,
+        "metadata": {
+            "name": f"agentfleet-node-{node_name}",
+            "namespace": "agentfleet-system",
+            "labels": {f"{c.GROUP}/node": node_name},
+        },
         "spec": {
+            "holderIdentity": f"agentfleet-node-agent/{node_name}",
             "renewTime": renewed.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "leaseDurationSeconds": 40,
         },
@@ -145,24 +148,40 @@ def test_the_node_agent_lease_gives_the_heartbeat_age() -> None:
     assert stale.placement.startswith("stale heartbeat")
 
 
-def test_leases_are_matched_to_nodes_by_label_or_name() -> None:
-    by_label = lease("gpu-a100-1", NOW)
-    by_label["metadata"]["name"] = "whatever"
-    by_name = lease("cpu-2", NOW, by_label=False)
+def test_only_the_node_agents_own_leases_count() -> None:
+    """As the operator counts them: named and held for their node, in its namespace."""
+    own = lease("gpu-a100-1", NOW)
+    renamed = lease("cpu-2", NOW)
+    renamed["metadata"]["name"] = "whatever"
+    elsewhere = lease("cpu-1", NOW)
+    elsewhere["metadata"]["namespace"] = "team-a"
     other = {"metadata": {"name": "kube-controller-manager"}, "spec": {}}
-    assert fleet.lease_by_node([by_label, by_name, other]) == {
-        "gpu-a100-1": by_label,
-        "cpu-2": by_name,
-    }
+    assert fleet.lease_by_node([own, renamed, elsewhere, other]) == {"gpu-a100-1": own}
 
 
-def test_nodes_and_gpus_read_the_same_heartbeat_from_a_lease_known_only_by_name() -> None:
-    """Both views ask placement.labels.lease_node, so they cannot disagree."""
-    late = lease("gpu-a100-1", NOW - datetime.timedelta(minutes=5), by_label=False)
+def test_a_node_claiming_too_many_gpus_says_so() -> None:
+    huge = node("gpu-a100-1")
+    huge["metadata"]["labels"]["nvidia.com/gpu.count"] = "10000000"
+    view = fleet.node_view(huge, None, NOW)
+    assert view.placement.startswith("too many GPUs: nvidia.com/gpu.count=10000000")
+    assert view.gpus == []
+    assert fleet.node_view(node("gpu-a100-1"), None, NOW, max_gpus=4).placement.startswith(
+        "too many GPUs"
+    )
+
+
+def test_nodes_and_gpus_read_the_same_heartbeat() -> None:
+    """Both views ask placement.lease_node, so they cannot disagree: a late heartbeat is
+    stale in both, and a Lease without its node label (not the node agent's) counts in neither."""
+    late = lease("gpu-a100-1", NOW - datetime.timedelta(minutes=5))
     view = fleet.node_view(node("gpu-a100-1"), fleet.lease_by_node([late])["gpu-a100-1"], NOW)
     inventory = placement.Inventory.of([node("gpu-a100-1")], NOW, [late])
     assert view.placement.startswith("stale heartbeat")
     assert "gpu-a100-1" in inventory.ineligible and "gpu-a100-1" not in inventory.nodes
+    unlabelled = lease("gpu-a100-1", NOW)
+    del unlabelled["metadata"]["labels"]
+    assert fleet.lease_by_node([unlabelled]) == {}
+    assert "gpu-a100-1" in placement.Inventory.of([node("gpu-a100-1")], NOW, [unlabelled]).nodes
 
 
 def test_without_managed_fields() -> None:

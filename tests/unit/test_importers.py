@@ -307,3 +307,81 @@ def test_dns_name_is_always_a_valid_name_or_empty(text: str) -> None:
 def test_dns_name_of_a_hypercore_title() -> None:
     assert importers.dns_name("Market Intelligence Agent") == "market-intelligence-agent"
     assert importers.dns_name("  42 Things__To-Do!! ") == "things-to-do"
+
+
+# --- hostile files: every one is exit code 2 naming the line or field, never a traceback ----
+
+HAC = "[spacecore]\nname = 'a'\n[hardware]\nref = 'i'\n"
+SERVICE = "name: a\nimage: i\n"
+
+HOSTILE = [
+    # (file name, content, where the message points, what it says)
+    ("big.hac.toml", HAC + "memory = " + "9" * 5000 + "\n", ":5:", "5000 digits"),
+    ("bigtext.hac.toml", HAC + "memory = '" + "9" * 5000 + "'\n", ":5:", "5000 digits"),
+    ("long.hac.toml", HAC + "memory = '" + "9" * 100 + "'\n", ":5:", "longer than 64"),
+    ("exp.hac.toml", HAC + "cores = '1e999999'\n", ":5:", "[hardware].cores"),
+    ("inf.hac.toml", HAC + "cores = 1e400\n", ":5:", "whole number or a quantity"),
+    ("neg.hac.toml", HAC + "memory = '-1Gi'\n", ":5:", "positive"),
+    ("deep.hac.toml", HAC + "x = " + "[" * 20000 + "]" * 20000 + "\n", ":5:", "nested"),
+    ("utf8.hac.toml", b"[spacecore]\nname = 'a\xff'\n", ":2:", "not UTF-8"),
+    ("table.hac.toml", "hardware = 3\n", "[hardware]", "must be a table"),
+    ("big.yaml", SERVICE + "gpu: true\nvram_gb: " + "9" * 5000 + "\n", ":4:", "5000 digits"),
+    ("deep.yaml", SERVICE + "env: " + "[" * 20000 + "]" * 20000 + "\n", ":3:", "nested"),
+    ("deep.json", '{"name": "a", "env": ' + '{"a": ' * 5000 + "1" + "}" * 5001, ":1:", "nested"),
+    ("indent.yaml", SERVICE + "".join(" " * i + "a:\n" for i in range(0, 400, 2)), ":", "nested"),
+    ("utf8.yaml", b"name: a\nimage: i\nhealth: /h\xff\n", ":3:", "not UTF-8"),
+    ("type.yaml", "name: [1]\nimage: i\n", ":1:", "must be a string"),
+    ("env.yaml", SERVICE + "env: {A: [1]}\n", ":3:", "env.A"),
+    ("port.yaml", SERVICE + "port: " + "9" * 30 + "\n", ":3:", "port"),
+    ("timeout.yaml", SERVICE + "ready_timeout: " + "9" * 30 + "\n", ":3:", "ready_timeout"),
+    ("vram.yaml", SERVICE + "gpu: true\nvram_gb: 1.0e+308\n", ":4:", "vram_gb"),
+    ("huge.yaml", "#" * (2 * 1024 * 1024), "huge.yaml", "larger than"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "where", "what"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_files_are_refused_naming_the_line_or_field(
+    tmp_path: Path, name: str, content: str | bytes, where: str, what: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(InvalidFile) as refused:
+        importers.load(path, "default")
+    assert where in str(refused.value) and what in str(refused.value), str(refused.value)
+
+
+def test_the_cli_turns_a_hostile_file_into_exit_code_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from agentfleet.main import app
+
+    runner = CliRunner()
+    for name, content, _, what in HOSTILE:
+        path = tmp_path / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        result = runner.invoke(app, ["import", str(path), "--dry-run"])
+        assert result.exit_code == 2, (name, result.output, result.exception)
+        assert what in result.stderr, (name, result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--mem", "9" * 5000),
+        ("--mem", "1e999999"),
+        ("--cpu", "-1"),
+        ("--cpu", "100000"),
+        ("--vram", "9" * 400),
+        ("--vram", "2Ti"),
+        ("--port", "9" * 5000),
+        ("--gpu", "9" * 5000),
+        ("--replicas", "99999999999999999999"),
+    ],
+)
+def test_spawn_flags_out_of_range_are_usage_errors(flag: str, value: str) -> None:
+    from typer.testing import CliRunner
+
+    from agentfleet.main import app
+
+    result = CliRunner().invoke(app, ["spawn", "a", "--image", "i", flag, value, "--dry-run"])
+    assert result.exit_code == 2, (result.output, result.exception)

@@ -4,6 +4,7 @@ writer (the real API server is exercised in tests/integration/test_placement.py)
 from __future__ import annotations
 
 import copy
+import datetime
 import itertools
 from typing import Any
 
@@ -11,6 +12,7 @@ from agentfleet.api import constants as c
 from agentfleet.api.models import AIAgent
 from agentfleet.controllers.cache import Key
 from agentfleet.controllers.placer import Placer
+from agentfleet.controllers.reconciler import placed_condition
 from agentfleet.kube.client import ApiError, Ref
 from agentfleet.placement import labels as k
 from agentfleet.placement import parse_placement
@@ -32,6 +34,7 @@ class Pods:
         self.events: list[tuple[str, str]] = []
         self.conflict_next = False
         self.versions = itertools.count(1)
+        self.deleted: list[str] = []
 
     async def patch(self, ref: Ref, patch: dict[str, Any]) -> dict[str, Any]:
         key = f"{ref.namespace}/{ref.name}"
@@ -53,15 +56,58 @@ class Pods:
     ) -> None:
         self.events.append((reason, message))
 
+    async def delete(self, ref: Ref, uid: str) -> None:
+        key = f"{ref.namespace}/{ref.name}"
+        if key in self.pods and self.pods[key]["metadata"].get("uid") == uid:
+            self.deleted.append(key)
+            del self.pods[key]
+
+
+def replicaset(agent: AIAgent) -> dict[str, Any]:
+    """The ReplicaSet the agent's Deployment made (the Deployment's uid is `deploy-<name>`)."""
+    name = agent.metadata.name
+    return {
+        "metadata": {
+            "name": f"{name}-abc",
+            "namespace": NS,
+            "uid": f"rs-{name}",
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": name,
+                    "uid": f"deploy-{name}",
+                    "controller": True,
+                }
+            ],
+        }
+    }
+
 
 class World:
     def __init__(self) -> None:
         self.pods = Pods()
         self.agents: dict[Key, AIAgent] = {}
         self.changed: list[Key] = []
-        self.placer = Placer(self.pods, self.agents.get, self.changed.append, now=lambda: NOW)
+        self.placer = self.new_placer()
+
+    def new_placer(self) -> Placer:
+        """A placer whose watches have listed the simulated nodes and what `pods` holds."""
+        placer = Placer(
+            self.pods,
+            self.agents.get,
+            self.changed.append,
+            now=lambda: NOW,
+            deployment_uid=lambda key: f"deploy-{key[1]}" if key in self.agents else None,
+        )
         for node in e2e_nodes():
-            self.placer.node_seen(node)
+            placer.node_seen(node)
+        for agent in self.agents.values():
+            placer.replicaset_event("ADDED", replicaset(agent))
+        for pod in self.pods.pods.values():
+            placer.pod_seen(copy.deepcopy(pod))
+        placer.become_synced()
+        return placer
 
     def agent(self, name: str, **gpu: Any) -> AIAgent:
         agent = agent_from(
@@ -70,6 +116,7 @@ class World:
             namespace=NS,
         )
         self.agents[(NS, name)] = agent
+        self.placer.replicaset_event("ADDED", replicaset(agent))
         return agent
 
     def pod_of(self, agent: AIAgent, index: int = 0) -> dict[str, Any]:
@@ -86,7 +133,17 @@ class World:
                 **template["metadata"],
                 "name": name,
                 "namespace": NS,
+                "uid": f"pod-{name}",
                 "resourceVersion": str(next(self.pods.versions)),
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "ReplicaSet",
+                        "name": f"{agent.metadata.name}-abc",
+                        "uid": f"rs-{agent.metadata.name}",
+                        "controller": True,
+                    }
+                ],
             },
             "spec": template["spec"],
             "status": {"phase": "Pending"},
@@ -166,12 +223,7 @@ async def test_the_books_survive_a_restart() -> None:
     for i in range(16):  # 16 whole GPUs: 8 on the A100, 8 on the H100
         await world.decide(world.pod_of(world.agent(f"e-{i}", count=1, vram="40Gi")))
     world.bind_all()
-    restarted = Placer(world.pods, world.agents.get, world.changed.append, now=lambda: NOW)
-    for node in e2e_nodes():
-        restarted.node_seen(node)
-    for pod in world.pods.pods.values():
-        restarted.pod_seen(copy.deepcopy(pod))
-    world.placer = restarted
+    restarted = world.placer = world.new_placer()
     late = world.pod_of(world.agent("late", count=1, vram="40Gi"))
     await world.decide(late)
     refusal = restarted.state((NS, "late")).refusal
@@ -213,3 +265,116 @@ async def test_a_replica_lost_with_its_node_is_placed_again_and_the_move_is_told
     assert placed.node != old
     ((reason, message),) = world.pods.events
     assert reason == "Replaced" and old in message and placed.node in message
+
+
+# --- the books trust only what the operator made ------------------------------------------
+
+
+def forged_pod(name: str, agent: str, **spec: Any) -> dict[str, Any]:
+    """A bare Pod anyone with Pod rights can create: labelled like a GPU agent's, no owner."""
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "uid": f"forged-{name}",
+            "resourceVersion": "1",
+            "labels": {c.LABEL_GPU: "true", c.LABEL_INSTANCE: agent},
+            "annotations": {},
+        },
+        "spec": {
+            "containers": [{"name": "x", "resources": {"limits": {"nvidia.com/gpu": "8"}}}],
+            **spec,
+        },
+        "status": {"phase": "Pending"},
+    }
+
+
+async def test_a_forged_agent_pod_is_never_placed_and_its_claim_is_ignored() -> None:
+    world = World()
+    agent = world.agent("real", count=1, vram="40Gi")
+    claim = '{"agent":"team/real","gpus":[0,1,2,3,4,5,6,7],"node":"gpu-a100-1","vramMiB":0}'
+    for node in ("gpu-a100-1", "gpu-h100-1"):
+        gated = forged_pod(f"gated-{node}", "real", schedulingGates=[{"name": c.SCHEDULING_GATE}])
+        gated["metadata"]["annotations"][k.PLACEMENT] = claim.replace("gpu-a100-1", node)
+        world.placer.pod_seen(gated)
+        await world.decide(gated)
+    assert world.pods.patches == [], "a Pod the operator did not make was given a decision"
+    assert not world.placer.ledger.nodes, "a forged decision was booked"
+    await world.decide(world.pod_of(agent))
+    assert world.placer.state((NS, "real")).placed
+
+
+async def test_a_bound_gpu_pod_that_is_not_an_agent_holds_its_gpus() -> None:
+    world = World()
+    for node in ("gpu-a100-1", "gpu-h100-1"):
+        bound = forged_pod(f"train-{node}", "none", nodeName=node)
+        bound["metadata"]["labels"] = {}  # a plain training job
+        world.placer.pod_seen(bound)
+    agent = world.agent("late", count=1, vram="40Gi")
+    await world.decide(world.pod_of(agent))
+    refusal = world.placer.state((NS, "late")).refusal
+    assert refusal is not None and refusal.reason == "InsufficientGPU", refusal
+
+
+async def test_nothing_is_classified_before_every_watch_has_listed() -> None:
+    """The Pods arrive before their ReplicaSet (two watches, no order between them): the books
+    are built only once both listed, and then the Pod's decision counts."""
+    world = World()
+    agent = world.agent("x", count=1, vram="40Gi")
+    await world.decide(world.pod_of(agent))
+    world.bind_all()
+    placer = Placer(
+        world.pods, world.agents.get, world.changed.append, now=lambda: NOW,
+        deployment_uid=lambda key: f"deploy-{key[1]}",
+    )  # fmt: skip
+    for pod in world.pods.pods.values():
+        placer.pod_seen(copy.deepcopy(pod))
+    assert not placer.ledger.pods and not placer.genuine
+    placer.replicaset_event("ADDED", replicaset(agent))
+    placer.become_synced()
+    (usage,) = placer.ledger.pods.values()
+    assert usage.placement is not None and placer.genuine == {f"{NS}/x-0": (NS, "x")}
+
+
+async def test_a_deployment_that_appears_later_makes_its_pods_count() -> None:
+    world = World()
+    agent = world.agent("x", count=1, vram="40Gi")
+    known: dict[Key, str] = {}
+    world.placer.deployment_uid = known.get
+    pod = world.pod_of(agent)
+    assert f"{NS}/x-0" not in world.placer.gated
+    known[(NS, "x")] = "deploy-x"
+    world.placer.agent_identity_changed([(NS, "x")])
+    assert f"{NS}/x-0" in world.placer.gated
+    await world.decide(pod)
+    assert world.placer.state((NS, "x")).placed
+
+
+async def test_a_decided_pod_the_scheduler_cannot_bind_is_replaced_after_a_while() -> None:
+    world = World()
+    agent = world.agent("x", count=1, vram="40Gi")
+    await world.decide(world.pod_of(agent))
+    pod = world.pods.pods[f"{NS}/x-0"]
+    pod["status"]["conditions"] = [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/9 nodes are available: 1 Insufficient nvidia.com/gpu.",
+            "lastTransitionTime": "2026-11-30T11:59:30Z",  # 30 s before NOW
+        }
+    ]
+    world.placer.pod_seen(copy.deepcopy(pod))
+    state = world.placer.state((NS, "x"))
+    assert state.stuck and not state.placed
+    placed = placed_condition(state)
+    assert (placed.ok, placed.reason) == (False, "Unschedulable")
+    assert "Insufficient nvidia.com/gpu" in placed.message and "after 60s" in placed.message
+    await world.placer.place_one(f"{NS}/x-0")
+    assert world.pods.deleted == [], "replaced before its time"
+    assert f"{NS}/x-0" in world.placer.queue._timers
+    world.placer.now = lambda: NOW + datetime.timedelta(seconds=31)
+    await world.placer.place_one(f"{NS}/x-0")
+    assert world.pods.deleted == [f"{NS}/x-0"]
+    ((reason, message),) = world.pods.events
+    assert reason == "Unschedulable" and "to be placed again" in message

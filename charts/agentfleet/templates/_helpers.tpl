@@ -177,6 +177,8 @@ The operator's PolicyRules from files/rbac.yaml. Argument: dict "root" $ "scope"
 {{- $args = append $args (printf "--node-failure-seconds=%d" (int $placement.nodeFailureSeconds)) }}
 {{- $args = append $args (printf "--log-format=%s" $op.logFormat) }}
 {{- $args = append $args (printf "--log-level=%s" $op.logLevel) }}
+{{- $args = append $args (printf "--max-gpus-per-node=%d" (int $placement.maxGPUsPerNode)) }}
+{{- $args = append $args (printf "--unschedulable-seconds=%d" (int $placement.unschedulableSeconds)) }}
 {{- if $op.verbose }}
 {{- $args = append $args "--verbose" }}
 {{- end }}

@@ -240,6 +240,25 @@ class OperatorConfig:
     placement_policy: Literal["spread", "binpack"] = setting(
         "spread", "spread (least-loaded GPU, the origin deploy agent's rule) or binpack."
     )
+    # Node labels are input too: a node claiming more GPUs than this is ineligible (with
+    # the reason, shown by `agentfleet nodes`) before one object per GPU is built.
+    max_gpus_per_node: int = setting(
+        64,
+        "A node whose labels or allocatable claim more GPUs than this is not placed on.",
+        minimum=1,
+    )
+    node_agent_namespace: str = setting(
+        c.OPERATOR_NAMESPACE,
+        "Where node agents' heartbeat Leases count (the chart runs the node agent in the"
+        " operator's namespace); Leases anywhere else make no node fresh or stale.",
+        envvar="POD_NAMESPACE",
+    )
+    unschedulable_seconds: float = setting(
+        60.0,
+        "A placed Pod the scheduler cannot bind on the node the ledger chose (something else"
+        " took the GPU) is deleted after this long, to be placed again.",
+        minimum=1,
+    )
     agent_selector: str = setting(
         "",
         "Serve only AIAgents with these labels (server-side selector, e.g."

@@ -11,29 +11,116 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from agentfleet.api import quantity
 
 
 def _check_quantity(value: object) -> str:
-    if isinstance(value, bool) or not quantity.is_quantity(value):
+    if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 24Gi, 500m, 2)")
+    quantity.parse(value)  # bounded; its ValueError says what is wrong
     return str(value)
 
 
-Quantity = Annotated[
+_QUANTITY_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "integer"}, {"type": "string"}],
+    "pattern": quantity.PATTERN,
+    "maxLength": quantity.MAX_LENGTH,
+    "x-kubernetes-int-or-string": True,
+}
+
+Quantity = Annotated[str, BeforeValidator(_check_quantity), WithJsonSchema(_QUANTITY_SCHEMA)]
+
+# Ceilings of what an agent may ask for: far above any node there is, far below sizes that
+# make arithmetic on them slow. The CRD refuses beyond them with CEL (`quantity()`), and so do
+# the models for the CLI and the importers. Every amount must also be more than 0.
+VRAM_CEILING = "1Ti"  # per GPU
+RESOURCE_CEILINGS = {"cpu": "10k", "memory": "64Ti", "ephemeral-storage": "1Pi"}
+OTHER_RESOURCE_CEILING = "1Pi"  # hugepages-*, extended resources
+MAX_RESOURCES = 16  # names in one requests or limits map
+
+
+def _in_range(value: str, what: str, ceiling: str) -> str:
+    """A quantity more than 0 and at most `ceiling` (ValueError naming `what` otherwise)."""
+    amount = quantity.parse(value)
+    if amount <= 0:
+        raise ValueError(f"{what} must be more than 0, not {value}")
+    if amount > quantity.parse(ceiling):
+        raise ValueError(f"{what} must be at most {ceiling}, not {value}")
+    return value
+
+
+def _cel_in_range(expression: str, ceiling: str) -> str:
+    """CEL: the int-or-string `expression` is a quantity in (0, ceiling]."""
+    value = f"string({expression})"
+    return (
+        f"isQuantity({value}) && quantity({value}).isGreaterThan(quantity('0'))"
+        f" && !quantity({value}).isGreaterThan(quantity('{ceiling}'))"
+    )
+
+
+def _check_vram(value: object) -> str:
+    return _in_range(_check_quantity(value), "gpu.vram", VRAM_CEILING)
+
+
+VRAM = Annotated[
     str,
-    BeforeValidator(_check_quantity),
+    BeforeValidator(_check_vram),
     WithJsonSchema(
         {
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "pattern": quantity.PATTERN,
-            "x-kubernetes-int-or-string": True,
+            **_QUANTITY_SCHEMA,
+            "x-kubernetes-validations": [
+                {
+                    "rule": _cel_in_range("self", VRAM_CEILING),
+                    "message": f"gpu.vram must be more than 0 and at most {VRAM_CEILING}",
+                }
+            ],
         }
     ),
 ]
+
+
+def _resource_rules() -> dict[str, Any]:
+    """CEL for a requests/limits map: every amount positive and under its name's ceiling."""
+    listed = ", ".join(f"'{name}'" for name in RESOURCE_CEILINGS)
+    return _rules(
+        *(
+            (
+                f"!('{name}' in self) || {_cel_in_range(f'self[{name!r}]', ceiling)}",
+                f"resources: {name} must be more than 0 and at most {ceiling}",
+            )
+            for name, ceiling in RESOURCE_CEILINGS.items()
+        ),
+        (
+            f"self.all(k, k in [{listed}] || {_cel_in_range('self[k]', OTHER_RESOURCE_CEILING)})",
+            f"resources: every other amount must be more than 0 and at most"
+            f" {OTHER_RESOURCE_CEILING}",
+        ),
+    )
+
+
+def _check_resources(values: object, field: str) -> object:
+    if isinstance(values, dict):
+        for name, value in values.items():
+            ceiling = RESOURCE_CEILINGS.get(str(name), OTHER_RESOURCE_CEILING)
+            _in_range(_check_quantity(value), f"resources.{field}.{name}", ceiling)
+    return values
+
+
+# Free text in a spec (an env var's value, an argument): long enough for a certificate or a
+# JSON document, short enough that no single string dominates the object.
+MAX_TEXT = 32768
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
 
 # Kubernetes types passed through verbatim to the Pod spec (affinity, probes, volumes...).
 # The API server validates them when the Deployment is applied; a rejection becomes a
@@ -97,12 +184,12 @@ class KeySelector(KubeModel):
 
 class FieldSelector(KubeModel):
     field_path: str = Field(min_length=1, max_length=256)
-    api_version: str | None = None
+    api_version: str | None = Field(default=None, max_length=64)
 
 
 class ResourceFieldSelector(KubeModel):
     resource: str = Field(min_length=1, max_length=64)
-    container_name: str | None = None
+    container_name: str | None = Field(default=None, max_length=63)
     divisor: Quantity | None = None
 
 
@@ -131,7 +218,7 @@ class EnvVar(KubeModel):
     )
 
     name: str = Field(min_length=1, max_length=256)
-    value: str | None = None
+    value: str | None = Field(default=None, max_length=MAX_TEXT)
     value_from: EnvVarSource | None = None
 
 
@@ -153,11 +240,23 @@ class LocalRef(KubeModel):
     optional: bool | None = None
 
 
+ResourceMap = dict[str, Quantity] | None
+
+
 class ResourceRequirements(KubeModel):
     """Container requests and limits. GPUs are asked for with `gpu`, not here."""
 
-    requests: dict[str, Quantity] | None = None
-    limits: dict[str, Quantity] | None = None
+    requests: ResourceMap = Field(
+        default=None, max_length=MAX_RESOURCES, json_schema_extra=_resource_rules()
+    )
+    limits: ResourceMap = Field(
+        default=None, max_length=MAX_RESOURCES, json_schema_extra=_resource_rules()
+    )
+
+    @field_validator("requests", "limits", mode="before")
+    @classmethod
+    def _bounded(cls, values: object, info: ValidationInfo) -> object:
+        return _check_resources(values, str(info.field_name))
 
 
 # --- GPU, autoscaling, mesh ----------------------------------------------------------------
@@ -184,7 +283,9 @@ class GPU(KubeModel):
     )
 
     count: int = Field(default=1, ge=0, le=16, description="GPUs per replica (0 = none).")
-    vram: Quantity | None = Field(default=None, description="VRAM needed per GPU, e.g. 24Gi.")
+    vram: VRAM | None = Field(
+        default=None, description=f"VRAM needed per GPU, e.g. 24Gi (at most {VRAM_CEILING})."
+    )
     product: str | None = Field(
         default=None,
         max_length=128,
@@ -260,7 +361,7 @@ class Scaler(KubeModel):
     )
 
     type: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    metadata: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, Text] = Field(default_factory=dict, max_length=64)
     authentication_ref: AuthenticationRef | None = None
     metric_type: Literal["AverageValue", "Value", "Utilization"] | None = None
     use_cached_metrics: bool | None = None
@@ -350,6 +451,7 @@ class Autoscaling(KubeModel):
     idle_replicas: int | None = Field(
         default=None,
         ge=0,
+        le=10000,
         description="0: scale to zero while no trigger is active (KEDA idleReplicaCount).",
     )
     polling_interval_seconds: int | None = Field(default=None, ge=1, le=3600)
@@ -644,13 +746,15 @@ class Toleration(KubeModel):
     operator: Literal["Exists", "Equal"] = "Equal"
     value: str | None = Field(default=None, max_length=63)
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
+    toleration_seconds: int | None = Field(default=None, ge=-(2**31), le=2**31)
 
 
 class Placement(KubeModel):
     """Scheduling constraints passed through to the Pod spec."""
 
-    node_selector: dict[str, str] | None = None
+    node_selector: dict[str, Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None, max_length=64
+    )
     tolerations: list[Toleration] | None = Field(default=None, max_length=64)
     affinity: KubeObject | None = None
     topology_spread_constraints: list[KubeObject] | None = Field(default=None, max_length=16)
@@ -714,8 +818,8 @@ class AgentSpec(KubeModel):
     image: str = Field(min_length=1, max_length=512)
     image_pull_policy: ImagePullPolicy | None = None
     image_pull_secrets: list[LocalRef] | None = Field(default=None, max_length=16)
-    command: list[str] | None = Field(default=None, max_length=64)
-    args: list[str] | None = Field(default=None, max_length=256)
+    command: list[Text] | None = Field(default=None, max_length=64)
+    args: list[Text] | None = Field(default=None, max_length=256)
     env: list[EnvVar] | None = Field(
         default=None, max_length=256, json_schema_extra=_LIST_MAP_BY_NAME
     )
@@ -769,6 +873,9 @@ class AgentSpec(KubeModel):
 # --- status ---------------------------------------------------------------------------------
 
 
+CONDITION_MESSAGE_LIMIT = 32768  # metav1.Condition's maxLength of message
+
+
 class Condition(KubeModel):
     """metav1.Condition."""
 
@@ -777,7 +884,7 @@ class Condition(KubeModel):
     observed_generation: int | None = Field(default=None, ge=0)
     last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
     reason: str = Field(max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
-    message: str = Field(default="", max_length=32768)
+    message: str = Field(default="", max_length=CONDITION_MESSAGE_LIMIT)
 
 
 class Endpoints(KubeModel):

@@ -3,8 +3,15 @@ read sizes and CPUs (one style everywhere: status, refusals, the CLI's tables).
 
 Needed to compare what we applied with what the API server stored (it canonicalises
 "0.5" to "500m") and to reason about VRAM sizes.
+
+Quantities come from people and nodes, so parsing is bounded whatever the CRD let through
+(an object stored before a bound existed, a node's allocatable, an import file): at most
+`MAX_LENGTH` characters and a magnitude below `MAX_MAGNITUDE`, checked before any
+arithmetic. "1e999999" is refused at once instead of becoming a million-digit integer
+(that took tens of seconds on the event loop).
 """
 
+import decimal
 import math
 import re
 from decimal import Decimal
@@ -13,6 +20,11 @@ PATTERN = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
+# Longer than any quantity a person or the API server writes ("9223372036854775807" is 19).
+MAX_LENGTH = 64
+# Kubernetes keeps quantities as int64 multiples of their scale; 2^63 (8Ei) is beyond any
+# resource of any node.
+MAX_MAGNITUDE = Decimal(2**63)
 _REGEX = re.compile(PATTERN)
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {
@@ -27,29 +39,63 @@ _DECIMAL = {
     "P": Decimal("1e15"),
     "E": Decimal("1e18"),
 }
+# Exact for every accepted text: 64 digits of mantissa times a factor of at most 19 digits.
+_EXACT = decimal.Context(prec=100, Emax=10_000, Emin=-10_000, traps=[decimal.InvalidOperation])
 
 
 def is_quantity(value: object) -> bool:
-    return isinstance(value, int | str) and bool(_REGEX.match(str(value)))
+    """A quantity Kubernetes accepts and `parse` reads (so not "1e999999")."""
+    if not isinstance(value, int | str) or isinstance(value, bool):
+        return False
+    try:
+        parse(value)
+    except ValueError:
+        return False
+    return True
 
 
 def parse(value: str | int) -> Decimal:
-    """Exact value of a quantity; raises ValueError on anything Kubernetes would reject."""
+    """Exact value of a quantity; ValueError on anything Kubernetes would reject and on
+    anything longer than MAX_LENGTH or not below MAX_MAGNITUDE. Cheap for any input."""
+    if isinstance(value, int) and not -(2**63) < value < 2**63:
+        raise ValueError(f"{_shown(value)} is too large a quantity (at most 2^63)")
     text = str(value)
+    if len(text) > MAX_LENGTH:
+        raise ValueError(
+            f"{_shown(text)} is not a Kubernetes quantity: longer than {MAX_LENGTH} characters"
+        )
     if not _REGEX.match(text):
         raise ValueError(f"{text!r} is not a Kubernetes quantity (e.g. 24Gi, 500m, 2)")
-    for suffix, factor in _BINARY.items():
+    number, factor = text, Decimal(1)
+    for suffix, binary in _BINARY.items():
         if text.endswith(suffix):
-            return Decimal(text[: -len(suffix)]) * factor
-    if text[-1] in "numkMGTPE":  # an exponent form such as 1e3 always ends in a digit
-        return Decimal(text[:-1]) * _DECIMAL[text[-1]]
-    return Decimal(text)  # plain number or exponent form such as 1e3
+            number, factor = text[: -len(suffix)], Decimal(binary)
+            break
+    else:
+        if text[-1] in "numkMGTPE":  # an exponent form such as 1e3 always ends in a digit
+            number, factor = text[:-1], _DECIMAL[text[-1]]
+    exact = Decimal(number)  # exact, and cheap: at most MAX_LENGTH characters
+    if exact and exact.adjusted() + factor.adjusted() > MAX_MAGNITUDE.adjusted():
+        raise ValueError(f"{text!r} is too large a quantity (at most 2^63)")
+    if exact and exact.adjusted() + factor.adjusted() < -MAX_MAGNITUDE.adjusted() - 30:
+        return Decimal(0)  # far below a nano-unit: nothing
+    result = _EXACT.multiply(exact, factor)
+    if abs(result) >= MAX_MAGNITUDE:
+        raise ValueError(f"{text!r} is too large a quantity (at most 2^63)")
+    return result
+
+
+def _shown(value: str | int) -> str:
+    """A short, cheap rendering of a hostile value for an error message."""
+    if isinstance(value, int):  # str() of a huge int is itself slow (and refused past 4300)
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    return repr(value[:20] + "…") if len(value) > 20 else repr(value)
 
 
 def to_mebibytes(value: str | int) -> int:
     """Whole MiB, rounded up, as GPU Feature Discovery reports `nvidia.com/gpu.memory`."""
-    exact = parse(value) / 2**20
-    return int(exact.to_integral_value(rounding="ROUND_CEILING"))
+    exact = _EXACT.divide(parse(value), Decimal(2**20))
+    return int(exact.to_integral_value(rounding=decimal.ROUND_CEILING))
 
 
 def format_gib(mib: int, *, down: bool = False) -> str:

@@ -121,6 +121,7 @@ class ChildRecord:
     packed: bytes  # the object without its status
     status: dict[str, Any] | None = None  # kept apart: most events change only this
     replicas_managers: tuple[str, ...] = ()  # for Deployments: who owns spec.replicas
+    controller_uid: str = ""  # of its controlling owner (the AIAgent), for the placer
 
     @classmethod
     def of(cls, body: dict[str, Any], previous: ChildRecord | None = None) -> ChildRecord:
@@ -145,6 +146,14 @@ class ChildRecord:
             packed=packed,
             status=_kept_status(body),
             replicas_managers=managers,
+            controller_uid=next(
+                (
+                    str(ref.get("uid") or "")
+                    for ref in meta.get("ownerReferences") or ()
+                    if ref.get("controller")
+                ),
+                "",
+            ),
         )
 
     def body(self) -> dict[str, Any]:

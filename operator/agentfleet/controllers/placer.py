@@ -9,6 +9,17 @@ of agents never over-commits a GPU; the books are rebuilt from the Pods' annotat
 are right after an operator restart. A Pod that cannot be placed stays gated (nothing churns
 in the scheduler), its agent reports why, and it is tried again when capacity appears: a Pod
 goes away, or a Node or node-agent Lease changes.
+
+What the books believe (see placement/ledger.py and placement/owners.py): a decision counts
+only on a Pod the operator's own Deployment made for an agent (Pod -> ReplicaSet ->
+Deployment -> AIAgent, by uid); every other bound Pod counts by the GPUs it requests. So the
+placer keeps a slim copy of every Pod that holds or may hold GPUs (agent Pods, and bound Pods
+that request GPUs), the ReplicaSets of GPU agents, and classifies each Pod again when its
+ReplicaSet, Deployment or agent changes. Nothing is decided before every watch has listed
+(`start(ready)`): the books are then rebuilt from what was listed, complete before the first
+decision. A decided Pod that the scheduler cannot bind where the ledger pinned it (something
+the ledger could not see took the GPU) is deleted after `unschedulable_seconds`: its
+ReplicaSet makes a new, gated Pod that is placed again from the books as they are then.
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ import asyncio
 import datetime
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,18 +49,39 @@ from agentfleet.placement import (
 )
 from agentfleet.placement import labels as k
 from agentfleet.placement.decide import Policy
-from agentfleet.placement.ledger import pod_key
+from agentfleet.placement.inventory import DEFAULT_MAX_GPUS
+from agentfleet.placement.ledger import GPU_RESOURCES, is_gated, pinned_node, pod_key
+from agentfleet.placement.owners import (
+    ReplicaSetOwner,
+    claimed_agent,
+    controller_of,
+    genuine_agent,
+    replicaset_owner,
+)
 from agentfleet.telemetry import logs, tracing
 
 log = logging.getLogger(__name__)
+
+DEFAULT_UNSCHEDULABLE_SECONDS = 60.0
 
 
 class PodWriter(Protocol):
     async def patch(self, ref: Ref, patch: dict[str, Any]) -> dict[str, Any]: ...
 
+    async def delete(self, ref: Ref, uid: str) -> None: ...
+
     async def post_event(
         self, body: dict[str, Any], reason: str, message: str, type_: str = "Warning"
     ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Stuck:
+    """A decided Pod the scheduler cannot bind on the node the ledger pinned it to."""
+
+    node: str
+    since: datetime.datetime
+    message: str  # the scheduler's (PodScheduled=False, reason Unschedulable)
 
 
 @dataclass(frozen=True)
@@ -59,22 +91,18 @@ class AgentPlacement:
     placed: tuple[PlacementRecord, ...] = ()
     waiting: int = 0  # gated Pods without a decision yet
     refusal: Refusal | None = None
+    stuck: tuple[tuple[str, Stuck], ...] = ()  # (Pod name, why), decided but unschedulable
+    replace_after: float = DEFAULT_UNSCHEDULABLE_SECONDS
 
 
 def agent_of(pod: dict[str, Any]) -> Key | None:
-    meta = pod.get("metadata") or {}
-    name = (meta.get("labels") or {}).get(c.LABEL_INSTANCE)
-    return (meta.get("namespace") or "", name) if name else None
+    """The agent a Pod's labels name (a claim: the placer checks it, see genuine_agent)."""
+    return claimed_agent(pod)
 
 
 def pod_name(key: str) -> str:
     """The Pod's name in a ledger key (`namespace/name`)."""
     return key.rpartition("/")[2]
-
-
-def is_gated(pod: dict[str, Any]) -> bool:
-    gates = (pod.get("spec") or {}).get("schedulingGates") or []
-    return any(gate.get("name") == c.SCHEDULING_GATE for gate in gates)
 
 
 def decision_patch(pod: dict[str, Any], decision: Decision) -> dict[str, Any]:
@@ -94,6 +122,111 @@ def decision_patch(pod: dict[str, Any], decision: Decision) -> dict[str, Any]:
     }
 
 
+# --- slim Pods: what the books and the decisions read, nothing else ------------------------
+
+_CONTAINER_KEYS = ("name", "resources", "restartPolicy")
+_SPEC_KEYS = (
+    "nodeName",
+    "schedulingGates",
+    "resources",
+    "overhead",
+    "tolerations",
+    "nodeSelector",
+    "affinity",
+)
+
+
+def requests_gpus(pod: Mapping[str, Any]) -> bool:
+    """Does the Pod ask for a GPU device anywhere (no quantity is parsed)?"""
+    spec = pod.get("spec") or {}
+    containers = [*(spec.get("containers") or ()), *(spec.get("initContainers") or ())]
+    for container in containers:
+        resources = (container or {}).get("resources") or {}
+        for part in ("requests", "limits"):
+            if any(r in (resources.get(part) or {}) for r in GPU_RESOURCES):
+                return True
+    return any(r in (spec.get("overhead") or {}) for r in GPU_RESOURCES)
+
+
+def is_relevant(pod: Mapping[str, Any]) -> bool:
+    """Pods the placer keeps: GPU agents' (labelled, gated or not, ours or forged: the owner
+    chain decides) and bound Pods that request GPUs. Finished Pods hold nothing."""
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return False
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    if labels.get(c.LABEL_GPU) == "true":
+        return True
+    return bool((pod.get("spec") or {}).get("nodeName")) and requests_gpus(pod)
+
+
+def slim(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """The Pod without what the placer never reads (env, volumes, probes, managedFields...)."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    controller = controller_of(pod)
+    conditions = [
+        {key: cond.get(key) for key in ("type", "status", "reason", "lastTransitionTime")}
+        | {"message": str(cond.get("message") or "")[:1024]}
+        for cond in (pod.get("status") or {}).get("conditions") or ()
+        if isinstance(cond, dict) and cond.get("type") == "PodScheduled"
+    ]
+    return {
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "deletionTimestamp": meta.get("deletionTimestamp"),
+            "labels": {
+                key: labels[key] for key in (c.LABEL_INSTANCE, c.LABEL_GPU) if key in labels
+            },
+            "annotations": (
+                {k.PLACEMENT: annotations[k.PLACEMENT]} if k.PLACEMENT in annotations else {}
+            ),
+            "ownerReferences": [dict(controller)] if controller else [],
+        },
+        "spec": {
+            **{key: spec[key] for key in _SPEC_KEYS if key in spec},
+            "containers": [
+                {key: x[key] for key in _CONTAINER_KEYS if key in x}
+                for x in spec.get("containers") or ()
+            ],
+            "initContainers": [
+                {key: x[key] for key in _CONTAINER_KEYS if key in x}
+                for x in spec.get("initContainers") or ()
+            ],
+        },
+        "status": {"phase": (pod.get("status") or {}).get("phase"), "conditions": conditions},
+    }
+
+
+def stuck_of(pod: Mapping[str, Any]) -> Stuck | None:
+    """A decided, ungated, unbound Pod the scheduler reports Unschedulable, since when."""
+    spec = pod.get("spec") or {}
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    if spec.get("nodeName") or is_gated(pod) or k.PLACEMENT not in annotations:
+        return None
+    for cond in (pod.get("status") or {}).get("conditions") or ():
+        if (cond.get("type"), cond.get("status"), cond.get("reason")) == (
+            "PodScheduled",
+            "False",
+            "Unschedulable",
+        ):
+            since = _timestamp(cond.get("lastTransitionTime"))
+            node = pinned_node(spec) or "?"
+            return Stuck(node, since, str(cond.get("message") or "")) if since else None
+    return None
+
+
+def _timestamp(text: Any) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 class Placer:
     def __init__(
         self,
@@ -102,35 +235,119 @@ class Placer:
         agent_changed: Callable[[Key], None],
         policy: Policy = "spread",
         now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        *,
+        deployment_uid: Callable[[Key], str | None] = lambda key: None,
+        max_gpus: int = DEFAULT_MAX_GPUS,
+        lease_namespace: str = k.LEASE_NAMESPACE,
+        unschedulable_seconds: float = DEFAULT_UNSCHEDULABLE_SECONDS,
     ) -> None:
         self.writer = writer
         self.agent = agent
         self.agent_changed = agent_changed
         self.policy = policy
         self.now = now
-        self.inventory = Inventory()
+        # The uid of the Deployment the operator keeps for an agent (named after it and
+        # controlled by the AIAgent's uid), None when there is none.
+        self.deployment_uid = deployment_uid
+        self.unschedulable_seconds = unschedulable_seconds
+        self.inventory = Inventory(max_gpus, lease_namespace)
         self.ledger = Ledger()
         self.queue: WorkQueue[str] = WorkQueue("placement")
+        self.synced = False  # every watch has listed: classify and decide
+        # Set with `synced`: the reconciler's workers wait for it, so no agent's status is
+        # computed from half-built books (an operator restart writes nothing).
+        self.books_ready = asyncio.Event()
+        self.pods: dict[str, dict[str, Any]] = {}  # slim Pods that hold or may hold GPUs
+        self.replicasets: dict[str, ReplicaSetOwner] = {}  # GPU agents' ReplicaSets by uid
+        self.by_owner: dict[str, set[str]] = defaultdict(set)  # ReplicaSet uid -> Pods
+        self.by_claim: dict[Key, set[str]] = defaultdict(set)  # agent a label names -> Pods
+        self.genuine: dict[str, Key] = {}  # Pod -> its agent, for Pods the operator made
+        self._deployments: dict[Key, str] = {}  # agent -> its Deployment's uid, as last seen
         self.gated: dict[str, dict[str, Any]] = {}  # gated Pods without a decision
         self.pods_of: dict[Key, set[str]] = defaultdict(set)  # agent -> its Pods we know
         self.refusals: dict[Key, Refusal] = {}
+        self.stuck: dict[str, Stuck] = {}  # decided Pods the scheduler cannot bind
         self.lost: dict[Key, list[str]] = defaultdict(list)  # nodes an agent lost Pods with
         self._task: asyncio.Task[None] | None = None
 
-    # --- fed by the watches (before any decision is made: see placement_handlers.py) --------
+    # --- fed by the watches ---------------------------------------------------------------
+
+    def pod_event(self, event: str, pod: dict[str, Any]) -> None:
+        """From the Pod watch (every Pod; only relevant ones are kept)."""
+        if event == "DELETED":
+            self.pod_gone(pod)
+        else:
+            self.pod_seen(pod)
 
     def pod_seen(self, pod: dict[str, Any]) -> None:
-        key, agent = pod_key(pod), agent_of(pod)
-        if pod["metadata"].get("deletionTimestamp"):
+        key = pod_key(pod)
+        if not is_relevant(pod):
+            if key in self.pods:
+                self.pod_gone(pod)
+            return
+        body = slim(pod)
+        old = self.pods.get(key)
+        if old is not None:
+            self._unindex(key, old)
+        self.pods[key] = body
+        owner = controller_of(body)
+        if owner is not None:
+            self.by_owner[str(owner.get("uid") or "")].add(key)
+        claim = claimed_agent(body)
+        if claim is not None:
+            self.by_claim[claim].add(key)
+        if self.synced:
+            self._classify(key)
+
+    def _unindex(self, key: str, body: Mapping[str, Any]) -> None:
+        owner = controller_of(body)
+        if owner is not None:
+            _discard(self.by_owner, str(owner.get("uid") or ""), key)
+        claim = claimed_agent(body)
+        if claim is not None:
+            _discard(self.by_claim, claim, key)
+
+    def _classify(self, key: str) -> None:
+        """Book the Pod as what it is now: the operator's (its decision counts) or not."""
+        pod = self.pods[key]
+        agent = genuine_agent(pod, self.replicasets.get, self.deployment_uid)
+        before = self.genuine.pop(key, None)
+        if before is not None and before != agent:
+            self._drop_from_agent(before, key)
+        deleting = bool(pod["metadata"].get("deletionTimestamp"))
+        if deleting:
             self._note_loss(agent, key)  # an eviction frees its GPUs at once
-        self.ledger.upsert(pod)
-        if agent:
-            self.pods_of[agent].add(key)
-        decided = k.PLACEMENT in ((pod["metadata"].get("annotations")) or {})
-        if is_gated(pod) and not decided and not pod["metadata"].get("deletionTimestamp"):
+        self.ledger.upsert(pod, trusted=agent is not None)
+        was_stuck = key in self.stuck
+        stuck = stuck_of(pod) if agent is not None and not deleting else None
+        if stuck is None:
+            self.stuck.pop(key, None)
+        elif self.stuck.get(key) != stuck:
+            self.stuck[key] = stuck
+            self.queue.add_after(key, self._seconds_until_replace(stuck))
+        if agent is None:
+            self.gated.pop(key, None)
+            if before is not None:
+                self.agent_changed(before)
+            return
+        self.genuine[key] = agent
+        self.pods_of[agent].add(key)
+        if is_gated(pod) and not deleting:
+            # An annotation on a Pod that is still gated is not ours: it is decided anew.
             self.gated[key] = pod
+            self.queue.add(key)
         else:
             self.gated.pop(key, None)
+        if before != agent or was_stuck != (stuck is not None):
+            self.agent_changed(agent)
+
+    def _drop_from_agent(self, agent: Key, key: str) -> None:
+        pods = self.pods_of.get(agent)
+        if pods is not None:
+            pods.discard(key)
+            if not pods:
+                del self.pods_of[agent]
+                self.refusals.pop(agent, None)
 
     def _note_loss(self, agent: Key | None, key: str) -> None:
         """A placed Pod is going away while its node is not usable: remember it, to say
@@ -140,17 +357,52 @@ class Placer:
             self.lost[agent].append(usage.node)
 
     def pod_gone(self, pod: dict[str, Any]) -> None:
-        key, agent = pod_key(pod), agent_of(pod)
+        key = pod_key(pod)
+        body = self.pods.pop(key, None)
+        if body is not None:
+            self._unindex(key, body)
+        agent = self.genuine.pop(key, None)
         self._note_loss(agent, key)
         self.ledger.remove(key)
         self.gated.pop(key, None)
+        self.stuck.pop(key, None)
         if agent:
-            self.pods_of[agent].discard(key)
-            if not self.pods_of[agent]:
-                del self.pods_of[agent]
-                self.refusals.pop(agent, None)
+            self._drop_from_agent(agent, key)
             self.agent_changed(agent)
         self.capacity_changed()
+
+    def replicaset_event(self, event: str, replicaset: dict[str, Any]) -> None:
+        """From the watch of GPU agents' ReplicaSets: their Pods may be genuine now."""
+        uid = str((replicaset.get("metadata") or {}).get("uid") or "")
+        owner = None if event == "DELETED" else replicaset_owner(replicaset)
+        if self.replicasets.get(uid) == owner:
+            return
+        if owner is None:
+            self.replicasets.pop(uid, None)
+        else:
+            self.replicasets[uid] = owner
+        self._reclassify(self.by_owner.get(uid, ()))
+
+    def agent_identity_changed(self, agents: Iterable[Key]) -> None:
+        """An agent or its Deployment may have appeared, changed owner or gone: when the
+        Deployment the operator keeps for it is another now, its Pods may have become (or
+        stopped being) the operator's. Cheap when nothing changed (most Deployment events
+        are rollout progress)."""
+        for agent in agents:
+            uid = self.deployment_uid(agent)
+            if self._deployments.get(agent) == uid:
+                continue
+            if uid is None:
+                self._deployments.pop(agent, None)
+            else:
+                self._deployments[agent] = uid
+            self._reclassify(self.by_claim.get(agent, ()))
+
+    def _reclassify(self, keys: Iterable[str]) -> None:
+        if self.synced:
+            for key in list(keys):
+                if key in self.pods:
+                    self._classify(key)
 
     def node_seen(self, node: dict[str, Any]) -> None:
         self.inventory.set_node(node, self.now())
@@ -160,33 +412,42 @@ class Placer:
         self.inventory.remove_node(name)
         self.ledger.forget_node(name)
 
-    def lease_seen(self, lease: dict[str, Any]) -> None:
-        self.inventory.set_lease(lease, self.now())
-        self.capacity_changed()
+    def lease_event(self, event: str, lease: dict[str, Any]) -> None:
+        """From the watch of the node agent's Leases (its namespace only)."""
+        if event == "DELETED":
+            self.inventory.remove_lease(lease, self.now())
+        else:
+            self.inventory.set_lease(lease, self.now())
+            self.capacity_changed()
 
-    def lease_gone(self, lease: dict[str, Any]) -> None:
-        node = k.lease_node(lease)
-        if node:
-            self.inventory.remove_lease(node, self.now())
+    def become_synced(self) -> None:
+        """Every watch has listed: classify every Pod kept so far (the books are then
+        complete) and queue the gated and the stuck ones."""
+        self.synced = True
+        self.ledger = Ledger()
+        for key in list(self.pods):
+            self._classify(key)
+        self.books_ready.set()
+        log.info(
+            "placement books rebuilt from %d Pods (%d the operator's), %d nodes",
+            len(self.pods),
+            len(self.genuine),
+            len(self.inventory.nodes) + len(self.inventory.ineligible),
+        )
 
     # --- decisions ------------------------------------------------------------------------
-
-    def wake(self, pod: dict[str, Any]) -> None:
-        """A gated Pod appeared or changed: decide for it (called once the caches are full)."""
-        key = pod_key(pod)
-        if key in self.gated:
-            self.queue.add(key)
 
     def capacity_changed(self) -> None:
         """Something may have freed room: try the Pods that were refused again."""
         if not self.refusals:
             return
-        for key, pod in self.gated.items():
-            if agent_of(pod) in self.refusals:
+        for key in self.gated:
+            if self.genuine.get(key) in self.refusals:
                 self.queue.add_after(key, 0.5)  # coalesces a burst of changes
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._work(), name="placement-worker")
+    def start(self, ready: list[asyncio.Event] | None = None) -> None:
+        """Decide once every `ready` event is set (every watch the books read has listed)."""
+        self._task = asyncio.create_task(self._work(ready or []), name="placement-worker")
 
     async def stop(self) -> None:
         self.queue.shutdown()
@@ -194,7 +455,10 @@ class Placer:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def _work(self) -> None:
+    async def _work(self, ready: list[asyncio.Event]) -> None:
+        for event in ready:
+            await event.wait()
+        self.become_synced()
         while True:
             key = await self.queue.get()
             try:
@@ -206,9 +470,17 @@ class Placer:
             finally:
                 self.queue.done(key)
 
+    def _seconds_until_replace(self, stuck: Stuck) -> float:
+        due = stuck.since + datetime.timedelta(seconds=self.unschedulable_seconds)
+        return max(0.0, (due - self.now()).total_seconds())
+
     async def place_one(self, key: str) -> None:
+        stuck = self.stuck.get(key)
+        if stuck is not None:
+            await self._replace_stuck(key, stuck)
+            return
         pod = self.gated.get(key)
-        agent_key = agent_of(pod) if pod else None
+        agent_key = self.genuine.get(key)
         if pod is None or agent_key is None:
             return
         agent = self.agent(agent_key)
@@ -260,6 +532,41 @@ class Placer:
         await self._report_move(agent, agent_key, result)
         self.agent_changed(agent_key)
 
+    async def _replace_stuck(self, key: str, stuck: Stuck) -> None:
+        """Delete a decided Pod the scheduler has not bound for `unschedulable_seconds`: its
+        ReplicaSet makes a new, gated one, placed from the books as they are now."""
+        wait = self._seconds_until_replace(stuck)
+        if wait > 0:
+            self.queue.add_after(key, wait)
+            return
+        pod, agent_key = self.pods.get(key), self.genuine.get(key)
+        if pod is None or agent_key is None:
+            return
+        meta = pod["metadata"]
+        ref = Ref("v1", "pods", meta["namespace"], meta["name"], "Pod")
+        await self.writer.delete(ref, str(meta.get("uid") or ""))
+        self.stuck.pop(key, None)
+        message = (
+            f"replica Pod {meta['name']} could not be scheduled on {stuck.node}, where the"
+            f" ledger placed it, for {self.unschedulable_seconds:g}s ({stuck.message}):"
+            " deleted, to be placed again"
+        )
+        log.warning("%s/%s: %s", *agent_key, message)
+        agent = self.agent(agent_key)
+        if agent is not None:
+            body = {
+                "metadata": {
+                    "name": agent_key[1],
+                    "namespace": agent_key[0],
+                    "uid": agent.metadata.uid,
+                }
+            }
+            try:
+                await self.writer.post_event(body, "Unschedulable", message)
+            except ApiError:
+                log.warning("could not post the Unschedulable event", exc_info=True)
+        self.agent_changed(agent_key)
+
     async def _report_move(self, agent: AIAgent, key: Key, decision: Decision) -> None:
         """After a node failure, say what moved where (an Event on the AIAgent)."""
         if not self.lost.get(key):
@@ -282,10 +589,27 @@ class Placer:
     def state(self, key: Key) -> AgentPlacement:
         placed = []
         waiting = 0
+        stuck = []
         for pod in sorted(self.pods_of.get(key, ())):
             usage = self.ledger.pods.get(pod)
-            if usage is not None and usage.placement is not None:
+            if pod in self.stuck:
+                stuck.append((pod.partition("/")[2], self.stuck[pod]))
+            elif usage is not None and usage.placement is not None:
                 placed.append(usage.placement)
             elif pod in self.gated:
                 waiting += 1
-        return AgentPlacement(tuple(placed), waiting, self.refusals.get(key))
+        return AgentPlacement(
+            tuple(placed),
+            waiting,
+            self.refusals.get(key),
+            tuple(stuck),
+            self.unschedulable_seconds,
+        )
+
+
+def _discard(index: dict[Any, set[str]], key: Any, value: str) -> None:
+    values = index.get(key)
+    if values is not None:
+        values.discard(value)
+        if not values:
+            del index[key]

@@ -671,12 +671,29 @@ def placed_condition(state: AgentPlacement) -> Placed:
     if state.refusal is not None:
         refusal = state.refusal
         return Placed(False, refusal.reason, refusal.message, replicas, vram, refused=True)
+    if state.stuck:
+        name, stuck = state.stuck[0]
+        more = f" (and {len(state.stuck) - 1} more)" if len(state.stuck) > 1 else ""
+        message = (
+            f"replica Pod {name}{more} cannot be scheduled on {stuck.node}, where the ledger"
+            f" placed it: {stuck.message}; it is placed again after"
+            f" {state.replace_after:g}s"
+        )
+        return Placed(False, "Unschedulable", message, replicas, vram)
     if state.waiting:
         message = f"{state.waiting} replica(s) waiting for a placement decision"
         return Placed(False, Reason.PENDING, message, replicas, vram)
-    where = ", ".join(f"{r.node} GPU {','.join(map(str, r.gpus))}" for r in state.placed)
+    shown = PLACED_SHOWN
+    where = ", ".join(f"{r.node} GPU {','.join(map(str, r.gpus))}" for r in state.placed[:shown])
+    if len(state.placed) > shown:
+        where += f", +{len(state.placed) - shown} more (status.placement.replicas)"
     message = f"{len(state.placed)} replica(s) placed" + (f": {where}" if where else "")
     return Placed(True, Reason.PLACED, message, replicas, vram)
+
+
+# Replicas the Placed message names one by one (status.placement.replicas lists them all):
+# 10,000 replicas would otherwise be a message longer than a Condition may hold.
+PLACED_SHOWN = 10
 
 
 # Progress-only status changes (messages, replica counts) are written at most this often,

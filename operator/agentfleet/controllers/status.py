@@ -15,7 +15,7 @@ from typing import Any
 from agentfleet.api import constants as c
 from agentfleet.api import timestamps
 from agentfleet.api.constants import Reason
-from agentfleet.api.models import AIAgent
+from agentfleet.api.models import CONDITION_MESSAGE_LIMIT, AIAgent
 from agentfleet.render import gpu, service
 from agentfleet.render.common import label_selector, service_account_name
 
@@ -109,6 +109,19 @@ def rollout(deployment: dict[str, Any] | None) -> Rollout:
 _MESSAGE_LIMIT = 4096
 
 
+# metav1.Condition's limit (the CRD's schema): a longer message would make every status
+# patch of the agent fail, so the message is cut, never the write.
+MESSAGE_LIMIT = CONDITION_MESSAGE_LIMIT
+_CUT = " … (cut)"
+
+
+def bounded(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """The message as is, or cut to `limit` characters with a marker saying so."""
+    if len(message) <= limit:
+        return message
+    return message[: limit - len(_CUT)] + _CUT
+
+
 def condition(
     kind: str,
     status: bool,
@@ -131,7 +144,7 @@ def condition(
         "observedGeneration": generation,
         "lastTransitionTime": transition,
         "reason": reason,
-        "message": message,
+        "message": bounded(message),
     }
 
 

@@ -41,7 +41,7 @@ from agentfleet.frontends.fleet import (
 )
 from agentfleet.frontends.importers import InvalidFile, InvalidSpec
 from agentfleet.kube.client import ApiError, ConfigError, Target
-from agentfleet.placement import GPURow
+from agentfleet.placement import DEFAULT_MAX_GPUS, GPURow
 
 app = typer.Typer(
     help="agentfleet: AI agents as Kubernetes-native AIAgent resources.",
@@ -83,6 +83,12 @@ KubeconfigOption = typer.Option(
     None, "--kubeconfig", help="Path to the kubeconfig file (default: $KUBECONFIG, ~/.kube/config)."
 )
 ContextOption = typer.Option(None, "--context", help="The kubeconfig context to use.")
+MaxGPUsOption = typer.Option(
+    DEFAULT_MAX_GPUS,
+    "--max-gpus-per-node",
+    min=1,
+    help="The operator's --max-gpus-per-node: a node claiming more GPUs is shown as skipped.",
+)
 NamespaceOption = typer.Option(
     None, "--namespace", "-n", help="Namespace (default: the context's, else default)."
 )
@@ -652,6 +658,7 @@ def scale(
 @app.command(epilog=EXIT_CODES_HELP)
 def nodes(
     output: str = typer.Option("", "--output", "-o", help="wide, json or yaml."),
+    max_gpus: int = MaxGPUsOption,
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
 ) -> None:
@@ -659,7 +666,7 @@ def nodes(
     _check_output(output, ("", "wide", "json", "yaml"))
 
     async def work(fleet: Fleet) -> list[NodeView]:
-        return await fleet.node_views()
+        return await fleet.node_views(max_gpus)
 
     views = _run(work, Target(kubeconfig, context, None))
     if output in ("json", "yaml"):
@@ -695,6 +702,7 @@ def nodes(
 @app.command(epilog=EXIT_CODES_HELP)
 def gpus(
     output: str = typer.Option("", "--output", "-o", help="json or yaml."),
+    max_gpus: int = MaxGPUsOption,
     kubeconfig: str | None = KubeconfigOption,
     contexts: list[str] | None = ContextsOption,
     all_contexts: bool = AllContextsOption,
@@ -706,7 +714,7 @@ def gpus(
     _check_output(output, ("", "json", "yaml"))
 
     async def work(fleet: Fleet) -> list[GPURow]:
-        return await fleet.gpu_table()
+        return await fleet.gpu_table(max_gpus)
 
     targets = _targets(kubeconfig, contexts, all_contexts)
     clusters = len(targets) > 1

@@ -162,18 +162,30 @@ class NodeView:
         return ", ".join(parts)
 
 
-def lease_by_node(leases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The node agent's Leases by the Node they speak for (label, else name)."""
+def gibibytes(mib: int) -> str:
+    """MiB for people: '80Gi', '22.5Gi' (one decimal at most)."""
+    text = f"{mib / 1024:.1f}".removesuffix(".0")
+    return f"{text}Gi"
+
+
+def lease_by_node(
+    leases: list[dict[str, Any]], namespace: str = placement_labels.LEASE_NAMESPACE
+) -> dict[str, dict[str, Any]]:
+    """The node agent's heartbeat Leases by the Node they speak for: only those the placement
+    ledger counts (in the node agent's namespace, named and held for their Node)."""
     found = {}
     for lease in leases:
-        node = placement_labels.lease_node(lease)
+        node = placement.lease_node(lease, namespace)
         if node:
             found[node] = lease
     return found
 
 
 def node_view(
-    node: dict[str, Any], lease: dict[str, Any] | None, now: datetime.datetime
+    node: dict[str, Any],
+    lease: dict[str, Any] | None,
+    now: datetime.datetime,
+    max_gpus: int = placement.DEFAULT_MAX_GPUS,
 ) -> NodeView:
     meta, status = node["metadata"], node.get("status") or {}
     labels = meta.get("labels") or {}
@@ -192,7 +204,7 @@ def node_view(
         None,
     )
     heartbeat, seconds = placement.heartbeat_of(lease) if lease else (None, None)
-    read = placement.node_from_object(node, now, heartbeat, seconds)
+    read = placement.node_from_object(node, now, heartbeat, seconds, max_gpus)
     inventory = read if isinstance(read, placement.NodeInventory) else read.inventory
     state = (
         "Ready" if isinstance(read, placement.NodeInventory) else f"{read.reason}: {read.detail}"
@@ -207,7 +219,7 @@ def node_view(
         os=labels.get("kubernetes.io/os", info.get("operatingSystem", "")),
         arch=labels.get("kubernetes.io/arch", info.get("architecture", "")),
         cpu=str(allocatable.get("cpu", "0")),
-        memory_mib=int(quantity.parse(memory) / 2**20) if memory else 0,
+        memory_mib=_mebibytes(memory),
         gpus=node_gpus(inventory),
         heartbeat_age=(now - heartbeat).total_seconds() if heartbeat else None,
         placement=state,
@@ -215,6 +227,15 @@ def node_view(
         annotations={k: v for k, v in annotations.items() if k.startswith(f"{c.GROUP}/")},
         simulated=annotations.get(KWOK_NODE_ANNOTATION) == "fake",
     )
+
+
+def _mebibytes(memory: Any) -> int:
+    """A node's allocatable memory in MiB; 0 when absent or unreadable (the placement column
+    then says why the node is skipped)."""
+    try:
+        return int(quantity.parse(memory) / 2**20) if memory else 0
+    except ValueError:
+        return 0
 
 
 def node_gpus(inventory: placement.NodeInventory | None) -> list[dict[str, Any]]:
@@ -475,21 +496,44 @@ class Fleet:
                 return []
             raise
 
-    async def node_views(self) -> list[NodeView]:
+    async def node_views(self, max_gpus: int = placement.DEFAULT_MAX_GPUS) -> list[NodeView]:
+        """`max_gpus`: the operator's --max-gpus-per-node (a node claiming more is shown
+        ineligible with the reason, as the operator sees it)."""
         nodes, leases = await asyncio.gather(self.nodes(), self.node_leases())
         now = datetime.datetime.now(datetime.UTC)
         by_node = lease_by_node(leases)
-        return [node_view(node, by_node.get(node["metadata"]["name"]), now) for node in nodes]
+        return [
+            node_view(node, by_node.get(node["metadata"]["name"]), now, max_gpus) for node in nodes
+        ]
 
-    async def gpu_table(self) -> list[placement.GPURow]:
+    async def gpu_table(self, max_gpus: int = placement.DEFAULT_MAX_GPUS) -> list[placement.GPURow]:
         """Per GPU: total, committed and free VRAM and its agents, from the placement ledger
-        rebuilt from every Pod's placement annotation."""
-        nodes, pods, leases = await asyncio.gather(
-            self.nodes(), self.all_pods(), self.node_leases()
+        rebuilt from the Pods as the operator counts them: decisions of the Pods its
+        Deployments made, and what every other bound Pod requests."""
+        nodes, pods, leases, trusted = await asyncio.gather(
+            self.nodes(), self.all_pods(), self.node_leases(), self.operator_pods()
         )
         now = datetime.datetime.now(datetime.UTC)
-        inventory = placement.Inventory.of(nodes, now, leases)
-        return placement.gpu_table(inventory, placement.Ledger.from_pods(pods))
+        inventory = placement.Inventory.of(nodes, now, leases, max_gpus)
+        return placement.gpu_table(inventory, placement.Ledger.from_pods(pods, trusted))
+
+    async def operator_pods(self) -> Callable[[dict[str, Any]], bool]:
+        """Which Pods the operator made for an agent (placement.owners), from the GPU
+        agents' ReplicaSets, the operator's Deployments and the AIAgents. Whoever may not
+        list those sees every agent Pod's decision believed, as before the owner check."""
+        selector = [("labelSelector", f"{c.LABEL_GPU}=true")]
+        ours = [("labelSelector", f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}")]
+        try:
+            replicasets, deployments, agents = await asyncio.gather(
+                self.kube.list(kube.REPLICASETS.ref(), query=selector),
+                self.kube.list(kube.DEPLOYMENTS.ref(), query=ours),
+                self.kube.list(AGENTS.ref()),
+            )
+        except ApiError as error:
+            if error.status != 403:
+                raise
+            return lambda pod: True
+        return placement.trusted_pods(replicasets, deployments, agents)
 
     # -- who is asking (for the HTTP API) --
 

@@ -88,17 +88,28 @@ def dns_name(text: str) -> str:
     return label
 
 
+def _text(value: str | int | float, field: str) -> str:
+    """A value as text, refused when it is longer than any quantity (before any conversion:
+    str() of a huge int, or int() of a long digit string, is itself slow or refused)."""
+    if isinstance(value, int) and value.bit_length() > 4 * quantity.MAX_LENGTH:
+        raise InvalidSpec(field, f"a number of more than {quantity.MAX_LENGTH} digits")
+    text = str(value).strip()
+    if len(text) > quantity.MAX_LENGTH:
+        raise InvalidSpec(field, f"{text[:20]}… is longer than {quantity.MAX_LENGTH} characters")
+    return text
+
+
 def memory(value: str | int, field: str = "mem") -> str:
     """Memory as Hypercore means it: a bare number is MiB ('2048' -> '2048Mi')."""
-    text = str(value).strip()
+    text = _text(value, field)
     if re.fullmatch(r"[0-9]+", text) and int(text) > 0:
-        return f"{text}Mi"
+        return _quantity(f"{text}Mi", field, "e.g. 2048 (MiB) or 4Gi")
     return _quantity(text, field, "e.g. 2048 (MiB) or 4Gi")
 
 
 def vram(value: str | int | float, field: str = "vram") -> str:
     """VRAM per GPU: a bare number is GiB ('24' -> '24Gi'), as the deploy agent's vram_gb."""
-    text = str(value).strip()
+    text = _text(value, field)
     if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
         if float(text) <= 0:
             raise InvalidSpec(field, f"{text} must be more than 0")
@@ -108,7 +119,7 @@ def vram(value: str | int | float, field: str = "vram") -> str:
 
 
 def cpu(value: str | int | float, field: str = "cpu") -> str:
-    text = str(value).strip()
+    text = _text(value, field)
     return _quantity(text, field, "e.g. 2 or 500m")
 
 
@@ -116,6 +127,73 @@ def _quantity(text: str, field: str, example: str) -> str:
     if not quantity.is_quantity(text) or quantity.parse(text) <= 0:
         raise InvalidSpec(field, f"{text!r} is not a positive Kubernetes quantity ({example})")
     return text
+
+
+# --- hostile files -----------------------------------------------------------------------------
+
+MAX_FILE_BYTES = 1024 * 1024  # a hac.toml or service.yaml is a few hundred bytes
+MAX_NESTING = 32  # brackets or indentation levels: these formats are two levels deep
+_DIGITS = re.compile(r"[0-9]{4301,}")  # past Python's limit for reading an integer
+
+
+def _line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def _decode(data: bytes, source: str) -> str:
+    """UTF-8 text, or InvalidFile naming the line of the first byte that is not."""
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidFile(source, f"larger than {MAX_FILE_BYTES // 1024} KiB: not an agent file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise InvalidFile(
+            source, f"not UTF-8 text (byte 0x{data[error.start]:02x})", line
+        ) from None
+
+
+def _check_shape(text: str, source: str) -> None:
+    """Refuse what would make the TOML or YAML parser recurse or convert without bound,
+    naming the line: nesting deeper than MAX_NESTING, integers Python cannot read."""
+    depth = 0
+    quote = ""
+    for offset, char in enumerate(text):
+        if quote:
+            if char == quote or char == "\n":
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            quote = "\n"  # a comment runs to the end of the line
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise InvalidFile(
+                    source, f"nested deeper than {MAX_NESTING} levels", _line_of(text, offset)
+                )
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    for number, line in enumerate(text.splitlines(), start=1):
+        indent = len(line) - len(line.lstrip(" "))
+        if indent > 2 * MAX_NESTING:
+            raise InvalidFile(source, f"nested deeper than {MAX_NESTING} levels", number)
+    digits = _DIGITS.search(text)
+    if digits:
+        raise InvalidFile(
+            source,
+            f"a number of {len(digits.group())} digits (more than any field can hold)",
+            _line_of(text, digits.start()),
+        )
+
+
+def _parsed(parse: Any, text: str, source: str) -> Any:
+    """Run a parser on checked text; anything it still cannot take becomes InvalidFile."""
+    _check_shape(text, source)
+    try:
+        return parse(text)
+    except (RecursionError, OverflowError, MemoryError) as error:
+        raise InvalidFile(source, f"cannot be read ({type(error).__name__})") from None
 
 
 def env_list(pairs: Iterable[str], field: str = "env") -> list[dict[str, str]]:
@@ -149,7 +227,7 @@ def port_warnings(ports: Iterable[str | int], name: str, field: str = "ports") -
     for raw in ports:
         text = str(raw)
         container = text.rpartition(":")[2]
-        if not container.isdigit() or not 0 < int(container) < 65536:
+        if not container.isdigit() or len(container) > 5 or not 0 < int(container) < 65536:
             raise InvalidSpec(field, f"{text!r} is not PORT or HOST_PORT:CONTAINER_PORT")
         number = int(container)
         if number not in FIXED_PORTS:
@@ -264,6 +342,8 @@ HAC_VM_FIELDS = {
     "its Service",
 }
 
+MAX_READY_TIMEOUT = 86400
+
 SERVICE_FIELDS = {
     "name",
     "image",
@@ -282,9 +362,10 @@ def load(
 ) -> Imported:
     """A hac.toml or service.yaml file as an AIAgent in `namespace`."""
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
+        data = path.read_bytes()
+    except OSError as error:
         raise InvalidFile(str(path), f"cannot read: {error}") from error
+    text = _decode(data, str(path))
     if path.suffix == ".toml":
         return from_hac_toml(text, str(path), namespace, name, agent_type)
     if path.suffix in (".yaml", ".yml", ".json"):
@@ -304,10 +385,14 @@ def from_hac_toml(
     """Hypercore hardware-as-code: [spacecore] name/description, [hardware] cores, memory
     (MiB), ref (image); kernel, drive and interface are microVM details (warned about)."""
     try:
-        doc = tomllib.loads(text)
+        doc = _parsed(tomllib.loads, text, source)
     except tomllib.TOMLDecodeError as error:
         line = _toml_error_line(str(error))
         raise InvalidFile(source, f"not valid TOML: {error}", line) from error
+    except ValueError as error:  # tomllib's own conversions (a number it cannot read)
+        if isinstance(error, InvalidFile):
+            raise
+        raise InvalidFile(source, f"not valid TOML: {error}") from error
     lines = _TomlLines(text)
     warnings: list[str] = []
     for section, value in doc.items():
@@ -349,7 +434,9 @@ def from_hac_toml(
         if key in hardware:
             value = hardware[key]
             if isinstance(value, bool) or not isinstance(value, int | str):
-                raise fail("hardware", key, f"{value!r} must be a number")
+                raise fail(
+                    "hardware", key, f"{value!r} must be a whole number or a quantity string"
+                )
             try:
                 converted = convert(value, f"[hardware].{key}")
             except InvalidSpec as error:
@@ -378,12 +465,16 @@ def from_service_yaml(
 ) -> Imported:
     """A deploy-agent manifest (the body of its POST /deploy) as an AIAgent."""
     try:
-        doc = yaml.safe_load(text)
-        root = yaml.compose(text)
+        doc = _parsed(yaml.safe_load, text, source)
+        root = _parsed(yaml.compose, text, source)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise InvalidFile(source, f"not valid YAML: {error}", line) from error
+    except ValueError as error:  # the YAML parser's own conversions
+        if isinstance(error, InvalidFile):
+            raise
+        raise InvalidFile(source, f"not valid YAML: {error}") from error
     if not isinstance(doc, dict) or not isinstance(root, yaml.MappingNode):
         raise InvalidFile(source, "must be a mapping of service fields (name, image, port...)")
     lines = {
@@ -477,8 +568,8 @@ class ServiceManifest:
             if not self.health.startswith("/"):
                 raise InvalidSpec("health", f"{self.health!r} must be an HTTP path such as /health")
             spec["probes"] = health_probes(self.health)
-        if self.ready_timeout is not None and self.ready_timeout < 0:
-            raise InvalidSpec("ready_timeout", "must be 0 or more seconds")
+        if self.ready_timeout is not None and not 0 <= self.ready_timeout <= MAX_READY_TIMEOUT:
+            raise InvalidSpec("ready_timeout", f"must be 0 to {MAX_READY_TIMEOUT} seconds (a day)")
         annotations = {ANNOTATION_IMPORTED_FROM: source} if source else None
         body = agent_body(self.name, namespace, spec, annotations)
         return Imported(body, warnings, self.ready_timeout)

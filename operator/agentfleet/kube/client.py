@@ -198,6 +198,8 @@ AGENTS = Kind(c.API_VERSION, c.PLURAL, c.KIND)
 VERSION = Ref("", "version", kind="Version")  # the API server's /version
 PODS = Kind("v1", "pods", "Pod")
 NODES = Kind("v1", "nodes", "Node")
+REPLICASETS = Kind("apps/v1", "replicasets", "ReplicaSet")
+DEPLOYMENTS = Kind("apps/v1", "deployments", "Deployment")
 EVENTS = Kind("v1", "events", "Event")
 LEASES = Kind(c.COORDINATION_API, "leases", "Lease")
 TOKEN_REVIEWS = Kind("authentication.k8s.io/v1", "tokenreviews", "TokenReview")

@@ -49,6 +49,7 @@ class Informer:
         retry_seconds: float = 30.0,
         backoff: Backoff = Backoff(),
         liveness: WatchLiveness | None = None,
+        keep: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         self.kube = kube
         self.api_version, self.kind, self.plural = api_version, kind, plural
@@ -61,6 +62,9 @@ class Informer:
         self.retry_seconds = retry_seconds  # how often an unserved resource is tried again
         self.backoff = backoff
         self.liveness = liveness or WatchLiveness()
+        # Objects to remember for DELETED on a relist (None: all). A watch of every Pod keeps
+        # only those its handler keeps too: the others cost no memory between events.
+        self.keep = keep
         self.synced = asyncio.Event()
         self._listed: set[str] = set()  # paths whose first list finished (or is unserved)
         self._wakeup = asyncio.Event()
@@ -167,7 +171,9 @@ class Informer:
             for item in page.get("items") or []:
                 item.setdefault("apiVersion", self.api_version)
                 item.setdefault("kind", self.kind)
-                seen.add(self._remember(item))
+                remembered = self._remember(item)
+                if remembered:
+                    seen.add(remembered)
                 self.handler("ADDED", item)
             meta = page.get("metadata") or {}
             cont = meta.get("continue") or ""
@@ -214,9 +220,13 @@ class Informer:
         return version
 
     def _remember(self, obj: dict[str, Any]) -> str:
-        """Keep just what a DELETED callback needs (found missing on a relist)."""
+        """Keep just what a DELETED callback needs (found missing on a relist); "" when the
+        object is not kept (`keep`)."""
         meta = obj.get("metadata") or {}
         key = key_of(obj)
+        if self.keep is not None and not self.keep(obj):
+            self.known.pop(key, None)
+            return ""
         stub = {
             "apiVersion": self.api_version,
             "kind": self.kind,

@@ -179,7 +179,7 @@ class NodePublisher:
                 "ownerReferences": [NODES.body(name=self.node_name, uid=self._node_uid)],
             },
             spec={
-                "holderIdentity": f"{MANAGER}/{self.node_name}",
+                "holderIdentity": k.lease_holder(self.node_name),
                 "leaseDurationSeconds": self.lease_seconds,
                 "renewTime": timestamps.format_micro_time(now),
             },

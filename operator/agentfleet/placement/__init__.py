@@ -16,11 +16,13 @@ from agentfleet.placement.decide import (
     place,
 )
 from agentfleet.placement.inventory import (
+    DEFAULT_MAX_GPUS,
     GPUDevice,
     Ineligible,
     Inventory,
     NodeInventory,
     heartbeat_of,
+    lease_node,
     node_from_object,
 )
 from agentfleet.placement.ledger import (
@@ -29,10 +31,16 @@ from agentfleet.placement.ledger import (
     format_placement,
     parse_placement,
 )
+from agentfleet.placement.owners import genuine_agent, trusted_pods
 from agentfleet.placement.request import Request, request_for_pod
 from agentfleet.placement.table import GPURow, gpu_table
 
 __all__ = [
+    "DEFAULT_MAX_GPUS",
+    "INSUFFICIENT_CPU",
+    "INSUFFICIENT_GPU",
+    "INSUFFICIENT_MEMORY",
+    "INSUFFICIENT_VRAM",
     "Decision",
     "GPUDevice",
     "GPURow",
@@ -44,11 +52,15 @@ __all__ = [
     "Refusal",
     "Request",
     "format_placement",
+    "genuine_agent",
     "gpu_table",
     "heartbeat_of",
+    "lease_node",
     "node_from_object",
     "parse_placement",
     "pin_to_node",
     "place",
     "request_for_pod",
+    "trusted_pods",
+    "usage_of",
 ]

@@ -5,6 +5,12 @@ and from `status.allocatable`. A Node is either a `NodeInventory` the ledger may
 `Ineligible` with a reason that refusal messages count ("2 nodes skipped: 1 NotReady, ...").
 A label we cannot read makes its node ineligible; it never raises.
 
+Nodes are input like any spec: a node that claims more GPUs than `max_gpus` (64 by default,
+`agentfleet run --max-gpus-per-node`) is ineligible before one object per GPU is built, so a
+label such as `nvidia.com/gpu.count=10000000` costs nothing but its reason. Heartbeats count
+only from Leases that are the node agent's own (`lease_node`): in its namespace, named for
+the Node they speak for, held by the node agent of that Node.
+
 `Inventory` keeps all nodes of the fleet with indices (by label, taint set, vendor pool and
 product) so that filtering 1,000 nodes for one request is a few set operations.
 """
@@ -28,6 +34,11 @@ NOT_READY = "NotReady"
 UNSCHEDULABLE = "unschedulable"
 STALE = "stale heartbeat"
 UNREADABLE = "unreadable labels"
+TOO_MANY_GPUS = "too many GPUs"
+
+DEFAULT_MAX_GPUS = 64  # physical GPUs per node; beyond it a node is ineligible (TOO_MANY_GPUS)
+# The node agent's per-GPU usage, MiB: anything above is not a GPU's memory.
+_MAX_MIB = 2**40
 
 DEFAULT_LEASE_SECONDS = 40  # what the node agent uses when a Lease omits its duration
 
@@ -83,7 +94,47 @@ class Ineligible:
 
 
 class _Unreadable(ValueError):
-    pass
+    reason = UNREADABLE
+
+
+class _TooMany(_Unreadable):
+    reason = TOO_MANY_GPUS
+
+
+def _at_most(count: int, max_gpus: int, what: str) -> int:
+    """`count` GPUs, unless that is more than a node may have (checked before building any)."""
+    if count > max_gpus:
+        raise _TooMany(
+            f"{what} means {count} GPUs, more than the {max_gpus} a node may have"
+            " (agentfleet run --max-gpus-per-node)"
+        )
+    return count
+
+
+def lease_node(lease: Mapping[str, Any], namespace: str) -> str | None:
+    """The Node a node agent's heartbeat Lease speaks for, or None when it is not one: it must
+    be in the node agent's namespace, carry the node label, be named `agentfleet-node-<node>`
+    and be held by that node's agent. A Lease anyone else writes (anywhere else, or for another
+    node than its name says) makes no node fresh or stale."""
+    meta = lease.get("metadata") or {}
+    node = (meta.get("labels") or {}).get(k.LEASE_NODE_LABEL)
+    if not isinstance(node, str) or not node or meta.get("namespace") != namespace:
+        return None
+    if meta.get("name") != k.lease_name(node):
+        return None
+    if (lease.get("spec") or {}).get("holderIdentity") != k.lease_holder(node):
+        return None
+    return node
+
+
+def lease_named_node(lease: Mapping[str, Any], namespace: str) -> str | None:
+    """The Node a Lease in the node agent's namespace would speak for by its name (whether
+    or not it is a valid heartbeat): a Lease that stops being valid stops vouching for it."""
+    meta = lease.get("metadata") or {}
+    name = str(meta.get("name") or "")
+    if meta.get("namespace") != namespace or not name.startswith(k.LEASE_PREFIX):
+        return None
+    return name.removeprefix(k.LEASE_PREFIX) or None
 
 
 def heartbeat_of(lease: Mapping[str, Any]) -> tuple[datetime.datetime | None, int]:
@@ -100,6 +151,7 @@ def node_from_object(
     now: datetime.datetime,
     heartbeat: datetime.datetime | None = None,
     lease_seconds: int | None = None,
+    max_gpus: int = DEFAULT_MAX_GPUS,
 ) -> NodeInventory | Ineligible:
     """Read one Node object (as the API returns it).
 
@@ -116,11 +168,13 @@ def node_from_object(
         deadline = heartbeat + datetime.timedelta(seconds=lease_seconds or DEFAULT_LEASE_SECONDS)
 
     inventory: NodeInventory | None = None
-    problem = ""
+    problem: _Unreadable | None = None
     try:
-        inventory = _read(name, labels, annotations, spec, node.get("status") or {}, deadline)
+        inventory = _read(
+            name, labels, annotations, spec, node.get("status") or {}, deadline, max_gpus
+        )
     except _Unreadable as error:
-        problem = str(error)
+        problem = error
 
     ready = _ready_condition(node)
     if ready is not None:
@@ -135,7 +189,8 @@ def node_from_object(
     if deadline is None and has_agent_data:
         return Ineligible(name, STALE, "node agent labels but no node agent Lease", inventory)
     if inventory is None:
-        return Ineligible(name, UNREADABLE, problem)
+        assert problem is not None
+        return Ineligible(name, problem.reason, str(problem))
     return inventory
 
 
@@ -156,13 +211,14 @@ def _read(
     spec: Mapping[str, Any],
     status: Mapping[str, Any],
     deadline: datetime.datetime | None,
+    max_gpus: int,
 ) -> NodeInventory:
     allocatable = status.get("allocatable") or {}
     cpu = _quantity(allocatable, "cpu", sizes.cpu_millis)
     memory = _quantity(allocatable, "memory", sizes.whole)
     nvidia_slots = _quantity(allocatable, c.GPU_RESOURCE["nvidia"], sizes.whole)
     amd_slots = _quantity(allocatable, c.GPU_RESOURCE["amd"], sizes.whole)
-    agent_gpus = _agent_gpus(annotations)
+    agent_gpus = _agent_gpus(annotations, max_gpus)
     try:
         taints = tuple(Taint.of(t) for t in spec.get("taints") or ())
     except (KeyError, TypeError, AttributeError) as error:
@@ -177,13 +233,13 @@ def _read(
     slots = 0
     if amd_slots or (amd_labelled and not nvidia_slots):
         vendor, slots = "amd", amd_slots
-        gpus = _amd_gpus(labels, amd_slots)
+        gpus = _amd_gpus(labels, amd_slots, max_gpus)
         product = _first(labels, [p + k.AMD_PRODUCT_SUFFIX for p in k.AMD_PREFIXES])
     elif nvidia_slots or nvidia_labelled or agent_gpus is not None:
         vendor, slots = "nvidia", nvidia_slots
         product = labels.get(k.NVIDIA_PRODUCT) or labels.get(k.AGENT_GPU_PRODUCT)
         sharing = _nvidia_sharing(labels)
-        gpus = _nvidia_gpus(labels, nvidia_slots, agent_gpus)
+        gpus = _nvidia_gpus(labels, nvidia_slots, agent_gpus, max_gpus)
     if agent_gpus is not None and vendor == "nvidia":
         gpus = _with_reported_use(gpus, agent_gpus)
     return NodeInventory(
@@ -232,7 +288,7 @@ def _nvidia_sharing(labels: Mapping[str, str]) -> str:
 
 
 def _nvidia_gpus(
-    labels: Mapping[str, str], slots: int, agent_gpus: list[GPUDevice] | None
+    labels: Mapping[str, str], slots: int, agent_gpus: list[GPUDevice] | None, max_gpus: int
 ) -> tuple[GPUDevice, ...]:
     memory = _label_int(labels, k.NVIDIA_MEMORY_MIB, 1)
     count = _label_int(labels, k.NVIDIA_COUNT, 0)
@@ -240,7 +296,11 @@ def _nvidia_gpus(
         return tuple(agent_gpus)  # only our node agent describes this node's GPUs
     if count is None:
         replicas = _label_int(labels, k.NVIDIA_REPLICAS, 0) or 1
-        count = slots // replicas
+        count = _at_most(
+            slots // replicas, max_gpus, f"allocatable {c.GPU_RESOURCE['nvidia']}={slots}"
+        )
+    else:
+        _at_most(count, max_gpus, f"{k.NVIDIA_COUNT}={count}")
     if agent_gpus is not None and len(agent_gpus) != count:
         raise _Unreadable(
             f"the node agent reports {len(agent_gpus)} GPUs but {k.NVIDIA_COUNT} says {count}"
@@ -263,13 +323,16 @@ def _with_reported_use(
     )
 
 
-def _agent_gpus(annotations: Mapping[str, Any]) -> list[GPUDevice] | None:
+def _agent_gpus(annotations: Mapping[str, Any], max_gpus: int) -> list[GPUDevice] | None:
     """The node agent's per-GPU annotation (None when absent)."""
     text = annotations.get(k.AGENT_GPUS)
     if text is None:
         return None
     try:
         entries = json.loads(text)
+        if not isinstance(entries, list):
+            raise TypeError("not a JSON list")
+        _at_most(len(entries), max_gpus, f"annotation {k.AGENT_GPUS}")
         gpus = [
             GPUDevice(
                 int(e["index"]),
@@ -279,12 +342,15 @@ def _agent_gpus(annotations: Mapping[str, Any]) -> list[GPUDevice] | None:
             )
             for e in entries
         ]
-    except (TypeError, ValueError, KeyError) as error:
+    except _TooMany:
+        raise
+    except (TypeError, ValueError, KeyError, OverflowError, RecursionError) as error:
+        # RecursionError: JSON nested deeper than Python's parser goes.
         raise _Unreadable(
-            f"annotation {k.AGENT_GPUS} is not the node agent's JSON: {error}"
+            f"annotation {k.AGENT_GPUS} is not the node agent's JSON: {type(error).__name__}"
         ) from None
     if sorted(g.index for g in gpus) != list(range(len(gpus))) or any(
-        g.memory_mib < 0 or g.used_mib < 0 for g in gpus
+        not 0 <= g.memory_mib <= _MAX_MIB or not 0 <= g.used_mib <= _MAX_MIB for g in gpus
     ):
         raise _Unreadable(f"annotation {k.AGENT_GPUS} has bad GPU indices or sizes")
     return sorted(gpus, key=lambda g: g.index)
@@ -298,7 +364,7 @@ def _amd_vram_labels(labels: Mapping[str, str]) -> Iterable[str]:
                 yield key
 
 
-def _amd_gpus(labels: Mapping[str, str], slots: int) -> tuple[GPUDevice, ...]:
+def _amd_gpus(labels: Mapping[str, str], slots: int, max_gpus: int) -> tuple[GPUDevice, ...]:
     """GPUs from `amd.com/gpu.vram=192G` (all alike, as many as allocatable) or, on a node with
     mixed cards, from `amd.com/gpu.vram.<N>G=<count>` (current prefix first, then beta)."""
     for prefix in k.AMD_PREFIXES:
@@ -315,11 +381,13 @@ def _amd_gpus(labels: Mapping[str, str], slots: int) -> tuple[GPUDevice, ...]:
                 how_many = integer(count)
                 if how_many is None or how_many < 0:
                     raise _Unreadable(f"{base}.{size}={count!r} is not a count")
+                _at_most(len(sizes_mib) + how_many, max_gpus, f"{base}.<size> counts")
                 sizes_mib += [per_gpu] * how_many
             uniform = labels.get(base)
             if uniform is not None and {_amd_size(base, uniform)} != set(sizes_mib):
                 raise _Unreadable(f"{base}={uniform} disagrees with {base}.<size> counts")
             return tuple(GPUDevice(i, mib) for i, mib in enumerate(sorted(sizes_mib)))
+    _at_most(slots, max_gpus, f"allocatable {c.GPU_RESOURCE['amd']}={slots}")
     uniform_key = _first_key(labels, [p + k.AMD_VRAM_SUFFIX for p in k.AMD_PREFIXES])
     if uniform_key is None:  # the device plugin runs but no labeller: VRAM unknown
         return tuple(GPUDevice(i, 0) for i in range(slots))
@@ -358,7 +426,11 @@ class Inventory:
     Only eligible nodes are indexed; ineligible ones are kept for refusal messages and for the
     GPU table. Mutations bump `version` so derived caches know when to recompute."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, max_gpus: int = DEFAULT_MAX_GPUS, lease_namespace: str = k.LEASE_NAMESPACE
+    ) -> None:
+        self.max_gpus = max_gpus
+        self.lease_namespace = lease_namespace  # where the node agent's Leases count
         self.version = 0
         self.nodes: dict[str, NodeInventory] = {}
         self.ineligible: dict[str, Ineligible] = {}
@@ -378,13 +450,15 @@ class Inventory:
         nodes: Iterable[Mapping[str, Any]],
         now: datetime.datetime,
         leases: Iterable[Mapping[str, Any]] = (),
+        max_gpus: int = DEFAULT_MAX_GPUS,
+        lease_namespace: str = k.LEASE_NAMESPACE,
     ) -> Inventory:
         """A fleet from listed Nodes and node agent Leases."""
-        inventory = cls()
+        inventory = cls(max_gpus, lease_namespace)
         for lease in leases:
-            holder = k.lease_node(lease)
-            if holder:
-                inventory._heartbeats[holder] = heartbeat_of(lease)
+            named = lease_node(lease, lease_namespace)
+            if named:
+                inventory._heartbeats[named] = heartbeat_of(lease)
         for node in nodes:
             inventory.set_node(node, now)
         return inventory
@@ -397,7 +471,7 @@ class Inventory:
         """Add or replace a node (from a Node watch event)."""
         name = str(node["metadata"]["name"])
         heartbeat, seconds = self._heartbeats.get(name, (None, DEFAULT_LEASE_SECONDS))
-        result = node_from_object(node, now, heartbeat, seconds)
+        result = node_from_object(node, now, heartbeat, seconds, self.max_gpus)
         self._unindex(name)
         self._stored[name] = _Stored(node, result)
         self._index(result)
@@ -414,15 +488,22 @@ class Inventory:
         self.memo.clear()
 
     def set_lease(self, lease: Mapping[str, Any], now: datetime.datetime) -> None:
-        """A node agent Lease was created or renewed (from a Lease watch event)."""
-        node = k.lease_node(lease)
+        """A Lease was created or changed (from a Lease watch event): a node agent's own
+        heartbeat counts for its node; one that is no longer valid stops counting."""
+        node = lease_node(lease, self.lease_namespace)
         if node:
             self._heartbeats[node] = heartbeat_of(lease)
             self._reevaluate(node, now)
+            return
+        named = lease_named_node(lease, self.lease_namespace)
+        if named and self._heartbeats.pop(named, None) is not None:
+            self._reevaluate(named, now)
 
-    def remove_lease(self, node: str, now: datetime.datetime) -> None:
-        self._heartbeats.pop(node, None)
-        self._reevaluate(node, now)
+    def remove_lease(self, lease: Mapping[str, Any], now: datetime.datetime) -> None:
+        """A Lease was deleted: its node (by its name) has no heartbeat any more."""
+        named = lease_named_node(lease, self.lease_namespace)
+        if named and self._heartbeats.pop(named, None) is not None:
+            self._reevaluate(named, now)
 
     def refresh(self, now: datetime.datetime) -> list[str]:
         """Re-read nodes whose heartbeat has expired since; returns their names. Call it on a

@@ -8,8 +8,7 @@ the operator on each placed Pod. Both sides import them from here, so a rename h
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 from agentfleet.api import constants as c
 
@@ -49,6 +48,7 @@ MIXED_PRODUCT: Final = "mixed"
 
 # --- the node agent's heartbeat: one coordination.k8s.io/v1 Lease per Node -------------------
 NODE_AGENT_MANAGER: Final = "agentfleet-node-agent"  # field manager and managed-by value
+LEASE_NAMESPACE: Final = c.OPERATOR_NAMESPACE
 LEASE_PREFIX: Final = "agentfleet-node-"
 LEASE_NODE_LABEL: Final = f"{c.GROUP}/node"  # on each Lease: the Node it speaks for
 
@@ -58,15 +58,9 @@ def lease_name(node: str) -> str:
     return f"{LEASE_PREFIX}{node}"
 
 
-def lease_node(lease: Mapping[str, Any]) -> str | None:
-    """The Node a node agent's Lease speaks for: its label, else its name (lease_name); None
-    for any other Lease. The operator, `agentfleet nodes` and `agentfleet gpus` all ask this."""
-    meta = lease.get("metadata") or {}
-    node = (meta.get("labels") or {}).get(LEASE_NODE_LABEL)
-    name = str(meta.get("name") or "")
-    if not node and name.startswith(LEASE_PREFIX):
-        node = name.removeprefix(LEASE_PREFIX)
-    return str(node) if node else None
+def lease_holder(node: str) -> str:
+    """`spec.holderIdentity` of a node's heartbeat Lease: its node agent."""
+    return f"{NODE_AGENT_MANAGER}/{node}"
 
 
 # --- the operator's decision on each placed Pod ----------------------------------------------

@@ -11,20 +11,29 @@ node whose allocatable those exhaust.
 
 `Ledger.free(node)` joins a node's inventory with its books into a `NodeFree` summary, cached
 until either changes, so one decision over 1,000 nodes does not rescan 8,000 GPUs.
+
+The books trust only what the operator made and what really runs (the caller says which Pods
+are the operator's, `trusted`: see controllers/placer.py). A trusted Pod's decision counts,
+if it reads and agrees with what the Pod's immutable spec says (its node, its GPU count, the
+VRAM its node affinity asks for); a decision that does not, or none at all on a Pod that holds
+GPUs, fails closed: the Pod holds that many whole GPUs of its node ("unplaced"). Any other
+Pod's annotation is ignored, and a bound Pod holds what it requests: a Pod nobody placed that
+asks for `nvidia.com/gpu: 2` holds two whole GPUs. A decision once booked for a Pod (by uid)
+stands: editing the annotation afterwards changes nothing.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, NamedTuple
 
 from agentfleet.api import constants as c
 from agentfleet.placement import labels as k
 from agentfleet.placement import sizes
-from agentfleet.placement.inventory import NodeInventory
+from agentfleet.placement.inventory import DEFAULT_MAX_GPUS, NodeInventory
 
 EXCLUSIVE: Final = "exclusive"
 SHARED: Final = "shared"
@@ -71,8 +80,8 @@ def parse_placement(text: str) -> PlacementRecord:
     ignored so that a newer operator's annotation still reads."""
     try:
         data = json.loads(text)
-    except ValueError as error:
-        raise ValueError(f"not JSON: {error}") from None
+    except (ValueError, RecursionError) as error:  # RecursionError: nested too deep
+        raise ValueError(f"not JSON: {type(error).__name__}") from None
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     node, gpus, vram, agent = (data.get(key) for key in ("node", "gpus", "vramMiB", "agent"))
@@ -85,8 +94,10 @@ def parse_placement(text: str) -> PlacementRecord:
         or len(set(gpus)) != len(gpus)
     ):
         raise ValueError("gpus must be a list of distinct GPU indices")
-    if not isinstance(vram, int) or isinstance(vram, bool) or vram < 0:
-        raise ValueError("vramMiB must be a whole number >= 0")
+    if len(gpus) > DEFAULT_MAX_GPUS or any(i >= 2**31 for i in gpus):
+        raise ValueError("gpus names more GPUs than a node has")
+    if not isinstance(vram, int) or isinstance(vram, bool) or not 0 <= vram < 2**40:
+        raise ValueError("vramMiB must be a whole number >= 0 (MiB of one GPU)")
     if not isinstance(agent, str):
         raise ValueError("agent must be a string (namespace/name)")
     if sharing not in (EXCLUSIVE, SHARED):
@@ -104,8 +115,9 @@ class PodUsage:
     cpu_millis: int = 0
     memory_bytes: int = 0
     devices: tuple[tuple[str, int], ...] = ()  # (nvidia.com/gpu, 2)
-    placement: PlacementRecord | None = None
-    problem: str | None = None  # an unreadable placement annotation or request
+    placement: PlacementRecord | None = None  # None: its devices are whole GPUs, index unknown
+    problem: str | None = None  # an unreadable or untrusted placement, or request
+    uid: str = ""
 
 
 def pod_key(pod: Mapping[str, Any]) -> PodKey:
@@ -113,29 +125,53 @@ def pod_key(pod: Mapping[str, Any]) -> PodKey:
     return f"{meta.get('namespace') or ''}/{meta.get('name') or ''}"
 
 
-def usage_of(pod: Mapping[str, Any]) -> PodUsage | None:
+def is_gated(pod: Mapping[str, Any]) -> bool:
+    """Does the Pod still wait behind the placement gate (no decision taken yet)?"""
+    gates = (pod.get("spec") or {}).get("schedulingGates") or []
+    return any(isinstance(g, dict) and g.get("name") == k.SCHEDULING_GATE for g in gates)
+
+
+def usage_of(pod: Mapping[str, Any], trusted: bool = True) -> PodUsage | None:
     """What a Pod holds; None when it holds nothing: finished (Succeeded/Failed), being deleted,
-    or neither bound to a node nor placed by us."""
+    still gated, or neither bound to a node nor placed by us.
+
+    `trusted`: the Pod is one the operator made for an agent (its Deployment's ReplicaSet's),
+    so its placement annotation is read; otherwise it is ignored and only a bound Pod's
+    requests count (see the module docstring for failing closed)."""
     meta = pod.get("metadata") or {}
     if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in _DONE_PHASES:
         return None
     spec = pod.get("spec") or {}
+    bound = spec.get("nodeName") or None
+    gated = is_gated(pod)
     problem = None
-    placement = None
-    text = (meta.get("annotations") or {}).get(k.PLACEMENT)
-    if text is not None:
-        try:
-            placement = parse_placement(str(text))
-        except ValueError as error:
-            problem = f"annotation {k.PLACEMENT} is unreadable ({error}); its GPUs are not counted"
-    node = spec.get("nodeName") or (placement.node if placement else None)
-    if not node:
-        return None
     try:
         cpu, memory, devices = pod_requests(spec)
     except (ValueError, ArithmeticError) as error:
         cpu, memory, devices = 0, 0, {}
         problem = f"unreadable resource requests ({error})"
+    placement = None
+    pinned = None
+    text = (meta.get("annotations") or {}).get(k.PLACEMENT)
+    if trusted and not gated:
+        pinned = pinned_node(spec)
+        if text is not None:
+            try:
+                placement = parse_placement(str(text))
+                _check_against_spec(placement, spec, bound or pinned, devices)
+            except ValueError as error:
+                placement = None
+                problem = (
+                    f"annotation {k.PLACEMENT} is unreadable or disagrees with the Pod ({error});"
+                    " its GPUs stay booked whole"
+                )
+        elif devices:
+            problem = "no placement decision on an agent Pod that holds GPUs: booked whole"
+    elif text is not None and not gated:
+        problem = f"not made by the operator for an agent: annotation {k.PLACEMENT} ignored"
+    node = bound or (placement.node if placement else None) or pinned
+    if not node:
+        return None
     return PodUsage(
         key=pod_key(pod),
         node=str(node),
@@ -144,7 +180,70 @@ def usage_of(pod: Mapping[str, Any]) -> PodUsage | None:
         devices=tuple(sorted((r, n) for r, n in devices.items() if n)),
         placement=placement,
         problem=problem,
+        uid=str(meta.get("uid") or ""),
     )
+
+
+def _check_against_spec(
+    record: PlacementRecord, spec: Mapping[str, Any], node: str | None, devices: Mapping[str, int]
+) -> None:
+    """A decision must agree with what the Pod's spec (immutable once ungated) says: the node
+    it is bound or pinned to, the GPUs it requests, and at least the VRAM its node affinity
+    asks of GPU Feature Discovery's label."""
+    if node is not None and record.node != node:
+        raise ValueError(f"it names node {record.node}, the Pod is on {node}")
+    if len(record.gpus) != sum(devices.values()):
+        raise ValueError(
+            f"it names {len(record.gpus)} GPUs, the Pod requests {sum(devices.values())}"
+        )
+    floor = vram_floor(spec)
+    if floor is not None and record.vram_mib < floor:
+        raise ValueError(f"it books {record.vram_mib} MiB, the Pod asks for {floor}")
+
+
+def _required_terms(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    affinity = spec.get("affinity") or {}
+    node_affinity = affinity.get("nodeAffinity") if isinstance(affinity, dict) else None
+    required = (node_affinity or {}).get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    terms = required.get("nodeSelectorTerms") if isinstance(required, dict) else None
+    return [t for t in terms or () if isinstance(t, dict)]
+
+
+def pinned_node(spec: Mapping[str, Any]) -> str | None:
+    """The node a decision pinned the Pod to (`metadata.name In [node]` in every required
+    term, as `decide.pin_to_node` writes it), or None."""
+    found: set[str] = set()
+    terms = _required_terms(spec)
+    for term in terms:
+        names = [
+            field.get("values")
+            for field in term.get("matchFields") or ()
+            if isinstance(field, dict)
+            and field.get("key") == "metadata.name"
+            and field.get("operator") == "In"
+        ]
+        if len(names) != 1 or not isinstance(names[0], list) or len(names[0]) != 1:
+            return None
+        found.add(str(names[0][0]))
+    return found.pop() if len(found) == 1 else None
+
+
+def vram_floor(spec: Mapping[str, Any]) -> int | None:
+    """MiB per GPU the Pod's required node affinity asks for (`nvidia.com/gpu.memory Gt N`,
+    render/gpu.py: N+1), the smallest where terms differ; None when it asks nothing."""
+    floors = []
+    for term in _required_terms(spec):
+        for expression in term.get("matchExpressions") or ():
+            if (
+                isinstance(expression, dict)
+                and expression.get("key") == c.NVIDIA_LABEL_MEMORY_MIB
+                and expression.get("operator") == "Gt"
+            ):
+                values = expression.get("values") or []
+                text = str(values[0]) if values else ""
+                if text.isdigit() and len(text) <= 12:
+                    floors.append(int(text) + 1)
+    return min(floors) if floors else None
 
 
 def pod_requests(spec: Mapping[str, Any]) -> tuple[int, int, dict[str, int]]:
@@ -217,10 +316,19 @@ class NodeBooks:
     devices: dict[str, int] = field(default_factory=dict)
     pods: int = 0
     gpus: dict[int, GPUBooks] = field(default_factory=dict)
+    # GPUs held by Pods without a (trusted, readable) decision: whole GPUs, index unknown.
+    unplaced: dict[str, int] = field(default_factory=dict)
     version: int = field(default=0, compare=False)  # changes on every change (for caches)
 
     def empty(self) -> bool:
-        return not (self.cpu_millis or self.memory_bytes or self.devices or self.pods or self.gpus)
+        return not (
+            self.cpu_millis
+            or self.memory_bytes
+            or self.devices
+            or self.pods
+            or self.gpus
+            or self.unplaced
+        )
 
 
 class GPUFree(NamedTuple):
@@ -277,10 +385,14 @@ class Ledger:
         self.cached_free: dict[str, tuple[NodeInventory, NodeFree]] = {}
 
     @classmethod
-    def from_pods(cls, pods: Iterable[Mapping[str, Any]]) -> Ledger:
+    def from_pods(
+        cls,
+        pods: Iterable[Mapping[str, Any]],
+        trusted: Callable[[Mapping[str, Any]], bool] = lambda pod: True,
+    ) -> Ledger:
         ledger = cls()
         for pod in pods:
-            ledger.upsert(pod)
+            ledger.upsert(pod, trusted(pod))
         return ledger
 
     def __eq__(self, other: object) -> bool:
@@ -292,22 +404,46 @@ class Ledger:
     def problems(self) -> dict[PodKey, str]:
         return {key: u.problem for key, u in self.pods.items() if u.problem}
 
-    def upsert(self, pod: Mapping[str, Any]) -> None:
-        """A Pod was added or changed: book what it holds now instead of what it held."""
-        self._replace(pod_key(pod), usage_of(pod))
+    def upsert(self, pod: Mapping[str, Any], trusted: bool = True) -> None:
+        """A Pod was added or changed: book what it holds now instead of what it held. A
+        decision booked for this very Pod (same uid) stands against a changed annotation."""
+        key = pod_key(pod)
+        usage = usage_of(pod, trusted)
+        old = self.pods.get(key)
+        if (
+            usage is not None
+            and old is not None
+            and old.placement is not None
+            and usage.uid
+            and usage.uid == old.uid
+            and usage.placement != old.placement
+            and trusted
+        ):
+            usage = replace(
+                usage,
+                node=(pod.get("spec") or {}).get("nodeName") or old.placement.node,
+                placement=old.placement,
+                problem=f"annotation {k.PLACEMENT} changed after the decision; the decision stands",
+            )
+        self._replace(key, usage)
 
     def remove(self, key: PodKey) -> None:
         """A Pod was deleted (or finished): free what it held."""
         self._replace(key, None)
 
     def assume(self, pod: Mapping[str, Any], record: PlacementRecord) -> None:
-        """Book a decision for a Pod whose annotation the watch has not shown yet."""
+        """Book a decision for a Pod whose annotation (and released gate) the watch has not
+        shown yet."""
         meta = dict(pod.get("metadata") or {})
         meta["annotations"] = {
             **(meta.get("annotations") or {}),
             k.PLACEMENT: format_placement(record),
         }
-        self.upsert({**pod, "metadata": meta})
+        spec = dict(pod.get("spec") or {})
+        spec["schedulingGates"] = [
+            g for g in spec.get("schedulingGates") or () if g.get("name") != k.SCHEDULING_GATE
+        ]
+        self.upsert({**pod, "metadata": meta, "spec": spec})
 
     def books(self, node: str) -> NodeBooks:
         return self.nodes.get(node) or NodeBooks()
@@ -334,6 +470,10 @@ class Ledger:
             node.devices[resource] = node.devices.get(resource, 0) + sign * count
             if not node.devices[resource]:
                 del node.devices[resource]
+            if usage.placement is None and resource in GPU_RESOURCES:
+                node.unplaced[resource] = node.unplaced.get(resource, 0) + sign * count
+                if not node.unplaced[resource]:
+                    del node.unplaced[resource]
         record = usage.placement
         if record is not None:
             placed = self.nodes.setdefault(record.node, NodeBooks())
@@ -374,16 +514,31 @@ class Ledger:
         self.cached_free.pop(name, None)
 
 
+def unplaced_gpus(node: NodeInventory, books: NodeBooks) -> frozenset[int]:
+    """The GPUs counted as held whole by Pods without a decision (`NodeBooks.unplaced`): which
+    ones is unknown, so the ledger takes those nobody else holds, highest index first, and
+    then shared ones (a time-sliced Pod may use all of a GPU's memory)."""
+    count = books.unplaced.get(node.resource or "", 0)
+    if count <= 0:
+        return frozenset()
+    order = sorted(
+        node.gpus,
+        key=lambda g: (not (books.gpus.get(g.index) or GPUBooks()).empty(), -g.index),
+    )
+    return frozenset(g.index for g in order[:count])
+
+
 def _summarise(node: NodeInventory, books: NodeBooks) -> NodeFree:
     usable: list[GPUFree] = []
     used_total = 0
     total = 0
     agents: set[str] = set()
+    unplaced = unplaced_gpus(node, books)
     for gpu in node.gpus:
         held = books.gpus.get(gpu.index) or GPUBooks()
         agents.update(held.agents)
         total += gpu.memory_mib
-        if held.exclusive or not gpu.healthy:
+        if held.exclusive or not gpu.healthy or gpu.index in unplaced:
             used_total += gpu.memory_mib
             continue
         used = max(held.shared_mib, gpu.used_mib)

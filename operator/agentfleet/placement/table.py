@@ -8,7 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agentfleet.placement.inventory import Inventory, NodeInventory
-from agentfleet.placement.ledger import GPUBooks, Ledger
+from agentfleet.placement.ledger import GPUBooks, Ledger, unplaced_gpus
+
+# The state of a GPU counted whole for a Pod without a decision (not ours, or unreadable).
+UNPLACED = "held by a Pod the ledger did not place"
 
 
 @dataclass(frozen=True)
@@ -33,9 +36,11 @@ def gpu_table(inventory: Inventory, ledger: Ledger) -> list[GPURow]:
     nodes += [(i.inventory, i.reason) for i in inventory.ineligible.values() if i.inventory]
     for node, state in sorted(nodes, key=lambda pair: pair[0].name):
         books = ledger.books(node.name)
+        unplaced = unplaced_gpus(node, books)
         for gpu in node.gpus:
             held = books.gpus.get(gpu.index) or GPUBooks()
-            committed = gpu.memory_mib if held.exclusive else held.shared_mib
+            whole = held.exclusive or gpu.index in unplaced
+            committed = gpu.memory_mib if whole else held.shared_mib
             used = max(committed, gpu.used_mib) if gpu.healthy else gpu.memory_mib
             rows.append(
                 GPURow(
@@ -49,7 +54,13 @@ def gpu_table(inventory: Inventory, ledger: Ledger) -> list[GPURow]:
                     free_mib=max(gpu.memory_mib - used, 0),
                     agents=tuple(sorted(held.agents)),
                     pods=sum(held.agents.values()),
-                    state=state if gpu.healthy else "unhealthy GPU",
+                    state=(
+                        "unhealthy GPU"
+                        if not gpu.healthy
+                        else UNPLACED
+                        if gpu.index in unplaced and state == "Ready"
+                        else state
+                    ),
                 )
             )
     return rows

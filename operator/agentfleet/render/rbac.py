@@ -37,10 +37,13 @@ HEADER = """\
 #   gatewayApi,
 #   multicluster,
 #   placement
-#   ownNamespace  granted only in the operator's own namespace (a Role): its shard claim Lease.
-#   clusterScoped rules on cluster-scoped resources. Cluster-wide, they join the one ClusterRole;
-#                 with watchNamespaces they are the only rules in a ClusterRole, and every other
-#                 group is bound per watched namespace. A rule here may carry `requires: <group>`
+#   ownNamespace  granted only in the operator's own namespace (a Role): its shard claim Lease
+#                 and the node agents' heartbeat Leases.
+#   clusterScoped rules on cluster-scoped resources, and the cluster-wide read of Pods that GPU
+#                 placement needs (what runs on a GPU node, whoever made it). Cluster-wide,
+#                 they join the one ClusterRole; with watchNamespaces they are the only rules
+#                 in a ClusterRole, and every other group is bound per watched namespace. A
+#                 rule here may carry `requires: <group>`
 #                 (one of the optional groups above): it is granted only when that group is on.
 #                 `requires` is the only key that is not a PolicyRule field; templates drop it.
 # Every rule in every group except clusterScoped must be on namespaced resources.
@@ -65,21 +68,23 @@ def rules() -> dict[str, list[Rule]]:
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     )
     groups["placement"] += [
-        # GPU placement reads every Pod's VRAM record and releases the gates of agent Pods.
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch"]},
-        # Node agents' heartbeats (their Leases) tell which GPU inventories are fresh.
+        # GPU placement releases the gates of agent Pods (patch) and deletes a placed Pod the
+        # scheduler cannot bind where the ledger chose, so that it is placed again.
         {
-            "apiGroups": [c.COORDINATION_GROUP],
-            "resources": ["leases"],
-            "verbs": ["get", "list", "watch"],
+            "apiGroups": [""],
+            "resources": ["pods"],
+            "verbs": ["get", "list", "watch", "patch", "delete"],
         },
+        # A Pod's decision counts only if the agent's own Deployment made it (by its ReplicaSet).
+        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
     ]
     groups["ownNamespace"] = [
-        # Shard claims (`--shard-id`): Leases in the operator's own namespace only.
+        # Shard claims (`--shard-id`): Leases in the operator's own namespace only; the node
+        # agents' heartbeat Leases, which count only there (--node-agent-namespace).
         {
             "apiGroups": [c.COORDINATION_GROUP],
             "resources": ["leases"],
-            "verbs": ["get", "list", "create", "patch"],
+            "verbs": ["get", "list", "watch", "create", "patch"],
         },
     ]
     groups["clusterScoped"] = [
@@ -96,6 +101,14 @@ def rules() -> dict[str, list[Rule]]:
             "apiGroups": [""],
             "resources": ["nodes"],
             "verbs": ["get", "list", "watch"],
+            "requires": "placement",
+        },
+        # What really runs on the GPU nodes, whoever made it: every Pod that requests GPUs
+        # holds them in the books. Read cluster-wide even with watchNamespaces.
+        {
+            "apiGroups": [""],
+            "resources": ["pods"],
+            "verbs": ["list", "watch"],
             "requires": "placement",
         },
     ]

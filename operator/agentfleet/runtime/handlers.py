@@ -128,6 +128,17 @@ class IndexCache:
     def children(self, kind: str, key: Key) -> list[ChildRecord]:
         return self.store.children(kind, key)
 
+    def deployment_uid(self, key: Key) -> str | None:
+        """The uid of the Deployment the operator keeps for an agent: named after it and
+        controlled by the AIAgent's uid (the placer trusts only its Pods' decisions)."""
+        agent = self.agent(key)
+        if agent is None:
+            return None
+        for record in self.store.children("Deployment", key):
+            if record.name == key[1] and record.controller_uid == agent.uid:
+                return record.uid
+        return None
+
     def namespace_terminating(self, namespace: str) -> bool:
         return any(self.namespaces.get(namespace, []))
 
@@ -176,10 +187,6 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     settings.watching.chunk_size = 500  # the initial list comes in pages, not all at once
     if config.agent_selector:
         settings.watching.label_selectors[c.GROUP, c.PLURAL] = config.agent_selector
-    if config.render.gpu_placement:
-        from agentfleet.runtime import placement_handlers
-
-        placement_handlers.configure(settings)
     # No settings.queueing.worker_limit: kopf holds every object's worker until all indices
     # are filled, so a limit below the number of existing objects deadlocks the start-up
     # (measured: 4,000 objects, limit 1,000, nothing reconciled after 240 s). The work queue
@@ -195,7 +202,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     configure(settings, config)
     watches = WatchLiveness()
     watchhealth.install(watches)
-    informer_count = len(CHILD_KINDS) * max(1, len(config.namespaces))
+    informer_count = (len(CHILD_KINDS) + 3) * max(1, len(config.namespaces)) + 2
     writer = await kube.connect(
         pool_size=config.workers * 2 + informer_count + 4,
         limiter=kube.RateLimiter(config.qps, config.burst),
@@ -220,7 +227,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
             row.kind,
             row.plural,
             OURS,
-            child_event_handler(row, store, controller),
+            child_event_handler(row, store, controller, memo),
             namespaces=config.namespaces,
             server_timeout=config.watch_server_timeout,
             inactivity_seconds=config.watch_inactivity_seconds,
@@ -231,7 +238,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     # spec.serviceAccountName may name only ServiceAccounts marked for agents (policy.py):
     # watch the marks, so an agent is judged again when its ServiceAccount's mark changes.
     identities = Informer(
-        api,
+        writer,
         "v1",
         "ServiceAccount",
         "serviceaccounts",
@@ -240,20 +247,45 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         namespaces=config.namespaces,
         server_timeout=config.watch_server_timeout,
         inactivity_seconds=config.watch_inactivity_seconds,
-        connect_timeout=config.connect_timeout,
         liveness=watches,
     )
     for informer in [*informers.values(), identities]:
         informer.start()
     if config.render.gpu_placement:
-        placer = Placer(writer, cache.parsed_agent, controller.queue.add, config.placement_policy)
+        from agentfleet.runtime import placement_handlers
+
+        placer = Placer(
+            writer,
+            cache.parsed_agent,
+            controller.queue.add,
+            config.placement_policy,
+            deployment_uid=cache.deployment_uid,
+            max_gpus=config.max_gpus_per_node,
+            lease_namespace=config.node_agent_namespace,
+            unschedulable_seconds=config.unschedulable_seconds,
+        )
         reconciler.placements = placer.state
         memo["placer"] = placer
-        placer.start()
+        memo[placement_handlers.INDEXED] = indexed = asyncio.Event()
+        watches_of_placer = placement_handlers.informers(writer, config, placer, watches)
+        for informer in watches_of_placer:
+            informer.start()
+        memo["placement_informers"] = watches_of_placer
+        placer.start(
+            ready=[
+                indexed,
+                *(informer.synced for informer in watches_of_placer),
+                *(informer.synced for informer in informers.values()),
+            ]
+        )
     if config.shard_id:
         await claim_shard(writer, config, memo)
-    # No reconcile before every child is known: a child not yet listed would look missing.
-    controller.start(ready=[informer.synced for informer in [*informers.values(), identities]])
+    # No reconcile before every child is known: a child not yet listed would look missing;
+    # nor before the placement books are (a GPU agent's Placed condition reads them).
+    ready = [informer.synced for informer in [*informers.values(), identities]]
+    if "placer" in memo:
+        ready.append(memo["placer"].books_ready)
+    controller.start(ready=ready)
     if config.metrics_port:
         metrics.AGENTS.count = cache.condition_counts
         prometheus_client.start_http_server(config.metrics_port, config.metrics_address)
@@ -269,7 +301,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
 
 
 def child_event_handler(
-    row: ChildKind, store: ChildStore, controller: Controller
+    row: ChildKind, store: ChildStore, controller: Controller, memo: kopf.Memo | None = None
 ) -> Callable[[str, dict[str, Any]], None]:
     """A child changed or vanished: keep its record, and reconcile its owner(s): a repair, a
     re-creation or a status update may be due. A shared object has no controller, only one
@@ -280,6 +312,9 @@ def child_event_handler(
         for owner in owners:
             controller.reconciler.observe_child(event_type, owner, body)
             controller.queue.add(owner)
+        if row.kind == "Deployment" and memo is not None and "placer" in memo:
+            placer: Placer = memo["placer"]
+            placer.agent_identity_changed(owners)  # its Pods' decisions may count now
 
     return handle
 
@@ -327,7 +362,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     if "placer" in memo:
         await memo["placer"].stop()
     await memo["controller"].stop()
-    for informer in memo.get("informers", {}).values():
+    for informer in [*memo.get("informers", {}).values(), *memo.get("placement_informers", ())]:
         await informer.stop()
     if "identities" in memo:
         await memo["identities"].stop()
@@ -351,6 +386,9 @@ async def agent_changed(
     burst of agents without mesh settings costs no fan-out."""
     key = (namespace or "", name)
     controller: Controller = memo["controller"]
+    if type in ("ADDED", "DELETED") and "placer" in memo:
+        placer: Placer = memo["placer"]
+        placer.agent_identity_changed([key])  # its Pods' decisions count with it, or not
     if type == "MODIFIED" and controller.reconciler.caused_by_us(
         key, body["metadata"].get("resourceVersion")
     ):

@@ -10,10 +10,32 @@ from typing import Any
 import yaml
 
 from agentfleet.placement import Inventory, Ledger, Request
+from agentfleet.placement import labels as k
 
 ROOT = Path(__file__).resolve().parents[3]
 NOW = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.UTC)
 READY = [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]
+
+
+def lease(
+    node: str,
+    renew: datetime.datetime = NOW,
+    seconds: int = 40,
+    namespace: str = k.LEASE_NAMESPACE,
+) -> dict[str, Any]:
+    """The node agent's heartbeat Lease for `node`, as it writes it."""
+    return {
+        "metadata": {
+            "name": k.lease_name(node),
+            "namespace": namespace,
+            "labels": {k.LEASE_NODE_LABEL: node},
+        },
+        "spec": {
+            "holderIdentity": k.lease_holder(node),
+            "renewTime": renew.isoformat(),
+            "leaseDurationSeconds": seconds,
+        },
+    }
 
 
 def e2e_nodes() -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from tests.unit.placement.fleet import (
     NOW,
     e2e_inventory,
     e2e_nodes,
+    lease,
     node,
     nvidia_node,
     replica_pod,
@@ -186,11 +187,7 @@ def test_spread_of_whole_gpus_balances_nodes() -> None:
 
 def test_memory_used_outside_the_scheduler_is_never_handed_out() -> None:
     busy = nvidia_node("busy", gpus=1, memory_mib=24 * GI, replicas=4, used_mib=[20 * GI])
-    lease = {
-        "metadata": {"labels": {"agentfleet.io/node": "busy"}},
-        "spec": {"renewTime": NOW.isoformat(), "leaseDurationSeconds": 40},
-    }
-    inventory = Inventory.of([busy], NOW, [lease])
+    inventory = Inventory.of([busy], NOW, [lease("busy")])
     refusal = refuse(
         Request(agent="a/x", gpu_count=1, vram_mib=8 * GI, sharing="shared"), inventory, Ledger()
     )
@@ -398,14 +395,8 @@ def test_pin_to_node_ands_the_node_into_every_term() -> None:
 @pytest.mark.parametrize("policy", ["spread", "binpack"])
 def test_stale_heartbeat_nodes_are_skipped(policy: str) -> None:
     agent_node = nvidia_node("agent", gpus=1, used_mib=[0])
-    lease = {
-        "metadata": {"labels": {"agentfleet.io/node": "agent"}},
-        "spec": {
-            "renewTime": (NOW - datetime.timedelta(minutes=5)).isoformat(),
-            "leaseDurationSeconds": 40,
-        },
-    }
-    inventory = Inventory.of([agent_node, node("cpu")], NOW, [lease])
+    old = lease("agent", NOW - datetime.timedelta(minutes=5))
+    inventory = Inventory.of([agent_node, node("cpu")], NOW, [old])
     answer = place(
         Request(agent="a/x", gpu_count=1),
         inventory,

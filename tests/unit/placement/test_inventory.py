@@ -12,7 +12,7 @@ from agentfleet.placement import GPUDevice, Ineligible, Inventory, NodeInventory
 from agentfleet.placement import inventory as inv
 from agentfleet.placement.inventory import heartbeat_of
 from agentfleet.placement.selectors import Requirement, Term, matches
-from tests.unit.placement.fleet import NOW, e2e_node, e2e_nodes, node, nvidia_node
+from tests.unit.placement.fleet import NOW, e2e_node, e2e_nodes, lease, node, nvidia_node
 
 
 def read(obj: dict[str, Any], **kwargs: Any) -> NodeInventory:
@@ -214,18 +214,134 @@ def test_heartbeat_of_a_lease() -> None:
 def test_inventory_follows_leases_and_expires_on_refresh() -> None:
     fleet = Inventory()
     agent = nvidia_node("a", gpus=1, used_mib=[0])
-    lease = {
-        "metadata": {"labels": {"agentfleet.io/node": "a"}},
-        "spec": {"renewTime": NOW.isoformat(), "leaseDurationSeconds": 40},
-    }
     assert isinstance(fleet.set_node(agent, NOW), Ineligible)  # no Lease seen yet
-    fleet.set_lease(lease, NOW)
+    fleet.set_lease(lease("a"), NOW)
     assert "a" in fleet.nodes
     assert fleet.next_expiry() == NOW + datetime.timedelta(seconds=40)
     assert fleet.refresh(NOW + datetime.timedelta(seconds=30)) == []
     assert fleet.refresh(NOW + datetime.timedelta(seconds=41)) == ["a"]
     assert fleet.ineligible["a"].reason == inv.STALE
     assert fleet.pool("nvidia", False) == set()
+
+
+def forged(heartbeat: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A copy of a valid heartbeat Lease with metadata or holder changed."""
+    meta = {**heartbeat["metadata"], **{k: v for k, v in changes.items() if k != "holder"}}
+    spec = {**heartbeat["spec"], "holderIdentity": changes.get("holder", "x")}
+    return {"metadata": meta, "spec": spec if "holder" in changes else heartbeat["spec"]}
+
+
+@pytest.mark.parametrize(
+    "lease_of_a",
+    [
+        pytest.param(forged(lease("a"), namespace="team-x"), id="another namespace"),
+        pytest.param(forged(lease("a"), name="my-lease"), id="not named for the node"),
+        pytest.param(forged(lease("a"), name="agentfleet-node-b"), id="named for another node"),
+        pytest.param(forged(lease("a"), holder="someone"), id="held by someone else"),
+    ],
+)
+def test_only_the_node_agents_own_lease_is_a_heartbeat(lease_of_a: dict[str, Any]) -> None:
+    """A Lease labelled for node `a` anywhere else, or not named and held for it, makes `a`
+    neither fresh nor stale."""
+    fleet = Inventory.of([nvidia_node("a", gpus=1, used_mib=[0])], NOW, [lease_of_a])
+    assert fleet.ineligible["a"].detail == "node agent labels but no node agent Lease"
+    fleet.set_lease(lease("a"), NOW)
+    assert "a" in fleet.nodes
+    old = lease("a", NOW - datetime.timedelta(minutes=5))
+    fleet.set_lease({**lease_of_a, "spec": {**lease_of_a["spec"], **old["spec"]}}, NOW)
+    assert "a" in fleet.nodes or lease_of_a["metadata"]["name"] == "agentfleet-node-a", (
+        "a forged Lease made the node stale"
+    )
+    assert inv.lease_node(lease_of_a, inv.k.LEASE_NAMESPACE) is None
+
+
+def test_a_lease_that_stops_being_valid_stops_vouching() -> None:
+    fleet = Inventory.of([nvidia_node("a", gpus=1, used_mib=[0])], NOW, [lease("a")])
+    assert "a" in fleet.nodes
+    fleet.set_lease(forged(lease("a"), holder="someone"), NOW)
+    assert fleet.ineligible["a"].reason == inv.STALE
+    fleet.set_lease(lease("a"), NOW)
+    fleet.remove_lease(lease("a"), NOW)
+    assert fleet.ineligible["a"].reason == inv.STALE
+
+
+def test_leases_count_in_the_namespace_the_inventory_is_told() -> None:
+    elsewhere = lease("a", namespace="gpu-agents")
+    fleet = Inventory.of([nvidia_node("a", gpus=1, used_mib=[0])], NOW, [elsewhere])
+    assert "a" not in fleet.nodes
+    fleet = Inventory.of(
+        [nvidia_node("a", gpus=1, used_mib=[0])], NOW, [elsewhere], lease_namespace="gpu-agents"
+    )
+    assert "a" in fleet.nodes
+
+
+# --- nodes are input: a ceiling on GPUs per node ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("labels", "allocatable", "annotations", "named"),
+    [
+        ({"nvidia.com/gpu.count": "10000000"}, {"nvidia.com/gpu": "8"}, {}, "gpu.count"),
+        ({"nvidia.com/gpu.memory": "81920"}, {"nvidia.com/gpu": "10000000"}, {}, "allocatable"),
+        (
+            {"nvidia.com/gpu.replicas": "1"},
+            {"nvidia.com/gpu": "9223372036854775807"},
+            {},
+            "allocatable",
+        ),
+        ({"amd.com/gpu.vram": "192G"}, {"amd.com/gpu": "10000000"}, {}, "allocatable"),
+        ({"amd.com/gpu.vram.192G": "10000000"}, {"amd.com/gpu": "8"}, {}, "counts"),
+        (
+            {},
+            {"nvidia.com/gpu": "8"},
+            {"agentfleet.io/gpus": json.dumps([{"index": i, "memoryMiB": 1} for i in range(65)])},
+            "agentfleet.io/gpus",
+        ),
+    ],
+)
+def test_a_node_claiming_more_gpus_than_the_ceiling_is_ineligible_and_cheap(
+    labels: dict[str, str],
+    allocatable: dict[str, str],
+    annotations: dict[str, str],
+    named: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[int] = []
+
+    def counted(*args: Any) -> GPUDevice:
+        built.append(1)
+        return GPUDevice(*args)
+
+    monkeypatch.setattr(inv, "GPUDevice", counted)
+    obj = node("huge", labels=labels, allocatable=allocatable, annotations=annotations)
+    result = refused(obj, heartbeat=NOW, lease_seconds=40)
+    assert len(built) <= 65, "built one object per claimed GPU"
+    assert result.reason == inv.TOO_MANY_GPUS and named in result.detail, result
+    assert "more than the 64 a node may have" in result.detail
+    fleet = Inventory.of([obj], NOW, [lease("huge")])
+    assert fleet.ineligible["huge"].reason == inv.TOO_MANY_GPUS
+
+
+def test_the_ceiling_is_configurable() -> None:
+    eight = nvidia_node("eight", gpus=8)
+    assert refused(eight, max_gpus=4).reason == inv.TOO_MANY_GPUS
+    assert len(read(eight, max_gpus=8).gpus) == 8
+    assert "eight" in Inventory.of([eight], NOW, max_gpus=8).nodes
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        json.dumps([{"index": 0, "memoryMiB": 10**400}]),
+        json.dumps([{"index": 0, "memoryMiB": 2**41}]),
+        json.dumps({"index": 0}),
+        "9" * 5000,
+    ],
+)
+def test_hostile_node_agent_annotations_make_the_node_unreadable(text: str) -> None:
+    obj = node("n", annotations={"agentfleet.io/gpus": text}, allocatable={"nvidia.com/gpu": "1"})
+    assert refused(obj, heartbeat=NOW, lease_seconds=40).reason == inv.UNREADABLE
 
 
 # --- the index agrees with the per-node rules --------------------------------------------------

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentfleet.placement import Ledger, PlacementRecord, format_placement, parse_placement
+from agentfleet.placement.decide import pin_to_node
 from agentfleet.placement.inventory import NodeInventory, node_from_object
 from agentfleet.placement.ledger import GPUBooks, pod_requests, usage_of
 from tests.unit.placement.fleet import NOW, nvidia_node, pod
@@ -116,11 +117,118 @@ def test_gated_pod_with_a_decision_counts_on_the_decided_node() -> None:
     assert usage.devices == (("nvidia.com/gpu", 1),)
 
 
-def test_unreadable_annotation_is_a_problem_not_a_crash() -> None:
-    ledger = Ledger.from_pods([pod("p", node_name="n1", placement="{broken", gpus=1)])
-    assert "team-a/p" in ledger.problems
+@pytest.mark.parametrize("text", ["{broken", "[" * 100_000, '{"node": "n1"}'])
+def test_unreadable_annotation_fails_closed(text: str) -> None:
+    """On an agent Pod (trusted), an annotation that does not read keeps its GPUs booked:
+    whole GPUs of its node, which ones unknown."""
+    ledger = Ledger.from_pods([pod("p", node_name="n1", placement=text, gpus=1)])
+    assert "unreadable" in ledger.problems["team-a/p"]
     books = ledger.books("n1")
     assert books.gpus == {} and books.devices == {"nvidia.com/gpu": 1}
+    assert books.unplaced == {"nvidia.com/gpu": 1}
+    free = ledger.free(gpu_node("n1", gpus=2))
+    assert [g.device for g in free.spread] == [0]  # GPU 1 counts as held
+
+
+def gpu_node(name: str, gpus: int, **kwargs: Any) -> NodeInventory:
+    node = node_from_object(nvidia_node(name, gpus=gpus, **kwargs), NOW)
+    assert isinstance(node, NodeInventory)
+    return node
+
+
+def test_a_pod_the_operator_did_not_make_holds_what_it_requests_not_what_it_claims() -> None:
+    """A forged annotation on someone's Pod is ignored: a bound one holds the GPUs it requests
+    (whole), an unbound one nothing (it cannot make a node look full)."""
+    claim = format_placement(PlacementRecord("n1", (0, 1, 2, 3), 0, "team-a/x", "exclusive"))
+    bound = pod("bound", node_name="n1", placement=claim, gpus=1)
+    waiting = pod("waiting", placement=claim, gpus=4)
+    ledger = Ledger.from_pods([bound, waiting], trusted=lambda p: False)
+    assert ledger.books("n1").gpus == {}
+    assert ledger.books("n1").unplaced == {"nvidia.com/gpu": 1}
+    assert "team-a/waiting" not in ledger.pods
+    assert "ignored" in ledger.problems["team-a/bound"]
+    free = ledger.free(gpu_node("n1", gpus=4))
+    assert (len(free.spread), free.slots_free) == (3, 3)
+
+
+def test_a_non_agent_gpu_pod_on_a_shared_gpu_holds_the_whole_gpu() -> None:
+    """Time-slicing does not split memory: a Pod with a slot may use all of its GPU."""
+    ledger = Ledger.from_pods([pod("x", node_name="n1", gpus=1)], trusted=lambda p: False)
+    node = gpu_node("n1", gpus=2, memory_mib=24000, replicas=4)
+    free = ledger.free(node)
+    assert [g.device for g in free.spread] == [0] and free.slots_free == 7
+    (row,) = [r for r in gpu_table_of(node, ledger) if r.index == 1]
+    assert row.committed_mib == 24000 and row.free_mib == 0 and "did not place" in row.state
+
+
+def gpu_table_of(node: NodeInventory, ledger: Ledger) -> list[Any]:
+    from agentfleet.placement import Inventory, gpu_table
+
+    inventory = Inventory()
+    inventory.nodes[node.name] = node
+    return gpu_table(inventory, ledger)
+
+
+def test_a_gated_pod_holds_nothing_whatever_its_annotation() -> None:
+    claim = format_placement(PlacementRecord("n1", (0,), 0, "team-a/x", "exclusive"))
+    gated = pod("g", placement=claim, gpus=1)
+    gated["spec"]["schedulingGates"] = [{"name": "agentfleet.io/placement"}]
+    assert usage_of(gated) is None
+
+
+@pytest.mark.parametrize(
+    ("record", "problem"),
+    [
+        (PlacementRecord("n2", (0,), 24576, "team-a/x", "shared"), "Pod is on n1"),
+        (PlacementRecord("n1", (0, 1), 24576, "team-a/x", "shared"), "requests 1"),
+        (PlacementRecord("n1", (0,), 1024, "team-a/x", "shared"), "asks for 24576"),
+    ],
+)
+def test_a_decision_that_disagrees_with_the_pod_fails_closed(
+    record: PlacementRecord, problem: str
+) -> None:
+    """The Pod's spec cannot change once ungated: its node, GPU count and the VRAM its node
+    affinity asks for are the truth an edited annotation is checked against."""
+    obj = pod("p", node_name="n1", placement=format_placement(record), gpus=1)
+    obj["spec"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["24575"]}
+        ]}]
+    }}}  # fmt: skip
+    usage = usage_of(obj)
+    assert usage is not None and usage.placement is None
+    assert usage.problem is not None and problem in usage.problem
+
+
+def test_the_pinned_node_is_where_an_unbound_decided_pod_counts() -> None:
+    record = PlacementRecord("n1", (0,), 0, "team-a/x", "exclusive")
+    obj = pod("p", placement=format_placement(record), gpus=1)
+    obj["spec"]["affinity"] = pin_to_node(None, "n2")
+    usage = usage_of(obj)
+    assert usage is not None and usage.node == "n2" and usage.placement is None
+
+
+def test_a_booked_decision_stands_against_an_edited_annotation() -> None:
+    """Annotating one's own running agent Pod to free its GPU in the books changes nothing."""
+    record = PlacementRecord("n1", (0,), 8192, "team-a/x", "shared")
+    ledger = Ledger()
+    running = pod("p", node_name="n1", placement=format_placement(record), gpus=1)
+    running["metadata"]["uid"] = "u1"
+    ledger.upsert(running)
+    for edit in (
+        format_placement(PlacementRecord("n1", (1,), 8192, "team-a/x", "shared")),
+        "{broken",
+        None,
+    ):
+        edited = pod("p", node_name="n1", placement=edit, gpus=1)
+        edited["metadata"]["uid"] = "u1"
+        ledger.upsert(edited)
+        assert ledger.pods["team-a/p"].placement == record
+        assert ledger.books("n1").gpus[0].shared_mib == 8192
+    recreated = pod("p", node_name="n1", gpus=1)
+    recreated["metadata"]["uid"] = "u2"  # another Pod of the same name: no decision of ours
+    ledger.upsert(recreated)
+    assert ledger.pods["team-a/p"].placement is None
 
 
 # --- the books ----------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from agentfleet.placement import (
 )
 from agentfleet.placement.ledger import pod_requests
 from agentfleet.placement.selectors import Toleration, blocking_taint, matches
-from tests.unit.placement.fleet import NOW, node
+from tests.unit.placement.fleet import NOW, lease, node
 
 PRODUCTS = ("GPU-A", "GPU-B")
 TAINT = {"key": "dedicated", "value": "ml", "effect": "NoSchedule"}
@@ -49,7 +49,7 @@ def gpu_nodes(draw: st.DrawFn, name: str) -> tuple[dict[str, Any], dict[str, Any
     labels = {"zone": draw(st.sampled_from(("a", "b")))}
     annotations: dict[str, str] = {}
     allocatable = {"cpu": str(draw(st.integers(1, 8))), "memory": f"{draw(st.integers(4, 64))}Gi"}
-    lease = None
+    heartbeat = None
     if vendor == "nvidia":
         memory = draw(st.sampled_from((8192, 16384, 24000, 81920)))
         replicas = draw(st.sampled_from((1, 1, 2, 4)))
@@ -66,10 +66,7 @@ def gpu_nodes(draw: st.DrawFn, name: str) -> tuple[dict[str, Any], dict[str, Any
             annotations["agentfleet.io/gpus"] = json.dumps(
                 [{"index": i, "memoryMiB": memory, "usedMiB": u} for i, u in enumerate(used)]
             )
-            lease = {
-                "metadata": {"labels": {"agentfleet.io/node": name}},
-                "spec": {"renewTime": NOW.isoformat(), "leaseDurationSeconds": 40},
-            }
+            heartbeat = lease(name)
     elif vendor == "amd":
         labels |= {"amd.com/gpu.vram": f"{draw(st.sampled_from((64, 192)))}G"}
         allocatable["amd.com/gpu"] = str(gpus)
@@ -81,7 +78,7 @@ def gpu_nodes(draw: st.DrawFn, name: str) -> tuple[dict[str, Any], dict[str, Any
         taints=[TAINT] if draw(st.integers(0, 4)) == 0 else [],
         ready="True" if draw(st.integers(0, 5)) else "False",
     )
-    return obj, lease
+    return obj, heartbeat
 
 
 @st.composite
@@ -276,7 +273,7 @@ def pod_for(name: str, request: Request, decision: Decision) -> dict[str, Any]:
 def test_placing_replica_after_replica_never_over_commits(data: st.DataObject) -> None:
     drawn = [data.draw(gpu_nodes(f"n{i}")) for i in range(data.draw(st.integers(1, 5)))]
     node_objects = [obj for obj, _ in drawn]
-    leases = [lease for _, lease in drawn if lease]
+    leases = [heartbeat for _, heartbeat in drawn if heartbeat]
     inventory = Inventory.of(node_objects, NOW, leases)
     ledger = Ledger()
     pods: dict[str, dict[str, Any]] = {}
@@ -364,7 +361,10 @@ def test_spread_and_binpack_pick_the_best_gpu_for_one_shared_replica(
                             "namespace": "t",
                             "annotations": {"agentfleet.io/placement": format_placement(record)},
                         },
-                        "spec": {"nodeName": entry.name, "containers": []},
+                        "spec": {
+                            "nodeName": entry.name,
+                            "containers": [{"resources": {"requests": {"nvidia.com/gpu": "1"}}}],
+                        },
                         "status": {"phase": "Running"},
                     }
                 )
