@@ -228,6 +228,23 @@ def test_inventory_follows_leases_and_expires_on_refresh() -> None:
     assert fleet.pool("nvidia", False) == set()
 
 
+def test_a_deleted_node_leaves_no_heartbeat_behind() -> None:
+    """Node names come and go with the fleet (autoscaled pools, the soak's churn): the
+    inventory must hold nothing of a node once it is deleted."""
+    fleet = Inventory()
+    for i in range(50):
+        name = f"pool-{i}"
+        lease = {
+            "metadata": {"labels": {"agentfleet.io/node": name}},
+            "spec": {"renewTime": NOW.isoformat(), "leaseDurationSeconds": 40},
+        }
+        fleet.set_lease(lease, NOW)
+        fleet.set_node(nvidia_node(name, gpus=1, used_mib=[0]), NOW)
+        assert name in fleet.nodes
+        fleet.remove_node(name)
+    assert fleet._heartbeats == {} and fleet._stored == {} and fleet.nodes == {}
+
+
 # --- the index agrees with the per-node rules --------------------------------------------------
 
 KEYS = ("zone", "tier", "gpu.memory")
