@@ -159,8 +159,11 @@ class Informer:
     async def _open(
         self, path: str, query: list[tuple[str, str]], limits: aiohttp.ClientTimeout
     ) -> Any:
-        """A GET whose body the caller reads (a page, or a watch's stream of lines)."""
-        return await self.api.call_api(
+        """A GET whose body the caller reads (a page, or a watch's stream of lines). Without
+        preloading, the client checks no status: a refusal is raised here, so that a resource
+        the API server does not serve (404: an optional CRD not installed) is told apart from
+        a broken connection instead of failing to parse "404 page not found" for ever."""
+        response = await self.api.call_api(
             path,
             "GET",
             query_params=query,
@@ -170,6 +173,13 @@ class Informer:
             _preload_content=False,
             _request_timeout=limits,
         )
+        if not 200 <= response.status <= 299:
+            async with response:
+                body = await response.read()
+            error = ApiException(status=response.status, reason=response.reason)
+            error.body = body[:1024].decode(errors="replace")
+            raise error
+        return response
 
     async def _get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(
