@@ -382,6 +382,48 @@ async def test_rejected_child_stalls_once_without_crashing() -> None:
     assert world.events == [("Warning", "ApplyFailed")], "no second event for the same stall"
 
 
+async def test_a_child_refused_as_invalid_is_not_sent_again_unchanged() -> None:
+    """Found by the fuzz tests: every reconcile of a stalled agent (a touch, a Pod event, a
+    peer) sent the same refused Deployment again. Until the next resync it is not; a new
+    spec is applied at once."""
+    clock = Clock()
+    world, reconciler = make_world(clock=clock)
+    world.reject["Deployment"] = ApiError("Deployment", "demo", 422, "Invalid value", "Invalid")
+
+    def deployment_applies() -> int:
+        return world.writes.count(("apply", "Deployment"))
+
+    await reconciler.reconcile(KEY)
+    assert deployment_applies() == 1 and conditions(world)["Stalled"] == ("True", "ApplyFailed")
+    writes = len(world.writes)
+    for _ in range(3):
+        await reconciler.reconcile(KEY)
+    assert len(world.writes) == writes, "nothing sent again, the status unchanged"
+    assert conditions(world)["Stalled"] == ("True", "ApplyFailed")
+    assert "Invalid value" in message_of(world, "Stalled")
+    clock.now += reconciler.config.resync_seconds + 1  # the next resync tries once more
+    await reconciler.reconcile(KEY)
+    assert deployment_applies() == 2
+    world.agents[KEY]["spec"]["image"] = "example.com/a:2"  # a new spec: at once
+    world.agents[KEY]["metadata"]["generation"] = 2
+    await reconciler.reconcile(KEY)
+    assert deployment_applies() == 3
+
+
+async def test_an_agent_deleted_while_it_is_reconciled_is_gone_not_an_error() -> None:
+    """Found by the fuzz tests: the status write of an agent deleted meanwhile (404) ended
+    the reconcile in an exception, counted as an error and retried."""
+    world, reconciler = make_world()
+
+    async def deleted(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise ApiError(c.KIND, "demo", 404, 'aiagents "demo" not found', "NotFound")
+
+    world.patch_status = deleted  # type: ignore[method-assign]
+    result = await reconciler.reconcile(KEY)
+    assert result.gone and not result.retry
+    assert KEY not in reconciler.memos
+
+
 async def test_a_quota_refusal_stalls_with_its_message_and_is_retried() -> None:
     world, reconciler = make_world()
     quota = "exceeded quota: q, requested: services=1, used: services=0, limited: services=0"
