@@ -410,6 +410,17 @@ async def test_a_child_refused_as_invalid_is_not_sent_again_unchanged() -> None:
     assert deployment_applies() == 3
 
 
+async def test_a_field_the_schema_does_not_declare_stalls_and_is_not_retried() -> None:
+    world, reconciler = make_world()
+    world.reject["Deployment"] = ApiError("Deployment", "demo", 500, TYPED_PATCH, "InternalError")
+    result = await reconciler.reconcile(KEY)
+    assert not result.retry
+    assert conditions(world)["Stalled"] == ("True", "ApplyFailed")
+    writes = len(world.writes)
+    await reconciler.reconcile(KEY)
+    assert len(world.writes) == writes
+
+
 async def test_an_agent_deleted_while_it_is_reconciled_is_gone_not_an_error() -> None:
     """Found by the fuzz tests: the status write of an agent deleted meanwhile (404) ended
     the reconcile in an exception, counted as an error and retried."""
@@ -657,12 +668,21 @@ def test_status_patch_nulls_removed_keys_and_sends_only_changes() -> None:
     assert merge(before, patch) == after
 
 
+# What server-side apply answers for a field the schema does not declare (found by the fuzz
+# tests in a pass-through affinity): a 500, though no retry can help.
+TYPED_PATCH = (
+    "failed to create typed patch object (ns/demo; apps/v1, Kind=Deployment): "
+    ".spec.template.spec.affinity.operator: field not declared in schema"
+)
+
+
 @pytest.mark.parametrize(
     ("error", "reason", "stalled"),
     [
         (ApiError("S", "x", 403, "forbidden: exceeded quota: q"), "QuotaExceeded", True),
         (ApiError("S", "x", 403, "cannot create services"), "Forbidden", True),
         (ApiError("S", "x", 422, "invalid", "Invalid"), "ApplyFailed", True),
+        (ApiError("S", "x", 500, TYPED_PATCH, "InternalError"), "ApplyFailed", True),
         (ApiError("S", "x", 0, "timed out"), "Retrying", False),
         (ApiError("S", "x", 503, "unavailable", "ServiceUnavailable"), "Retrying", False),
     ],

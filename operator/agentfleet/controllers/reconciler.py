@@ -136,7 +136,8 @@ class AgentMemo:
     written_version: str | None = None
     written: bytes | None = None  # packed: thousands of memos, rarely read
     settled: Settled | None = None
-    # Children the API server refused as invalid (400/422), by the hash of what we applied,
+    # Children the API server refused as invalid (ApiError.invalid), by the hash of what we
+    # applied,
     # until when the same object is not sent again: a stalled agent's next reconciles (its
     # Pods, a touch, a peer) would only send it to be refused again. After that, at the
     # next resync, it is tried once more, so a refusal that a webhook or policy lifted heals.
@@ -455,7 +456,7 @@ class Reconciler:
                 )
                 body = await self._repair(row, desired, uid, live)
         except ApiError as error:
-            if error.status in (400, 422):
+            if error.invalid:
                 hold = self.config.resync_seconds or REFUSAL_HOLD_SECONDS
                 memo.refused[child] = (wanted, self.clock() + hold, error)
             raise
