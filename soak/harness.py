@@ -692,6 +692,15 @@ def meta(cfg: SoakConfig) -> dict[str, Any]:
     }
 
 
+def _over_time(samples: list[list[float]], churned: float) -> str:
+    """The RSS sampled nearest to each sixth of the churn: '0 min 116 MiB, 10 min ...'."""
+    if not samples:
+        return "n/a"
+    marks = [churned * i / 6 for i in range(7)]
+    picked = [min(samples, key=lambda sample: abs(sample[0] - mark)) for mark in marks]
+    return ", ".join(f"{t / 60:.0f} min {rss:.0f}" for t, rss in picked) + " MiB"
+
+
 def table(result: dict[str, Any]) -> str:
     """The figures as a Markdown table."""
     rss = result["rss"]
@@ -706,6 +715,7 @@ def table(result: dict[str, Any]) -> str:
                   f"({', '.join(f'{k} {v}' for k, v in sorted(result['changes'].items()))})"),
         ("node outages / GPU nodes joined and left",
          f"{len(result['node_outages'])} / {len(result['pool_nodes'])}"),
+        ("RSS over time", _over_time(result["rss_samples"], result["churn_seconds"])),
         ("RSS first / last / max",
          f"{rss['first_mib']} / {rss['last_mib']} / {rss['max_mib']} MiB"),
         ("RSS slope, second half (least squares)",
