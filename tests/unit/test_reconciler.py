@@ -485,6 +485,13 @@ async def test_a_new_child_that_is_invalid_is_not_repaired_but_stalls() -> None:
     assert world.events == [("Warning", "ApplyFailed")]
 
 
+async def test_a_quantity_only_the_pattern_admits_is_an_invalid_spec_not_an_error() -> None:
+    world, reconciler = make_world(gpu={"count": 1, "vram": "1e2.5"})
+    result = await reconciler.reconcile(KEY)
+    assert conditions(world)["Ready"] == ("False", "InvalidSpec")
+    assert "gpu.vram" in message_of(world, "Ready") and not result.retry
+
+
 async def test_spec_the_models_refuse_is_reported_not_raised() -> None:
     world, reconciler = make_world(replicas="many")
     await reconciler.reconcile(KEY)

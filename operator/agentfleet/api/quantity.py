@@ -4,6 +4,7 @@ Needed to compare what we applied with what the API server stored (it canonicali
 "0.5" to "500m") and to reason about VRAM sizes.
 """
 
+import decimal
 import re
 from decimal import Decimal
 
@@ -28,7 +29,15 @@ _DECIMAL = {
 
 
 def is_quantity(value: object) -> bool:
-    return isinstance(value, int | str) and bool(_REGEX.match(str(value)))
+    """A quantity `parse` reads: the pattern (the CRD's) also admits fractional exponents
+    such as "1e2.5", which Kubernetes refuses and Decimal cannot read."""
+    if not isinstance(value, int | str) or not _REGEX.match(str(value)):
+        return False
+    try:
+        parse(value)
+    except ValueError:
+        return False
+    return True
 
 
 def parse(value: str | int) -> Decimal:
@@ -36,12 +45,15 @@ def parse(value: str | int) -> Decimal:
     text = str(value)
     if not _REGEX.match(text):
         raise ValueError(f"{text!r} is not a Kubernetes quantity (e.g. 24Gi, 500m, 2)")
-    for suffix, factor in _BINARY.items():
-        if text.endswith(suffix):
-            return Decimal(text[: -len(suffix)]) * factor
-    if text[-1] in "numkMGTPE":  # an exponent form such as 1e3 always ends in a digit
-        return Decimal(text[:-1]) * _DECIMAL[text[-1]]
-    return Decimal(text)  # plain number or exponent form such as 1e3
+    try:
+        for suffix, factor in _BINARY.items():
+            if text.endswith(suffix):
+                return Decimal(text[: -len(suffix)]) * factor
+        if text[-1] in "numkMGTPE":  # an exponent form such as 1e3 always ends in a digit
+            return Decimal(text[:-1]) * _DECIMAL[text[-1]]
+        return Decimal(text)  # plain number or exponent form such as 1e3
+    except decimal.InvalidOperation:  # found by the fuzz tests: a reconcile error for ever
+        raise ValueError(f"{text!r} is not a Kubernetes quantity (a fractional exponent)") from None
 
 
 def to_mebibytes(value: str | int) -> int:
