@@ -200,7 +200,8 @@ def traceback_count(fuzz: Fuzz) -> int:
     return path.read_text(errors="replace").count("Traceback") if path.exists() else 0
 
 
-# Hostile values seen or feared (issue 26), tried first on every run.
+# Hostile values seen or feared (issue 26) and the paths past a valid Deployment (placed,
+# refused placement, unschedulable), tried first on every run.
 HOSTILE = [
     {"agentType": "coding", "image": "i:1", "gpu": {"count": 1, "vram": "1e999999"}},
     {"agentType": "coding", "image": "i:1", "gpu": {"count": 1, "vram": "-1Gi"}},
@@ -210,6 +211,9 @@ HOSTILE = [
     {"agentType": "custom", "image": "i:1", "securityContext": {"capabilities": {"drop": []}}},
     {"agentType": "custom", "image": "i:1", "mesh": {"mode": "ambient", "allowFrom": []}},
     {"agentType": "custom", "image": "i:1", "autoscaling": {"minReplicas": 0, "maxReplicas": 1}},
+    {"agentType": "coding", "image": "i:1", "gpu": {"count": 1, "vram": "24Gi"}},
+    {"agentType": "coding", "image": "i:1", "gpu": {"count": 16, "sharing": "shared"}},
+    {"agentType": "custom", "image": "i:1", "resources": {"requests": {"cpu": "100000"}}},
 ]
 
 
@@ -233,6 +237,9 @@ HOSTILE = [
 @example(spec=HOSTILE[5])
 @example(spec=HOSTILE[6])
 @example(spec=HOSTILE[7])
+@example(spec=HOSTILE[8])
+@example(spec=HOSTILE[9])
+@example(spec=HOSTILE[10])
 def test_a_spec_is_refused_cleanly_or_settles_named_and_stays_quiet(
     fuzz: Fuzz, spec: dict[str, Any]
 ) -> None:
