@@ -7,7 +7,7 @@ export AGENTFLEET_CLUSTER_DIR := $(CLUSTER_DIR)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lock tools lint manifests chart-lint image istio keda unit test integration e2e crds golden cluster-up cluster-down \
-        cluster-status demo demo-down run bench bench-10k clean protos
+        cluster-status demo demo-down run bench bench-10k fuzz soak clean protos
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -34,7 +34,7 @@ tools: venv ## Build (once, cached) etcd, Kubernetes, kwok, helm, KEDA, istioctl
 	$(BIN)/agentfleet dev cluster build
 
 lint: venv ## ruff, mypy and the import contract (the layers, see pyproject.toml)
-	$(BIN)/ruff check operator dev tests image benchmarks
+	$(BIN)/ruff check operator dev tests image benchmarks soak
 	$(BIN)/mypy
 	cd operator && ../$(BIN)/lint-imports ../pyproject.toml
 
@@ -101,6 +101,15 @@ bench: tools ## Benchmarks: 1,000 agents on a fresh local cluster, against a kub
 bench-10k: tools ## 10,000 agents: the 10,000 targets (converge, RSS, restart); about 30 minutes on 2 cores
 	$(BIN)/python -m benchmarks --agents 10000 --scenarios create,idle,restart --no-baseline-ready \
 	  --json _output/bench-10000.json
+
+# The short profile (30 specs) runs in make test; this one draws many more.
+FUZZ_EXAMPLES ?= 400
+fuzz: tools ## Random and hostile AIAgents from the CRD's schema against a real apiserver and operator (long profile, ~1 h)
+	AGENTFLEET_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -ra tests/fuzz
+
+SOAK_MINUTES ?= 60
+soak: tools ## An hour of churn (agents, GPUs, failing nodes): RSS slope, CPU and writes per change, latencies (SOAK_MINUTES=5 to smoke it)
+	$(BIN)/python -m soak --minutes $(SOAK_MINUTES)
 
 clean: cluster-down ## Remove build outputs (not the binary cache in ~/.cache/agentfleet)
 	rm -rf _output .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,7 @@ writer (the real API server is exercised in tests/integration/test_placement.py)
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime
 import itertools
@@ -11,8 +12,8 @@ from typing import Any
 from agentfleet.api import constants as c
 from agentfleet.api.models import AIAgent
 from agentfleet.controllers.cache import Key
-from agentfleet.controllers.placer import Placer
 from agentfleet.controllers.reconciler import placed_condition
+from agentfleet.controllers.placer import LOST_SECONDS, Placer
 from agentfleet.kube.client import ApiError, Ref
 from agentfleet.placement import labels as k
 from agentfleet.placement import parse_placement
@@ -378,3 +379,67 @@ async def test_a_decided_pod_the_scheduler_cannot_bind_is_replaced_after_a_while
     assert world.pods.deleted == [f"{NS}/x-0"]
     ((reason, message),) = world.pods.events
     assert reason == "Unschedulable" and "to be placed again" in message
+async def evict_from_a_dead_node(world: World, agent: AIAgent) -> str:
+    """Place the agent's first replica, fail its node and evict the Pod, as the node
+    lifecycle controller does; returns the dead node."""
+    pod = world.pod_of(agent)
+    await world.decide(pod)
+    world.bind_all()
+    old = world.placer.state((NS, agent.metadata.name)).placed[0].node
+    dead = next(n for n in e2e_nodes() if n["metadata"]["name"] == old)
+    dead["status"]["conditions"] = [{"type": "Ready", "status": "Unknown"}]
+    world.placer.node_seen(dead)
+    evicted = world.pods.pods.pop(f"{NS}/{pod['metadata']['name']}")
+    evicted["metadata"]["deletionTimestamp"] = "2026-11-30T12:01:00Z"
+    world.placer.pod_seen(evicted)
+    world.placer.pod_gone(evicted)
+    return old
+
+
+async def test_a_deleted_agent_leaves_no_loss_behind() -> None:
+    world = World()
+    agent = world.agent("gone", count=1, vram="40Gi")
+    await evict_from_a_dead_node(world, agent)
+    assert world.placer.lost
+    world.placer.agent_gone((NS, "gone"))
+    assert world.placer.lost == {}
+
+
+async def test_a_loss_never_replaced_is_forgotten_and_never_told_later() -> None:
+    """Scaled down after its node failed: the replica is never placed again. Much later a
+    scale-up is not a move from the dead node, and the books of losses stay small."""
+    world = World()
+    agent = world.agent("shrunk", count=1, vram="40Gi")
+    await evict_from_a_dead_node(world, agent)
+    later = NOW + datetime.timedelta(seconds=LOST_SECONDS + 1)
+    world.placer.now = lambda: later
+    world.placer.inventory.refresh(later)
+    await world.decide(world.pod_of(agent, index=1))
+    assert world.placer.state((NS, "shrunk")).placed
+    assert world.pods.events == [] and world.placer.lost == {}
+
+
+async def test_a_pod_gone_leaves_no_retry_or_failure_count_behind() -> None:
+    """A Pod whose placement write keeps failing is deleted: its backoff state goes with it
+    (the real worker, the real queue)."""
+    world = World()
+    world.pod_of(world.agent("flaky", count=1, vram="24Gi"))
+    key = f"{NS}/flaky-0"
+
+    async def refuse(ref: Ref, patch: dict[str, Any]) -> dict[str, Any]:
+        raise ApiError("Pod", ref.name, 500, "etcd is busy", "InternalError")
+
+    world.pods.patch = refuse  # type: ignore[method-assign]
+    world.placer.start()
+    try:
+        world.placer.queue.add(key)
+        for _ in range(200):
+            if world.placer.queue._failures.get(key):
+                break
+            await asyncio.sleep(0.01)
+        assert world.placer.queue._failures.get(key) == 1
+        world.placer.pod_gone(world.pods.pods.pop(key))
+        assert key not in world.placer.queue._failures
+        assert key not in world.placer.queue._timers
+    finally:
+        await world.placer.stop()

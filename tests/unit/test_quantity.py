@@ -22,7 +22,10 @@ def test_parse(text: str | int, value: Decimal) -> None:
     assert quantity.parse(text) == value
 
 
-@pytest.mark.parametrize("text", ["24GB", "", "Gi", "1.2.3", "-", "24 Gi"])
+# The last three match the CRD's pattern, but their exponent is fractional: Kubernetes
+# refuses them and Decimal cannot read them (found by the fuzz tests: a reconcile error for
+# ever instead of InvalidSpec).
+@pytest.mark.parametrize("text", ["24GB", "", "Gi", "1.2.3", "-", "24 Gi", "1e2.5", "1E.5", "0e1."])
 def test_parse_rejects_what_kubernetes_rejects(text: str) -> None:
     assert not quantity.is_quantity(text)
     with pytest.raises(ValueError, match="not a Kubernetes quantity"):

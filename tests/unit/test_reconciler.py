@@ -400,6 +400,59 @@ async def test_rejected_child_stalls_once_without_crashing() -> None:
     assert world.events == [("Warning", "ApplyFailed")], "no second event for the same stall"
 
 
+async def test_a_child_refused_as_invalid_is_not_sent_again_unchanged() -> None:
+    """Found by the fuzz tests: every reconcile of a stalled agent (a touch, a Pod event, a
+    peer) sent the same refused Deployment again. Until the next resync it is not; a new
+    spec is applied at once."""
+    clock = Clock()
+    world, reconciler = make_world(clock=clock)
+    world.reject["Deployment"] = ApiError("Deployment", "demo", 422, "Invalid value", "Invalid")
+
+    def deployment_applies() -> int:
+        return world.writes.count(("apply", "Deployment"))
+
+    await reconciler.reconcile(KEY)
+    assert deployment_applies() == 1 and conditions(world)["Stalled"] == ("True", "ApplyFailed")
+    writes = len(world.writes)
+    for _ in range(3):
+        await reconciler.reconcile(KEY)
+    assert len(world.writes) == writes, "nothing sent again, the status unchanged"
+    assert conditions(world)["Stalled"] == ("True", "ApplyFailed")
+    assert "Invalid value" in message_of(world, "Stalled")
+    clock.now += reconciler.config.resync_seconds + 1  # the next resync tries once more
+    await reconciler.reconcile(KEY)
+    assert deployment_applies() == 2
+    world.agents[KEY]["spec"]["image"] = "example.com/a:2"  # a new spec: at once
+    world.agents[KEY]["metadata"]["generation"] = 2
+    await reconciler.reconcile(KEY)
+    assert deployment_applies() == 3
+
+
+async def test_a_field_the_schema_does_not_declare_stalls_and_is_not_retried() -> None:
+    world, reconciler = make_world()
+    world.reject["Deployment"] = ApiError("Deployment", "demo", 500, TYPED_PATCH, "InternalError")
+    result = await reconciler.reconcile(KEY)
+    assert not result.retry
+    assert conditions(world)["Stalled"] == ("True", "ApplyFailed")
+    writes = len(world.writes)
+    await reconciler.reconcile(KEY)
+    assert len(world.writes) == writes
+
+
+async def test_an_agent_deleted_while_it_is_reconciled_is_gone_not_an_error() -> None:
+    """Found by the fuzz tests: the status write of an agent deleted meanwhile (404) ended
+    the reconcile in an exception, counted as an error and retried."""
+    world, reconciler = make_world()
+
+    async def deleted(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise ApiError(c.KIND, "demo", 404, 'aiagents "demo" not found', "NotFound")
+
+    world.patch_status = deleted  # type: ignore[method-assign]
+    result = await reconciler.reconcile(KEY)
+    assert result.gone and not result.retry
+    assert KEY not in reconciler.memos
+
+
 async def test_a_quota_refusal_stalls_with_its_message_and_is_retried() -> None:
     world, reconciler = make_world()
     quota = "exceeded quota: q, requested: services=1, used: services=0, limited: services=0"
@@ -448,6 +501,13 @@ async def test_a_new_child_that_is_invalid_is_not_repaired_but_stalls() -> None:
     await reconciler.reconcile(KEY)
     assert ("patch", "Service") not in world.writes
     assert world.events == [("Warning", "ApplyFailed")]
+
+
+async def test_a_quantity_only_the_pattern_admits_is_an_invalid_spec_not_an_error() -> None:
+    world, reconciler = make_world(gpu={"count": 1, "vram": "1e2.5"})
+    result = await reconciler.reconcile(KEY)
+    assert conditions(world)["Ready"] == ("False", "InvalidSpec")
+    assert "gpu.vram" in message_of(world, "Ready") and not result.retry
 
 
 async def test_spec_the_models_refuse_is_reported_not_raised() -> None:
@@ -633,12 +693,21 @@ def test_status_patch_nulls_removed_keys_and_sends_only_changes() -> None:
     assert merge(before, patch) == after
 
 
+# What server-side apply answers for a field the schema does not declare (found by the fuzz
+# tests in a pass-through affinity): a 500, though no retry can help.
+TYPED_PATCH = (
+    "failed to create typed patch object (ns/demo; apps/v1, Kind=Deployment): "
+    ".spec.template.spec.affinity.operator: field not declared in schema"
+)
+
+
 @pytest.mark.parametrize(
     ("error", "reason", "stalled"),
     [
         (ApiError("S", "x", 403, "forbidden: exceeded quota: q"), "QuotaExceeded", True),
         (ApiError("S", "x", 403, "cannot create services"), "Forbidden", True),
         (ApiError("S", "x", 422, "invalid", "Invalid"), "ApplyFailed", True),
+        (ApiError("S", "x", 500, TYPED_PATCH, "InternalError"), "ApplyFailed", True),
         (ApiError("S", "x", 0, "timed out"), "Retrying", False),
         (ApiError("S", "x", 503, "unavailable", "ServiceUnavailable"), "Retrying", False),
     ],

@@ -44,7 +44,8 @@ _EXACT = decimal.Context(prec=100, Emax=10_000, Emin=-10_000, traps=[decimal.Inv
 
 
 def is_quantity(value: object) -> bool:
-    """A quantity Kubernetes accepts and `parse` reads (so not "1e999999")."""
+    """A quantity Kubernetes accepts and `parse` reads (so not "1e999999", nor "1e2.5": the
+    CRD's pattern admits fractional exponents, which Kubernetes refuses)."""
     if not isinstance(value, int | str) or isinstance(value, bool):
         return False
     try:
@@ -74,7 +75,10 @@ def parse(value: str | int) -> Decimal:
     else:
         if text[-1] in "numkMGTPE":  # an exponent form such as 1e3 always ends in a digit
             number, factor = text[:-1], _DECIMAL[text[-1]]
-    exact = Decimal(number)  # exact, and cheap: at most MAX_LENGTH characters
+    try:
+        exact = Decimal(number)  # exact, and cheap: at most MAX_LENGTH characters
+    except decimal.InvalidOperation:  # found by the fuzz tests: a reconcile error for ever
+        raise ValueError(f"{text!r} is not a Kubernetes quantity (a fractional exponent)") from None
     if exact and exact.adjusted() + factor.adjusted() > MAX_MAGNITUDE.adjusted():
         raise ValueError(f"{text!r} is too large a quantity (at most 2^63)")
     if exact and exact.adjusted() + factor.adjusted() < -MAX_MAGNITUDE.adjusted() - 30:

@@ -63,6 +63,10 @@ from agentfleet.telemetry import logs, tracing
 log = logging.getLogger(__name__)
 
 DEFAULT_UNSCHEDULABLE_SECONDS = 60.0
+# How long a replica lost with its node waits to be reported as placed again: the node
+# failure timeout (30 s), the eviction and a re-placement take about a minute; a replacement
+# placed much later is not the same replica's move any more.
+LOST_SECONDS = 600
 
 
 class PodWriter(Protocol):
@@ -267,7 +271,10 @@ class Placer:
         self.pods_of: dict[Key, set[str]] = defaultdict(set)  # agent -> its Pods we know
         self.refusals: dict[Key, Refusal] = {}
         self.stuck: dict[str, Stuck] = {}  # decided Pods the scheduler cannot bind
-        self.lost: dict[Key, list[str]] = defaultdict(list)  # nodes an agent lost Pods with
+        # Nodes an agent lost placed Pods with, and when: told in the Replaced Event of the
+        # next placement. Kept for LOST_SECONDS at most and dropped with the agent, so an
+        # agent deleted or scaled down after a node failure leaves nothing behind.
+        self.lost: dict[Key, list[tuple[str, datetime.datetime]]] = {}
         self._task: asyncio.Task[None] | None = None
 
     # --- fed by the watches ---------------------------------------------------------------
@@ -354,7 +361,25 @@ class Placer:
         where its replacement went."""
         usage = self.ledger.pods.get(key)
         if agent and usage and usage.placement and usage.node not in self.inventory.nodes:
-            self.lost[agent].append(usage.node)
+            now = self.now()
+            self._expire_losses(now)
+            self.lost.setdefault(agent, []).append((usage.node, now))
+
+    def _expire_losses(self, now: datetime.datetime) -> None:
+        """A loss whose replacement was never placed (the agent was scaled down) is old news."""
+        oldest = now - datetime.timedelta(seconds=LOST_SECONDS)
+        for agent in list(self.lost):
+            kept = [(node, when) for node, when in self.lost[agent] if when >= oldest]
+            if kept:
+                self.lost[agent] = kept
+            else:
+                del self.lost[agent]
+
+    def agent_gone(self, agent: Key) -> None:
+        """The AIAgent was deleted: nothing of it is to be told or retried any more (its Pods
+        go with the garbage collector and are forgotten one by one in `pod_gone`)."""
+        self.lost.pop(agent, None)
+        self.refusals.pop(agent, None)
 
     def pod_gone(self, pod: dict[str, Any]) -> None:
         key = pod_key(pod)
@@ -366,6 +391,7 @@ class Placer:
         self.ledger.remove(key)
         self.gated.pop(key, None)
         self.stuck.pop(key, None)
+        self.queue.drop(key)  # no retry timer or failure count outlives the Pod
         if agent:
             self._drop_from_agent(agent, key)
             self.agent_changed(agent)
@@ -569,9 +595,10 @@ class Placer:
 
     async def _report_move(self, agent: AIAgent, key: Key, decision: Decision) -> None:
         """After a node failure, say what moved where (an Event on the AIAgent)."""
+        self._expire_losses(self.now())
         if not self.lost.get(key):
             return
-        old = self.lost[key].pop(0)
+        old, _ = self.lost[key].pop(0)
         if not self.lost[key]:
             del self.lost[key]
         body = {"metadata": {"name": key[1], "namespace": key[0], "uid": agent.metadata.uid}}

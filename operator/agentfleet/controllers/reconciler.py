@@ -138,6 +138,12 @@ class AgentMemo:
     written_version: str | None = None
     written: bytes | None = None  # packed: thousands of memos, rarely read
     settled: Settled | None = None
+    # Children the API server refused as invalid (ApiError.invalid), by the hash of what we
+    # applied,
+    # until when the same object is not sent again: a stalled agent's next reconciles (its
+    # Pods, a touch, a peer) would only send it to be refused again. After that, at the
+    # next resync, it is tried once more, so a refusal that a webhook or policy lifted heals.
+    refused: dict[ChildKey, tuple[str, float, ApiError]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -227,6 +233,8 @@ class Reconciler:
         if plain and problem is None:
             memo.settled = self._settled(key, memo, agent, outcome.wanted)
         result = await self._write_status(key, body, status, urgent=problem is not None)
+        if result.gone:
+            return result
         retry = problem is not None and (not problem.stalled or problem.reason in _RETRIED)
         retry = retry or any(not f.ok and f.reason == Reason.RETRYING for f in features)
         return Result(result.requeue_after, retry)
@@ -439,19 +447,35 @@ class Reconciler:
         uid: str | None,
         live: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        """Server-side apply; `live` (the object as last seen) allows a repair."""
+        """Server-side apply; `live` (the object as last seen) allows a repair. An object
+        the API server refused as invalid is not sent again unchanged (AgentMemo.refused)."""
         meta = desired["metadata"]
+        child = (row.kind, meta["name"])
+        wanted = drift.applied_hash_of(desired) or ""
+        refused = memo.refused.get(child)
+        if refused is not None and refused[0] == wanted and self.clock() < refused[1]:
+            error = refused[2]
+            raise ApiError(error.kind, error.name, error.status, error.message, error.reason)
         log.info("applying %s %s/%s", row.kind, meta["namespace"], meta["name"])
         try:
-            body = await self.kube.apply(desired, row.plural, uid)
+            try:
+                body = await self.kube.apply(desired, row.plural, uid)
+            except ApiError as error:
+                if not (live is not None and uid and error.status == 422):
+                    raise
+                # Someone else's edit left entries our apply cannot remove (and that now
+                # clash with ours). If the object itself is invalid this is refused too, and
+                # the agent stalls with the server's message.
+                log.warning(
+                    "repairing %s %s/%s: %s", row.kind, meta["namespace"], meta["name"], error
+                )
+                body = await self._repair(row, desired, uid, live)
         except ApiError as error:
-            if not (live is not None and uid and error.status == 422):
-                raise
-            # Someone else's edit left entries our apply cannot remove (and that now clash
-            # with ours). If the object itself is invalid this is refused too, and the agent
-            # stalls with the server's message.
-            log.warning("repairing %s %s/%s: %s", row.kind, meta["namespace"], meta["name"], error)
-            body = await self._repair(row, desired, uid, live)
+            if error.invalid:
+                hold = self.config.resync_seconds or REFUSAL_HOLD_SECONDS
+                memo.refused[child] = (wanted, self.clock() + hold, error)
+            raise
+        memo.refused.pop(child, None)
         self._remember(memo, row, desired, body)
         return body
 
@@ -607,7 +631,13 @@ class Reconciler:
         meta = body["metadata"]
         patch = status_patch(previous, status)
         log.debug("status of %s/%s: %s", meta["namespace"], meta["name"], patch)
-        written = await self.kube.patch_status(meta["namespace"], meta["name"], patch)
+        try:
+            written = await self.kube.patch_status(meta["namespace"], meta["name"], patch)
+        except ApiError as error:
+            if error.status != 404:
+                raise
+            self.memos.pop(key, None)  # deleted while we reconciled it: nothing to report
+            return Result(gone=True)
         memo.written_version = (written.get("metadata") or {}).get("resourceVersion")
         memo.written = pack(written.get("status") or status)
         memo.status_not_before = now + self.status_window
@@ -701,6 +731,8 @@ PLACED_SHOWN = 10
 # image change then costs one status write per agent, not three (measured at 1,000 agents).
 PROGRESS_WINDOW = 10.0
 SETTLE_WINDOW = 60.0
+# How long a child refused as invalid is not sent again unchanged when resync is off.
+REFUSAL_HOLD_SECONDS = 600.0
 
 
 def _in_progress(status: dict[str, Any]) -> bool:

@@ -108,9 +108,20 @@ class ApiError(Exception):
         return self.status == 409 and "uid mismatch" in self.message
 
     @property
+    def invalid(self) -> bool:
+        """The object itself was refused: sending it again cannot help until it changes.
+        Server-side apply answers a field its schema does not declare (in a pass-through
+        object such as an affinity) with a 500 "failed to create typed patch object", not
+        with a 422 (found by the fuzz tests: retried as transient, it was a write every 30 s
+        for ever)."""
+        return self.status in (400, 422) or (
+            self.status == 500 and "failed to create typed patch object" in self.message
+        )
+
+    @property
     def transient(self) -> bool:
         """The same request may succeed later without anyone changing anything."""
-        return self.status in (0, 409, 429) or self.status >= 500
+        return (self.status in (0, 409, 429) or self.status >= 500) and not self.invalid
 
 
 def status_error(

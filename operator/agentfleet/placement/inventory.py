@@ -479,8 +479,12 @@ class Inventory:
         return result
 
     def remove_node(self, name: str) -> None:
+        """A Node was deleted. Its heartbeat goes too: node names come and go with the
+        fleet, and a node registered again under the same name is heard from at its node
+        agent's next renewal."""
         self._unindex(name)
         self._stored.pop(name, None)
+        self._heartbeats.pop(name, None)
         self._changed()
 
     def _changed(self) -> None:

@@ -394,6 +394,8 @@ async def agent_changed(
     ):
         return  # the echo of our own status write: nothing to do
     controller.queue.add(key)
+    if type == "DELETED" and "placer" in memo:
+        memo["placer"].agent_gone(key)
     if type == "ADDED" and not (body.get("status") or {}).get("conditions"):
         controller.acknowledge(key)
     peers: PeerTable = memo["cache"].peer_table

@@ -342,6 +342,17 @@ def test_the_ceiling_is_configurable() -> None:
 def test_hostile_node_agent_annotations_make_the_node_unreadable(text: str) -> None:
     obj = node("n", annotations={"agentfleet.io/gpus": text}, allocatable={"nvidia.com/gpu": "1"})
     assert refused(obj, heartbeat=NOW, lease_seconds=40).reason == inv.UNREADABLE
+def test_a_deleted_node_leaves_no_heartbeat_behind() -> None:
+    """Node names come and go with the fleet (autoscaled pools, the soak's churn): the
+    inventory must hold nothing of a node once it is deleted."""
+    fleet = Inventory()
+    for i in range(50):
+        name = f"pool-{i}"
+        fleet.set_lease(lease(name), NOW)
+        fleet.set_node(nvidia_node(name, gpus=1, used_mib=[0]), NOW)
+        assert name in fleet.nodes
+        fleet.remove_node(name)
+    assert fleet._heartbeats == {} and fleet._stored == {} and fleet.nodes == {}
 
 
 # --- the index agrees with the per-node rules --------------------------------------------------
