@@ -110,6 +110,8 @@ class Placer:
         self.refusals: dict[Key, Refusal] = {}
         self.lost: dict[Key, list[str]] = defaultdict(list)  # nodes an agent lost Pods with
         self._task: asyncio.Task[None] | None = None
+        self.leading = asyncio.Event()  # decisions only while set (see start)
+        self.leading.set()
 
     # --- fed by the watches (before any decision is made: see placement_handlers.py) --------
 
@@ -179,7 +181,11 @@ class Placer:
             if agent_of(pod) in self.refusals:
                 self.queue.add_after(key, 0.5)  # coalesces a burst of changes
 
-    def start(self) -> None:
+    def start(self, leading: asyncio.Event | None = None) -> None:
+        """Decide while `leading` is set (this replica holds the leader Lease); a follower
+        only keeps its books."""
+        if leading is not None:
+            self.leading = leading
         self._task = asyncio.create_task(self._work(), name="placement-worker")
 
     async def stop(self) -> None:
@@ -190,8 +196,10 @@ class Placer:
 
     async def _work(self) -> None:
         while True:
+            await self.leading.wait()
             key = await self.queue.get()
             try:
+                await self.leading.wait()
                 await self.place_one(key)
                 self.queue.forget(key)
             except Exception:  # one Pod's trouble must not stop the placement of the others

@@ -25,16 +25,24 @@ class Controller:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._ready: list[asyncio.Event] = []
+        # Set while this replica may write (it leads); the workers pause while it is clear.
+        self.leading = asyncio.Event()
+        self.leading.set()
         # New agents to acknowledge while a burst keeps the workers busy (see acknowledge),
         # each with the loop time from which it is due.
         self.acks: asyncio.Queue[tuple[Key, float]] = asyncio.Queue()
         self.last_progress = time.monotonic()  # when a reconcile last finished
 
-    def start(self, ready: list[asyncio.Event] | None = None) -> None:
+    def start(
+        self, ready: list[asyncio.Event] | None = None, leading: asyncio.Event | None = None
+    ) -> None:
         """Start the workers; they take keys once every `ready` event is set (the caches are
-        filled), and keys queued meanwhile wait."""
+        filled), and only while `leading` is set (this replica holds the leader Lease); keys
+        queued meanwhile wait, so a follower that takes over has its whole fleet queued."""
         metrics.MAX_CONCURRENT.labels(metrics.CONTROLLER).set(self.config.workers)
         self._ready = ready or []
+        if leading is not None:
+            self.leading = leading
         self._tasks = [
             asyncio.create_task(self._work(), name=f"reconcile-worker-{i}")
             for i in range(self.config.workers)
@@ -56,18 +64,27 @@ class Controller:
         for event in self._ready:
             await event.wait()
         while True:
+            await self._lead()
             key = await self.queue.get()
             try:
+                await self._lead()  # a key taken just before the leadership lapsed waits
                 await self.reconcile_once(key)
             finally:
                 self.queue.done(key)
                 self.last_progress = time.monotonic()
+
+    async def _lead(self) -> None:
+        if not self.leading.is_set():
+            await self.leading.wait()
+            self.last_progress = time.monotonic()  # the wait was not a wedge
 
     def acknowledge(self, key: Key) -> None:
         """A new agent arrived behind a backlog: if no worker has reached it after
         `queued_status_after_seconds`, show it was seen. One status write more, paid only
         by agents that would otherwise show nothing for that long."""
         delay = self.config.queued_status_after_seconds
+        if not self.leading.is_set():
+            return  # a follower's queue holds the whole fleet; the leader acknowledges
         if delay > 0 and len(self.queue) > 2 * self.config.workers:
             self.acks.put_nowait((key, asyncio.get_running_loop().time() + delay))
 
@@ -78,6 +95,8 @@ class Controller:
         while True:
             key, due = await self.acks.get()
             await asyncio.sleep(max(0.0, due - loop.time()))  # in order: dues only grow
+            if not self.leading.is_set():
+                continue  # a courtesy, not worth keeping across a lapse
             try:
                 await self.reconciler.acknowledge(key, len(self.queue))
             except asyncio.CancelledError:

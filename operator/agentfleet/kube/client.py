@@ -6,6 +6,10 @@ and Events. Each call has connect and total timeouts and waits for a token of a 
 rate limit; each write is counted (agentfleet_api_writes_total), so "no write when nothing
 changed" is measurable. Failures become one exception type, ApiError, that says whether a
 retry can help.
+
+Writes can be gated: every gate of a Kube (the leader Lease, the shard claim) is asked right
+before each write is sent, so a replica that is not (or no longer) entitled to write sends
+nothing, whichever code path tried (reconciles, placement, status, Events).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +80,20 @@ class ApiError(Exception):
     def transient(self) -> bool:
         """The same request may succeed later without anyone changing anything."""
         return self.status in (0, 409, 429) or self.status >= 500
+
+
+class WritesRefused(ApiError):
+    """A gate of this client refused the write before it was sent: this replica is not
+    entitled to write (not the leader, or its Lease lapsed). Transient (status 0): the work
+    is retried, by whichever replica leads by then."""
+
+    def __init__(self, kind: str, name: str, why: str) -> None:
+        super().__init__(kind, name, 0, why, reason="WritesRefused")
+        self.args = (f"{kind} {name} was not written: {why}",)
+
+
+# A write gate: None while writes may be sent, else why not (a sentence).
+WriteGate = Callable[[], str | None]
 
 
 @dataclass(frozen=True)
@@ -157,6 +176,15 @@ class Kube:
         self.timeout = aiohttp.ClientTimeout(
             total=request_timeout, connect=connect_timeout, sock_connect=connect_timeout
         )
+        self.gates: list[WriteGate] = []
+
+    def refused(self) -> str | None:
+        """Why writes may not be sent now (the first gate that says no), or None."""
+        for gate in self.gates:
+            why = gate()
+            if why is not None:
+                return why
+        return None
 
     async def _request(
         self,
@@ -168,13 +196,18 @@ class Kube:
         query: list[tuple[str, str]] | None = None,
         accept: str = "application/json",
     ) -> dict[str, Any]:
+        await self.limiter.acquire()
         if method == "GET":
             metrics.API_READS.labels(ref.kind).inc()
         else:
+            # Asked after the rate limiter's wait, as close to sending as this code gets.
+            why = self.refused()
+            if why is not None:
+                metrics.WRITES_REFUSED.labels(ref.kind).inc()
+                raise WritesRefused(ref.kind, ref.name, why)
             verb = _verb(content_type) if method == "PATCH" else _WRITE_VERBS[method]
             metrics.API_WRITES.labels(verb, ref.kind).inc()
             log.debug("write: %s %s %s/%s", verb, ref.kind, ref.namespace, ref.name)
-        await self.limiter.acquire()
         try:
             response = await self.api.call_api(
                 path,
@@ -218,6 +251,37 @@ class Kube:
         # decoder refuses. The charset parameter routes the bytes through untouched.
         body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
         return await self._request("PATCH", ref, ref.path, body, APPLY_PATCH, query)
+
+    async def create(self, obj: dict[str, Any], plural: str) -> dict[str, Any]:
+        """Create the object; 409 (AlreadyExists) when someone was first."""
+        ref = Ref.of(obj, plural)
+        return await self._request("POST", ref, ref.collection_path, obj)
+
+    async def replace(self, obj: dict[str, Any], plural: str) -> dict[str, Any]:
+        """Replace the object (an update). With metadata.resourceVersion set it applies only
+        to that version (409 otherwise): optimistic concurrency, as leader election needs."""
+        ref = Ref.of(obj, plural)
+        return await self._request("PUT", ref, ref.path, obj)
+
+    async def server_ready(self) -> bool:
+        """Does the API server answer, and say it is ready (its /readyz checks etcd too)?
+        Asked on a new connection ("Connection: close"), so a pooled connection that went
+        half-open cannot make a healthy server look away."""
+        try:
+            response = await self.api.call_api(
+                "/readyz",
+                "GET",
+                header_params={"Accept": "text/plain", "Connection": "close"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+                _request_timeout=self.timeout,
+            )
+            async with response:
+                await response.read()
+                return bool(response.status == 200)
+        except (ApiException, TimeoutError, aiohttp.ClientError):
+            return False
 
     async def list(self, ref: Ref) -> list[dict[str, Any]]:
         """Every object of the collection (one page: for small collections only)."""

@@ -12,14 +12,21 @@ would hold every child's body at start-up until all its indices are filled, whic
 thousands of children is most of the operator's memory. Children are filtered by our
 `managed-by` label on the server and kept as small records (cache.ChildStore); the workers
 start once every informer has listed.
+
+With `--leader-elect` every replica runs all of this (its caches stay warm), but the
+workers, the placer and the shard claim wait for leadership (leader.py), and every write
+passes the leader's gate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -45,10 +52,11 @@ from agentfleet.kube.informer import Informer
 from agentfleet.kube.liveness import WatchLiveness
 from agentfleet.render.children import CHILD_KINDS, ChildKind
 from agentfleet.render.context import Peer
-from agentfleet.runtime import sharding, watchhealth
+from agentfleet.runtime import leader, sharding, watchhealth
 from agentfleet.runtime.health import Health
 from agentfleet.telemetry import metrics
 
+log = logging.getLogger(__name__)
 OURS = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
 CRD_GROUP, CRD_VERSION, CRD_PLURAL = "apiextensions.k8s.io", "v1", "customresourcedefinitions"
 OPTIONAL_RESOURCES = {row.resource: row for row in CHILD_KINDS if row.optional}
@@ -147,12 +155,43 @@ class IndexCache:
         return counts
 
 
+class Backoffs:
+    """kopf's retry delays for a failed API request, without end: its default gives up after
+    8 tries (about a minute), and a watch that gives up ends the operator, so an API server
+    outage longer than that would crash-loop it. Iterated afresh for every request."""
+
+    def __iter__(self) -> Iterator[float]:
+        return itertools.chain((1, 1, 2, 3, 5), itertools.repeat(5))
+
+
+@dataclass
+class Exit:
+    """How the process ends: kopf stops when `flag` is set (kopf.run's stop_flag); the
+    runner then exits with `code`."""
+
+    flag: asyncio.Event = field(default_factory=asyncio.Event)
+    code: int = 0
+    reason: str = ""
+    grace_seconds: float = 20.0
+
+    def fail(self, reason: str) -> None:
+        """Stop the operator and exit non-zero (the kubelet restarts it). Writes have stopped
+        already (the gates refuse them); if kopf's clean-up hangs, the process ends anyway."""
+        if self.code:
+            return
+        log.error("stopping the operator: %s", reason)
+        self.code, self.reason = 1, reason
+        self.flag.set()
+        asyncio.get_running_loop().call_later(self.grace_seconds, os._exit, 1)
+
+
 def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     """kopf's watches: timeouts everywhere, paginated initial lists, server-side filters."""
     # kopf would post every handler log line as a Kubernetes Event: a write per event.
     settings.posting.enabled = False
     settings.networking.request_timeout = config.request_timeout
     settings.networking.connect_timeout = config.connect_timeout
+    settings.networking.error_backoffs = Backoffs()
     settings.watching.server_timeout = config.watch_server_timeout
     settings.watching.client_timeout = config.watch_server_timeout + 30
     settings.watching.connect_timeout = config.connect_timeout
@@ -176,11 +215,18 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     """Configure kopf, start the informers, metrics, health and the workers. kopf passes each
     index as a keyword argument named after it (agent_index, ...), empty until listed."""
     config: OperatorConfig = memo.get("config") or OperatorConfig()
+    exit_: Exit = memo.get("exit") or Exit()
     configure(settings, config)
     watches = WatchLiveness()
     watchhealth.install(watches)
     informer_count = len(CHILD_KINDS) * max(1, len(config.namespaces))
     api = await kube.connect(pool_size=config.workers * 2 + informer_count + 4)
+    # Leases and the health probe get their own connections and no rate limit: a renewal
+    # must never queue behind a burst of reconciles.
+    side_api = await kube.connect(pool_size=4)
+    memo["api"], memo["side_api"] = api, side_api
+    short = min(config.request_timeout, 5.0)
+    side = kube.Kube(side_api, None, config.connect_timeout, short)
     writer = kube.Kube(
         api,
         kube.RateLimiter(config.qps, config.burst),
@@ -215,27 +261,76 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     }
     for informer in informers.values():
         informer.start()
+    leadership = elect(config, side, exit_, writer, memo)
+    writer.gates.append(leadership.refused)
+    memo["leadership"] = leadership
     if config.render.gpu_placement:
         placer = Placer(writer, cache.parsed_agent, controller.queue.add, config.placement_policy)
         reconciler.placements = placer.state
         memo["placer"] = placer
-        placer.start()
-    if config.shard_id:
-        await claim_shard(writer, config, memo)
+        placer.start(leadership.leading)
+    if isinstance(leadership, leader.SoleReplica) and config.shard_id:
+        await claim_shard(writer, config, memo, exit_, shard_holder(config))
     # No reconcile before every child is known: a child not yet listed would look missing.
-    controller.start(ready=[informer.synced for informer in informers.values()])
+    synced = [informer.synced for informer in informers.values()]
+    controller.start(ready=synced, leading=leadership.leading)
     if config.metrics_port:
         metrics.AGENTS.count = cache.condition_counts
         prometheus_client.start_http_server(config.metrics_port, config.metrics_address)
     if config.health_port:
-        health = Health(controller, config.unhealthy_after_seconds, watches)
+        health = Health(
+            controller,
+            config.unhealthy_after_seconds,
+            watches,
+            leadership,
+            api_answers=side.server_ready,
+            synced=synced,
+        )
         memo["health"] = await health.serve(config.health_address, config.health_port)
-    memo["api"] = api
     memo["controller"] = controller
     memo["cache"] = cache
     memo["config"] = config
     memo["informers"] = informers
     metrics.MAX_CONCURRENT.labels(metrics.CONTROLLER).set(config.workers)
+    if isinstance(leadership, leader.LeaderElector):
+        leadership.start()
+
+
+def elect(
+    config: OperatorConfig, side: kube.Kube, exit_: Exit, writer: kube.Kube, memo: kopf.Memo
+) -> leader.Leadership:
+    """With --leader-elect, a candidate for the leader Lease (which claims the shard, if any,
+    once it leads); without, the only replica, leading from the start."""
+    identity = leader.identity()
+    if not config.leader_elect:
+        return leader.SoleReplica(identity)
+
+    async def begin_leading() -> None:
+        if config.shard_id:
+            await claim_shard(writer, config, memo, exit_, shard_holder(config))
+
+    return leader.LeaderElector(
+        side,
+        config.leader_election_namespace,
+        config.leader_election_id,
+        identity,
+        leader.Timing(
+            config.leader_elect_lease_duration,
+            config.leader_elect_renew_deadline,
+            config.leader_elect_retry_period,
+        ),
+        on_lost=exit_.fail,
+        on_started=begin_leading,
+    )
+
+
+def shard_holder(config: OperatorConfig) -> str:
+    """Who holds the shard claim. The replicas of one leader-elected Deployment share it:
+    their leader Lease already makes sure only one serves, and a new leader must not wait
+    for the old one's claim to lapse."""
+    if config.leader_elect:
+        return f"{config.leader_election_namespace}/{config.leader_election_id}"
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def child_event_handler(
@@ -254,33 +349,51 @@ def child_event_handler(
     return handle
 
 
-async def claim_shard(writer: kube.Kube, config: OperatorConfig, memo: kopf.Memo) -> None:
-    """Serve nothing unless this operator's share is its own (see sharding.py)."""
+async def claim_shard(
+    writer: kube.Kube, config: OperatorConfig, memo: kopf.Memo, exit_: Exit, holder: str
+) -> None:
+    """Serve nothing unless this operator's share is its own (see sharding.py); from then on
+    every write also needs the claim to be renewed in time. The claim itself is written
+    through a client gated by the leader only, on connections of its own."""
+    claim_kube = kube.Kube(memo["side_api"], None, config.connect_timeout, config.request_timeout)
+    claim_kube.gates = list(writer.gates)
     scope = sharding.Scope(config.namespaces, config.agent_selector)
-    holder = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-    claim = sharding.ShardClaim(writer, config.shard_id, scope, config.shard_namespace, holder)
+    claim = sharding.ShardClaim(claim_kube, config.shard_id, scope, config.shard_namespace, holder)
     try:
         await claim.acquire()
     except sharding.ShardConflict as conflict:
         message = f"refusing to serve shard {config.shard_id!r}: {conflict}"
         raise kopf.PermanentError(message) from conflict
+    writer.gates.append(claim.refused)
     memo["claim"] = claim
-    memo["renewal"] = asyncio.create_task(claim.renew_forever(), name="shard-lease-renewal")
+    memo["renewal"] = asyncio.create_task(
+        claim.renew_forever(exit_.fail), name="shard-lease-renewal"
+    )
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the work first, then give up the claims (client-go's ReleaseOnCancel): nothing
+    is written after the other replica may have taken over."""
+    leadership = memo.get("leadership")
+    if isinstance(leadership, leader.LeaderElector):
+        await leadership.stop()  # no renewal from now on: the Lease is released or runs out
+    if "placer" in memo:
+        await memo["placer"].stop()
+    if "controller" in memo:
+        await memo["controller"].stop()
     if "renewal" in memo:
         memo["renewal"].cancel()
         await memo["claim"].release()
-    if "placer" in memo:
-        await memo["placer"].stop()
-    await memo["controller"].stop()
+    if isinstance(leadership, leader.LeaderElector):
+        await leadership.release()
     for informer in memo.get("informers", {}).values():
         await informer.stop()
     if "health" in memo:
         await memo["health"].cleanup()
-    await memo["api"].close()
+    for name in ("api", "side_api"):
+        if name in memo:
+            await memo[name].close()
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
@@ -303,7 +416,7 @@ async def agent_changed(
     ):
         return  # the echo of our own status write: nothing to do
     controller.queue.add(key)
-    if type == "ADDED" and not (body.get("status") or {}).get("conditions"):
+    if type == "ADDED" and not (body.get("status") or {}).get("conditions"):  # leaders only
         controller.acknowledge(key)
     peers: PeerTable = memo["cache"].peer_table
     peer = None if type == "DELETED" else peer_of(dict(body))
