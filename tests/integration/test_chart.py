@@ -329,7 +329,14 @@ def test_helm_install_runs_the_operator_then_upgrade_and_uninstall(
                 [sys.executable, "-m", "agentfleet", *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+                # What the chart's Deployment sets from the downward API: the leader Lease
+                # lives in the release namespace, the only one where the Role lets it.
+                env={
+                    **os.environ,
+                    "KUBECONFIG": str(kubeconfig),
+                    "POD_NAMESPACE": release_ns,
+                    "POD_NAME": f"{release}-operator-0",
+                },
             )
         try:
             health = f"http://127.0.0.1:{health_port}/healthz"

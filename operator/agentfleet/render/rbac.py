@@ -36,7 +36,7 @@ HEADER = """\
 #   keda, istio,  granted when the value rbac.<group> is true (the optional child kinds).
 #   gatewayApi,
 #   placement
-#   ownNamespace  granted only in the operator's own namespace (a Role): its shard claim Lease.
+#   ownNamespace  granted only in the operator's own namespace (a Role): leader, shard Leases.
 #   clusterScoped rules on cluster-scoped resources. Cluster-wide, they join the one ClusterRole;
 #                 with watchNamespaces they are the only rules in a ClusterRole, and every other
 #                 group is bound per watched namespace. A rule here may carry `requires: <group>`
@@ -74,11 +74,12 @@ def rules() -> dict[str, list[Rule]]:
         },
     ]
     groups["ownNamespace"] = [
-        # Shard claims (`--shard-id`): Leases in the operator's own namespace only.
+        # The leader Lease (`--leader-elect`: read, created, updated with its
+        # resourceVersion) and shard claims (`--shard-id`): in the operator's own namespace only.
         {
             "apiGroups": ["coordination.k8s.io"],
             "resources": ["leases"],
-            "verbs": ["get", "list", "create", "patch"],
+            "verbs": ["get", "list", "create", "update", "patch"],
         },
     ]
     groups["clusterScoped"] = [
