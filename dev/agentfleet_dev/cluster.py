@@ -10,7 +10,7 @@ For fault tests one component at a time can be stopped (SIGTERM, or SIGKILL: a c
 started again with exactly the command line, environment, ports and data it had, frozen
 (SIGSTOP: its connections stay open and nothing answers) and thawed (SIGCONT).
 
-The API server writes an audit log (`audit.log`) of the writes made by ServiceAccounts
+The API server writes an audit log (`logs/audit.log`) of the writes made by ServiceAccounts
 outside kube-system (the operators under test, never the control plane's own controllers),
 so tests can count writes per client identity from the server's own record.
 """
@@ -56,7 +56,7 @@ KEDA_PORTS = ("keda", "keda-metrics", "keda-metrics-service", "prometheus")
 FAKE_PROMETHEUS_MODULE = "agentfleet_dev.fake_prometheus"
 # What `stop|start|pause|resume` act on.
 COMPONENTS = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
-AUDIT_LOG = "audit.log"
+AUDIT_LOG = "logs/audit.log"  # kept by `down(keep_logs=True)`
 # Metadata (who, what, when, the answer) of every write by a ServiceAccount that is not
 # one of kube-system's (the controller-manager's controllers run as those); nothing else.
 AUDIT_POLICY: dict[str, object] = {

@@ -161,3 +161,31 @@ async def test_readiness_waits_for_the_caches_then_tells_leader_from_follower(
     leader = checker(WorkQueue("test"), clock[0], synced=(listed,))
     response = await leader.readyz(None)  # type: ignore[arg-type]
     assert response.status == 200 and body(response)["leader"] is True
+
+
+async def test_watches_get_time_to_reconnect_once_the_api_server_is_back(
+    clock: list[float],
+) -> None:
+    watches = WatchLiveness()
+    watches.answered("/apis/apps/v1/deployments")
+    check = checker(WorkQueue("test"), clock[0], watches=watches, api_answers=False)
+    clock[0] += 61
+    assert (await check.healthz(None)).status == 200  # type: ignore[arg-type]
+    check.api_answers = answering = _answers(True)
+    clock[0] += 6  # the next probe finds it back
+    response = await check.healthz(None)  # type: ignore[arg-type]
+    assert response.status == 200
+    assert "is reconnecting" in body(response)["notes"][0]
+    clock[0] += 36  # past the grace: an informer backs off 30 s at most
+    response = await check.healthz(None)  # type: ignore[arg-type]
+    assert response.status == 500, body(response)
+    assert answering.calls >= 2  # type: ignore[attr-defined]
+
+
+def _answers(value: bool) -> Any:
+    async def probe() -> bool:
+        probe.calls += 1  # type: ignore[attr-defined]
+        return value
+
+    probe.calls = 0  # type: ignore[attr-defined]
+    return probe

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from agentfleet.api import constants as c
 from agentfleet.api.models import AIAgent
 from agentfleet.controllers.cache import Key
-from agentfleet.kube.client import ApiError, Ref
+from agentfleet.kube.client import ApiError, Ref, WritesRefused
 from agentfleet.kube.workqueue import WorkQueue
 from agentfleet.placement import (
     Decision,
@@ -202,6 +202,9 @@ class Placer:
                 await self.leading.wait()
                 await self.place_one(key)
                 self.queue.forget(key)
+            except WritesRefused as refused:  # the leadership lapsed: not a failure
+                delay = self.queue.add_rate_limited(key)
+                log.info("pod %s: %s; retrying in %.1fs", key, refused, delay)
             except Exception:  # one Pod's trouble must not stop the placement of the others
                 delay = self.queue.add_rate_limited(key)
                 log.exception("placing pod %s failed; retrying in %.1fs", key, delay)

@@ -10,6 +10,7 @@ import time
 from agentfleet.api.config import OperatorConfig as OperatorConfig  # re-exported for the CLI
 from agentfleet.controllers.cache import Key
 from agentfleet.controllers.reconciler import Reconciler
+from agentfleet.kube.client import WritesRefused
 from agentfleet.kube.workqueue import WorkQueue
 from agentfleet.telemetry import metrics
 
@@ -119,6 +120,10 @@ class Controller:
             result = await self.reconciler.reconcile(key)
         except asyncio.CancelledError:
             raise
+        except WritesRefused as refused:  # leadership lapsed mid-reconcile: not a failure
+            delay = self.queue.add_rate_limited(key)
+            metrics.RECONCILE_TOTAL.labels(metrics.CONTROLLER, "requeue").inc()
+            log.info("%s/%s: %s; retrying in %.2fs", *key, refused, delay)
         except Exception:
             metrics.RECONCILE_ERRORS.labels(metrics.CONTROLLER).inc()
             metrics.RECONCILE_TOTAL.labels(metrics.CONTROLLER, "error").inc()

@@ -158,6 +158,30 @@ async def connect(pool_size: int = 64) -> client.ApiClient:
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
 
 
+def gate_connections(api: client.ApiClient, refused: WriteGate) -> None:
+    """Ask the write gate once more when a write's connection is in hand, the last moment
+    before its bytes go out. Kube asks before the request starts; opening a connection
+    (TCP, TLS) can take long enough for a process to be frozen in between (SIGSTOP, a
+    stalled node) and wake up past its renew deadline, and a write sent then would land
+    after another replica took over. What is left is one turn of the event loop."""
+
+    async def started(_: Any, context: Any, params: aiohttp.TraceRequestStartParams) -> None:
+        context.write = params.method not in ("GET", "HEAD")
+
+    async def connected(_: Any, context: Any, __: Any) -> None:
+        if getattr(context, "write", False) and (why := refused()) is not None:
+            metrics.WRITES_REFUSED.labels("").inc()
+            raise WritesRefused("", "", why)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(started)
+    trace.on_connection_create_end.append(connected)
+    trace.on_connection_reuseconn.append(connected)
+    trace.freeze()
+    # The client builds its aiohttp session itself and has no hook for trace configs.
+    api.rest_client.pool_manager._trace_configs.append(trace)
+
+
 _WRITE_VERBS = {"POST": "create", "DELETE": "delete", "PUT": "update"}
 APPLY_PATCH = "application/apply-patch+yaml; charset=utf-8"
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
@@ -263,10 +287,12 @@ class Kube:
         ref = Ref.of(obj, plural)
         return await self._request("PUT", ref, ref.path, obj)
 
-    async def server_ready(self) -> bool:
+    async def server_ready(self, within: float = 2.0) -> bool:
         """Does the API server answer, and say it is ready (its /readyz checks etcd too)?
         Asked on a new connection ("Connection: close"), so a pooled connection that went
-        half-open cannot make a healthy server look away."""
+        half-open cannot make a healthy server look away; `within` seconds, so a kubelet's
+        probe of our /healthz (5 s in the chart) gets its answer in time."""
+        limit = aiohttp.ClientTimeout(total=within, connect=within, sock_connect=within)
         try:
             response = await self.api.call_api(
                 "/readyz",
@@ -275,7 +301,7 @@ class Kube:
                 auth_settings=["BearerToken"],
                 _return_http_data_only=True,
                 _preload_content=False,
-                _request_timeout=self.timeout,
+                _request_timeout=limit,
             )
             async with response:
                 await response.read()

@@ -192,10 +192,18 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     settings.networking.request_timeout = config.request_timeout
     settings.networking.connect_timeout = config.connect_timeout
     settings.networking.error_backoffs = Backoffs()
-    settings.watching.server_timeout = config.watch_server_timeout
-    settings.watching.client_timeout = config.watch_server_timeout + 30
+    # kopf's own inactivity timeout is an asyncio.timeout() around a generator that yields
+    # events: when it expires while the consuming task handles an event, it cancels that task
+    # instead, the watcher ends as cancelled and kopf never starts it again (seen here under
+    # load: the Pod and AIAgent watches stopped for good). So it is off, and a silent watch is
+    # ended by plain timeouts: the server closes every watch after 80% of the inactivity
+    # period, and the client gives up on one that is still open after the whole period.
+    inactivity = config.watch_inactivity_seconds
+    server_timeout = max(1, min(config.watch_server_timeout, int(inactivity * 0.8)))
+    settings.watching.inactivity_timeout = 10.0**9
+    settings.watching.server_timeout = server_timeout
+    settings.watching.client_timeout = max(inactivity, server_timeout + 1)
     settings.watching.connect_timeout = config.connect_timeout
-    settings.watching.inactivity_timeout = config.watch_inactivity_seconds
     settings.watching.chunk_size = 500  # the initial list comes in pages, not all at once
     if config.agent_selector:
         settings.watching.label_selectors[c.GROUP, c.PLURAL] = config.agent_selector
@@ -263,6 +271,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         informer.start()
     leadership = elect(config, side, exit_, writer, memo)
     writer.gates.append(leadership.refused)
+    kube.gate_connections(api, writer.refused)
     memo["leadership"] = leadership
     if config.render.gpu_placement:
         placer = Placer(writer, cache.parsed_agent, controller.queue.add, config.placement_policy)

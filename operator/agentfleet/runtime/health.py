@@ -5,7 +5,9 @@ Liveness fails (HTTP 500 with the reasons) only when restarting would help:
   (a fresh request to its /readyz succeeds): the watch is wedged in this process. When the
   API server does not answer, or says it is not ready (etcd down), a restart would only
   start an operator that cannot list anything either, so liveness stays 200 and says so:
-  an outage must not crash-loop the operator through it.
+  an outage must not crash-loop the operator through it. Once the API server is back, the
+  watches get `reconnect_grace` to reconnect (informers back off up to 30 s between tries,
+  as client-go's reflectors do) before a silent one counts as wedged.
 - the leader's work queue has an agent waiting that long while no reconcile finished (the
   workers are wedged). A follower's queue does not drain by design, and is not judged.
 
@@ -40,14 +42,19 @@ class Health:
     api_answers: Callable[[], Awaitable[bool]] | None = None
     synced: Sequence[asyncio.Event] = ()
     probe_every: float = 5.0  # one probe serves the answers of this many seconds
+    reconnect_grace: float = 35.0
     _probed: tuple[float, bool] | None = field(default=None, repr=False)
+    _back_at: float | None = field(default=None, repr=False)  # the API server answered again
 
     async def _api_answers(self) -> bool:
         if self.api_answers is None:
             return True
         now = time.monotonic()
         if self._probed is None or now - self._probed[0] > self.probe_every:
-            self._probed = (now, await self.api_answers())
+            answers = await self.api_answers()
+            if answers and self._probed is not None and not self._probed[1]:
+                self._back_at = now
+            self._probed = (now, answers)
         return self._probed[1]
 
     async def check(self) -> tuple[list[str], list[str]]:
@@ -57,7 +64,14 @@ class Health:
         stale = self.watches.stale(self.unhealthy_after)
         if stale:
             silent = ", ".join(stale)
-            if await self._api_answers():
+            answers = await self._api_answers()
+            back = time.monotonic() - self._back_at if self._back_at is not None else None
+            if answers and back is not None and back < self.reconnect_grace:
+                notes.append(
+                    f"the API server answers again since {back:.0f}s; the watch of {silent}"
+                    " is reconnecting"
+                )
+            elif answers:
                 problems.append(
                     f"watch of {silent} not answered for more than {self.unhealthy_after:.0f}s"
                     " while the API server answers"

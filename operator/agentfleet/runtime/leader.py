@@ -283,7 +283,9 @@ class LeaderElector:
                 self.ref.namespace,
                 self.ref.name,
             )
-        if not self.leading.is_set():
+        if not self.leading.is_set() and self.refused() is None:
+            # (A renewal that took longer than the deadline to be answered does not count:
+            # the next one, sent now, will.)
             await self._begin()
         return True
 
