@@ -7,7 +7,7 @@ export AGENTFLEET_CLUSTER_DIR := $(CLUSTER_DIR)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lock tools lint manifests chart-lint image istio keda unit test integration e2e crds golden cluster-up cluster-down \
-        cluster-status demo demo-down run bench bench-10k clean
+        cluster-status demo demo-down run bench bench-10k faults clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -98,6 +98,9 @@ bench: tools ## Benchmarks: 1,000 agents on a fresh local cluster, against a kub
 bench-10k: tools ## 10,000 agents: the 10,000 targets (converge, RSS, restart); about 30 minutes on 2 cores
 	$(BIN)/python -m benchmarks --agents 10000 --scenarios create,idle,restart --no-baseline-ready \
 	  --json _output/bench-10000.json
+
+faults: tools ## The full fault suite (~20 min): API server and etcd outages of 30-60 s, 10 silent minutes, 20 SIGKILLs among 200 agents
+	AGENTFLEET_FAULTS=full $(BIN)/pytest -ra -s tests/integration/test_faults.py
 
 clean: cluster-down ## Remove build outputs (not the binary cache in ~/.cache/agentfleet)
 	rm -rf _output .pytest_cache .mypy_cache .ruff_cache

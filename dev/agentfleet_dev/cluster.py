@@ -58,13 +58,20 @@ FAKE_PROMETHEUS_MODULE = "agentfleet_dev.fake_prometheus"
 COMPONENTS = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
 AUDIT_LOG = "logs/audit.log"  # kept by `down(keep_logs=True)`
 # Metadata (who, what, when, the answer) of every write by a ServiceAccount that is not
-# one of kube-system's (the controller-manager's controllers run as those); nothing else.
+# one of kube-system's (the controller-manager's controllers run as those), and the body of
+# AIAgent status writes; nothing else.
 AUDIT_POLICY: dict[str, object] = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
     "omitStages": ["RequestReceived"],
     "rules": [
         {"level": "None", "userGroups": ["system:serviceaccounts:kube-system"]},
+        {  # with what was written: a status written twice is two identical bodies
+            "level": "Request",
+            "userGroups": ["system:serviceaccounts"],
+            "verbs": ["patch", "update"],
+            "resources": [{"group": "agentfleet.io", "resources": ["aiagents/status"]}],
+        },
         {
             "level": "Metadata",
             "userGroups": ["system:serviceaccounts"],
