@@ -115,6 +115,7 @@ def test_kustomize_install_is_accepted_by_the_api_server(cluster: Cluster, crd: 
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(rendered) if d)
     expected = ["CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole"]
     expected += ["ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment"]
+    expected += ["PodDisruptionBudget"]
     assert kinds == sorted(expected)
     accepted, _ = server_dry_run(cluster, rendered)
     assert accepted == len(kinds)
