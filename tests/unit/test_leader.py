@@ -140,3 +140,19 @@ async def test_a_gated_client_sends_no_write_and_counts_it_refused() -> None:
     assert str(refused.value) == (
         "Deployment coding was not written: this replica (pod-b) is not the leader"
     )
+
+
+def test_agentfleet_run_refuses_timings_that_cannot_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from agentfleet import main
+    from agentfleet.runtime import runner
+
+    started: list[Any] = []
+    monkeypatch.setattr(runner, "run", lambda config, verbose: started.append(config))
+    args = ["run", "--leader-elect", "--leader-elect-renew-deadline", "20"]
+    result = CliRunner().invoke(main.app, args)
+    assert result.exit_code == 2 and not started
+    assert "--leader-elect-renew-deadline must be shorter" in result.output
+    assert CliRunner().invoke(main.app, ["run", "--leader-elect"]).exit_code == 0
+    assert started[0].leader_elect and started[0].leader_election_id == "agentfleet-operator"
