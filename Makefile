@@ -7,7 +7,7 @@ export AGENTFLEET_CLUSTER_DIR := $(CLUSTER_DIR)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lock tools lint manifests chart-lint image istio keda unit test integration e2e crds golden cluster-up cluster-down \
-        cluster-status demo demo-down run bench bench-10k fuzz soak clean protos
+        cluster-status demo demo-down run bench bench-10k fuzz soak faults clean protos
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -110,6 +110,8 @@ fuzz: tools ## Random and hostile AIAgents from the CRD's schema against a real 
 SOAK_MINUTES ?= 60
 soak: tools ## An hour of churn (agents, GPUs, failing nodes): RSS slope, CPU and writes per change, latencies (SOAK_MINUTES=5 to smoke it)
 	$(BIN)/python -m soak --minutes $(SOAK_MINUTES)
+faults: tools ## The full fault suite (~20 min): API server and etcd outages of 30-60 s, 10 silent minutes, 20 SIGKILLs among 200 agents
+	AGENTFLEET_FAULTS=full $(BIN)/pytest -ra -s tests/integration/test_faults.py
 
 clean: cluster-down ## Remove build outputs (not the binary cache in ~/.cache/agentfleet)
 	rm -rf _output .pytest_cache .mypy_cache .ruff_cache

@@ -135,12 +135,27 @@ class Operator:
     def health(self) -> tuple[int, str]:
         """(HTTP status, body) of /healthz, or (0, error) when it does not answer."""
         try:
-            with urllib.request.urlopen(self.health_url, timeout=2) as response:
+            with urllib.request.urlopen(self.health_url, timeout=5) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
         except OSError as error:
             return 0, str(error)
+
+    def ready(self) -> dict[str, Any]:
+        """/readyz's JSON (its status and whether this replica leads), {} when it does not
+        answer."""
+        url = self.health_url.replace("/healthz", "/readyz")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return dict(json.loads(response.read()))
+        except urllib.error.HTTPError as error:
+            return dict(json.loads(error.read() or b"{}"))
+        except (OSError, ValueError):
+            return {}
+
+    def leads(self) -> bool:
+        return self.ready().get("leader") is True
 
     def healthy(self) -> bool:
         assert self.process.poll() is None, f"operator exited:\n{self.log_path.read_text()[-3000:]}"
@@ -175,18 +190,27 @@ class Operator:
         return self.total("controller_runtime_reconcile_total")
 
 
+OPERATOR_ACCOUNT = "agentfleet-operator"
+
+
 def operator_kubeconfig(
-    cluster: Cluster, server: str | None = None, name: str = "operator"
+    cluster: Cluster,
+    server: str | None = None,
+    name: str = "operator",
+    service_account: str = OPERATOR_ACCOUNT,
 ) -> Path:
     """A kubeconfig with the token of the operator's own ServiceAccount from manifests/operator,
     so that the tests fail if its RBAC lacks a permission the operator uses. `server` points
-    it elsewhere (a proxy) with the same CA."""
+    it elsewhere (a proxy) with the same CA. Another `service_account` gets exactly the same
+    roles: one identity per replica, so the API server can tell their writes apart."""
     manifests = ROOT / "manifests" / "operator"
     cluster.kubectl(
         "apply", "-f", str(manifests / "namespace.yaml"), "-f", str(manifests / "rbac.yaml")
     )
+    if service_account != OPERATOR_ACCOUNT:
+        cluster.kubectl("apply", "-f", "-", input=_same_roles(service_account))
     token = cluster.kubectl(
-        "create", "token", "agentfleet-operator", "-n", "agentfleet-system", "--duration=6h"
+        "create", "token", service_account, "-n", "agentfleet-system", "--duration=6h"
     ).stdout.strip()
     admin = json.loads(
         cluster.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json").stdout
@@ -204,22 +228,63 @@ def operator_kubeconfig(
                 },
             }
         ],
-        "users": [{"name": "agentfleet-operator", "user": {"token": token}}],
+        "users": [{"name": service_account, "user": {"token": token}}],
         "contexts": [
-            {"name": "operator", "context": {"cluster": "cluster", "user": "agentfleet-operator"}}
+            {"name": "operator", "context": {"cluster": "cluster", "user": service_account}}
         ],
     }
+    OUTPUT.mkdir(exist_ok=True)
     path = OUTPUT / f"{name}.kubeconfig"
     path.write_text(json.dumps(config))
     path.chmod(0o600)
     return path
 
 
+def _same_roles(service_account: str) -> str:
+    """A ServiceAccount bound to the operator's ClusterRole and Role (manifests/operator)."""
+    namespace = "agentfleet-system"
+    subject = {"kind": "ServiceAccount", "name": service_account, "namespace": namespace}
+    objects = [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": service_account, "namespace": namespace},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": service_account},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": OPERATOR_ACCOUNT,
+            },
+            "subjects": [subject],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": service_account, "namespace": namespace},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": OPERATOR_ACCOUNT,
+            },
+            "subjects": [subject],
+        },
+    ]
+    return "\n---\n".join(json.dumps(o) for o in objects)
+
+
 def start_operator(
-    kubeconfig: Path, *args: str, name: str = "test-operator", wait: bool = True
+    kubeconfig: Path,
+    *args: str,
+    name: str = "test-operator",
+    wait: bool = True,
+    env: dict[str, str] | None = None,
 ) -> Operator:
-    """Run `agentfleet run` as a subprocess with this kubeconfig and extra flags; wait until
-    its /healthz answers 200."""
+    """Run `agentfleet run` as a subprocess with this kubeconfig, extra flags and extra
+    environment (POD_NAME, say); wait until its /healthz answers 200."""
     from agentfleet_dev.cluster import free_ports
 
     metrics_port, health_port = free_ports(2)
@@ -245,7 +310,7 @@ def start_operator(
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+            env={**os.environ, "KUBECONFIG": str(kubeconfig), **(env or {})},
         )
     handle = Operator(
         f"http://127.0.0.1:{metrics_port}/metrics",

@@ -1,5 +1,6 @@
-"""`agentfleet-dev cluster up|down|status|env|build` (also `agentfleet dev cluster ...` where
-this package is installed): the local control plane from a shell.
+"""`agentfleet-dev cluster up|down|status|env|build|stop|start|pause|resume` (also
+`agentfleet dev cluster ...` where this package is installed): the local control plane from a
+shell, and faults to inject into it one component at a time.
 
 This package is dev-only: the operator's wheel and image never contain it.
 """
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agentfleet_dev import build
-from agentfleet_dev.cluster import LocalCluster
+from agentfleet_dev.cluster import COMPONENTS, ClusterError, LocalCluster
 
 app = typer.Typer(
     help="A real local Kubernetes control plane (etcd, apiserver, controllers, kwok; KEDA).",
@@ -92,9 +93,53 @@ def status(directory: Path = DirOption) -> None:
         title=f"{state.server} (up in {state.startup_seconds} s)",
     )
     for name, proc in state.processes.items():
-        running = "yes" if proc.alive() else "[red]no[/]"
+        running = "[yellow]paused[/]" if proc.paused() else "yes" if proc.alive() else "[red]no[/]"
         table.add_row(name, str(proc.pid), str(state.ports.get(name, "")), running)
     Console().print(table)
+
+
+Component = typer.Argument(..., help=f"One of: {', '.join(COMPONENTS)}.")
+
+
+def _component(name: str) -> str:
+    if name not in COMPONENTS:
+        raise typer.BadParameter(f"{name!r} is not one of {', '.join(COMPONENTS)}")
+    return name
+
+
+def _act(action: str, directory: Path, name: str, **options: bool) -> None:
+    try:
+        getattr(_cluster(directory), action)(_component(name), **options)
+    except ClusterError as error:
+        raise typer.Exit(_fail(str(error))) from None
+
+
+@app.command()
+def stop(
+    name: str = Component,
+    kill: bool = typer.Option(False, "--kill", help="SIGKILL (a crash) instead of SIGTERM."),
+    directory: Path = DirOption,
+) -> None:
+    """Stop one component; its data, ports and command line are kept for `start`."""
+    _act("stop", directory, name, kill=kill)
+
+
+@app.command()
+def start(name: str = Component, directory: Path = DirOption) -> None:
+    """Start a stopped component again, exactly as `up` started it; wait until it answers."""
+    _act("start", directory, name)
+
+
+@app.command()
+def pause(name: str = Component, directory: Path = DirOption) -> None:
+    """Freeze one component (SIGSTOP): connections stay open, nothing answers."""
+    _act("pause", directory, name)
+
+
+@app.command()
+def resume(name: str = Component, directory: Path = DirOption) -> None:
+    """Thaw a paused component (SIGCONT)."""
+    _act("resume", directory, name)
 
 
 @app.command("build")

@@ -5,6 +5,14 @@ kube-scheduler and kwok (simulated nodes whose Pods become Ready), all on loopba
 free ports, all data in one directory. On request also KEDA's operator and a fake
 Prometheus for its prometheus scaler. `down` stops exactly the processes `up` started
 (checked by pid *and* executable, so a recycled pid is never killed) and removes the data.
+
+For fault tests one component at a time can be stopped (SIGTERM, or SIGKILL: a crash),
+started again with exactly the command line, environment, ports and data it had, frozen
+(SIGSTOP: its connections stay open and nothing answers) and thawed (SIGCONT).
+
+The API server writes an audit log (`logs/audit.log`) of the writes made by ServiceAccounts
+outside kube-system (the operators under test, never the control plane's own controllers),
+so tests can count writes per client identity from the server's own record.
 """
 
 from __future__ import annotations
@@ -46,6 +54,32 @@ SERVICE_CIDR = "10.96.0.0/16"
 KEDA_NAMESPACE = "keda"
 KEDA_PORTS = ("keda", "keda-metrics", "keda-metrics-service", "prometheus")
 FAKE_PROMETHEUS_MODULE = "agentfleet_dev.fake_prometheus"
+# What `stop|start|pause|resume` act on.
+COMPONENTS = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
+AUDIT_LOG = "logs/audit.log"  # kept by `down(keep_logs=True)`
+# Metadata (who, what, when, the answer) of every write by a ServiceAccount that is not
+# one of kube-system's (the controller-manager's controllers run as those), and the body of
+# AIAgent status writes; nothing else.
+AUDIT_POLICY: dict[str, object] = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "None", "userGroups": ["system:serviceaccounts:kube-system"]},
+        {  # with what was written: a status written twice is two identical bodies
+            "level": "Request",
+            "userGroups": ["system:serviceaccounts"],
+            "verbs": ["patch", "update"],
+            "resources": [{"group": "agentfleet.io", "resources": ["aiagents/status"]}],
+        },
+        {
+            "level": "Metadata",
+            "userGroups": ["system:serviceaccounts"],
+            "verbs": ["create", "update", "patch", "delete", "deletecollection"],
+        },
+        {"level": "None"},
+    ],
+}
 
 
 class ClusterError(RuntimeError):
@@ -55,16 +89,27 @@ class ClusterError(RuntimeError):
 @dataclass(frozen=True)
 class Process:
     """A process `up` started: its pid and the executable it must still be running (and for
-    an interpreter, which any Python process shares, an argument it was started with)."""
+    an interpreter, which any Python process shares, an argument it was started with), and
+    how it was started (arguments, extra environment), so `start` can run it again."""
 
     pid: int
     binary: str
     argument: str = ""
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
 
     def alive(self) -> bool:
         return is_running(self.pid, self.binary) and (
             not self.argument or self.argument in _command_line(self.pid)
         )
+
+    def paused(self) -> bool:
+        """Stopped by SIGSTOP (state T in /proc/<pid>/stat)."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return False
+        return self.alive() and stat.rsplit(")", 1)[1].split()[0] in ("T", "t")
 
 
 @dataclass
@@ -89,7 +134,10 @@ class ClusterState:
         if not path.exists():
             return None
         raw = json.loads(path.read_text())
-        raw["processes"] = {name: Process(**p) for name, p in raw.get("processes", {}).items()}
+        raw["processes"] = {
+            name: Process(**{**p, "args": tuple(p.get("args") or ())})
+            for name, p in raw.get("processes", {}).items()
+        }
         return cls(**raw)
 
     def save(self) -> None:
@@ -125,6 +173,8 @@ def is_running(pid: int, binary: str) -> bool:
 def _stop_process(process: Process, grace_seconds: float = 10.0) -> None:
     if not process.alive():
         return
+    if process.paused():
+        os.kill(process.pid, signal.SIGCONT)  # a frozen process cannot act on SIGTERM
     os.kill(process.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline and process.alive():
@@ -226,6 +276,75 @@ class LocalCluster:
         else:
             shutil.rmtree(self.dir)
 
+    # --- one component at a time (fault tests) ------------------------------------------------
+
+    def _component(self, name: str) -> tuple[ClusterState, Process]:
+        state = self.state()
+        if state is None:
+            raise ClusterError(f"no cluster in {self.dir}")
+        if name not in state.processes:
+            known = ", ".join(sorted(state.processes))
+            raise ClusterError(f"{name} is not a process of this cluster (it has: {known})")
+        return state, state.processes[name]
+
+    def stop(self, name: str, kill: bool = False) -> None:
+        """Stop one component: SIGTERM (its graceful shutdown), or with `kill` SIGKILL (a
+        crash: no shutdown at all). Its data stays; `start` runs it again."""
+        _, process = self._component(name)
+        if not process.alive():
+            return
+        if kill:
+            os.kill(process.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while process.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        else:
+            _stop_process(process)
+        self.log(f"{name} stopped ({'SIGKILL' if kill else 'SIGTERM'})")
+
+    def start(self, name: str, wait: bool = True) -> None:
+        """Start a stopped component again with the command line, environment, ports and
+        data it had; with `wait`, until it answers (etcd and the API server: their health)."""
+        state, process = self._component(name)
+        if process.alive():
+            raise ClusterError(f"{name} is already running (pid {process.pid})")
+        if not process.args and name != "prometheus":
+            raise ClusterError(f"{name} was started by an older version: restart the cluster")
+        self._spawn(
+            name,
+            Path(process.binary),
+            list(process.args),
+            state,
+            env=process.env or None,
+            argument=process.argument,
+        )
+        if wait and name == "etcd":
+            self._wait_etcd(state.ports)
+        elif wait and name == "kube-apiserver":
+            self._wait_apiserver(state.ports)
+        self.log(f"{name} started again (pid {state.processes[name].pid})")
+
+    def pause(self, name: str) -> None:
+        """Freeze one component (SIGSTOP): its sockets stay open and nothing answers, as
+        with a hung process or a half-open network path."""
+        _, process = self._component(name)
+        if not process.alive():
+            raise ClusterError(f"{name} is not running")
+        os.kill(process.pid, signal.SIGSTOP)
+        self.log(f"{name} paused (SIGSTOP)")
+
+    def resume(self, name: str) -> None:
+        """Thaw a paused component (SIGCONT)."""
+        _, process = self._component(name)
+        if not process.alive():
+            raise ClusterError(f"{name} is not running")
+        os.kill(process.pid, signal.SIGCONT)
+        self.log(f"{name} resumed (SIGCONT)")
+
+    @property
+    def audit_log(self) -> Path:
+        return self.dir / AUDIT_LOG
+
     # --- processes ---------------------------------------------------------------------------
 
     def _spawn(
@@ -249,7 +368,7 @@ class LocalCluster:
         )
         log_file.close()
         self._procs[name] = proc
-        state.processes[name] = Process(proc.pid, str(binary), argument)
+        state.processes[name] = Process(proc.pid, str(binary), argument, tuple(args), env or {})
         state.save()
 
     def _wait(
@@ -303,12 +422,16 @@ class LocalCluster:
             ],
             state,
         )
+        self._wait_etcd(ports)
+
+    def _wait_etcd(self, ports: dict[str, int], timeout: float = 60) -> None:
+        client = f"http://127.0.0.1:{ports['etcd']}"
         self._wait(
             "etcd health",
             lambda: (
                 b'"health":"true"' in urllib.request.urlopen(f"{client}/health", timeout=2).read()
             ),
-            60,
+            timeout,
             "etcd",
         )
 
@@ -339,16 +462,24 @@ class LocalCluster:
                 "--max-requests-inflight=800",
                 "--max-mutating-requests-inflight=400",
                 f"--cert-dir={self.dir / 'apiserver-certs'}",
+                f"--audit-policy-file={self._write_manifest('audit-policy.yaml', AUDIT_POLICY)}",
+                f"--audit-log-path={self.dir / AUDIT_LOG}",
+                "--audit-log-format=json",
+                "--audit-log-maxsize=200",
+                "--audit-log-maxbackup=1",
                 "--v=1",
             ],
             state,
         )
+        self._wait_apiserver(ports)
+
+    def _wait_apiserver(self, ports: dict[str, int], timeout: float = 90) -> None:
         context = self.admin_tls_context()
         url = f"https://127.0.0.1:{ports['kube-apiserver']}/readyz"
         self._wait(
             "kube-apiserver /readyz",
             lambda: urllib.request.urlopen(url, context=context, timeout=2).status == 200,
-            90,
+            timeout,
             "kube-apiserver",
         )
 

@@ -119,6 +119,7 @@ def test_kustomize_install_is_accepted_by_the_api_server(cluster: Cluster, crd: 
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(rendered) if d)
     expected = ["CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole"]
     expected += ["ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment"]
+    expected += ["PodDisruptionBudget"]
     assert kinds == sorted(expected)
     accepted, _ = server_dry_run(cluster, rendered)
     assert accepted == len(kinds)
@@ -333,7 +334,14 @@ def test_helm_install_runs_the_operator_then_upgrade_and_uninstall(
                 [sys.executable, "-m", "agentfleet", *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+                # What the chart's Deployment sets from the downward API: the leader Lease
+                # lives in the release namespace, the only one where the Role lets it.
+                env={
+                    **os.environ,
+                    "KUBECONFIG": str(kubeconfig),
+                    "POD_NAMESPACE": release_ns,
+                    "POD_NAME": f"{release}-operator-0",
+                },
             )
         try:
             health = f"http://127.0.0.1:{health_port}/healthz"

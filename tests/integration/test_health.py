@@ -1,6 +1,10 @@
-"""/healthz tells Kubernetes when restarting the operator would help: here the operator's
-connection to the API server goes through a proxy that stops forwarding (a half-open path:
-sockets stay open, nothing arrives), then forwards again."""
+"""/healthz tells Kubernetes when restarting the operator would help, and only then.
+
+Through a TCP proxy that stops forwarding (a half-open path: sockets stay open, nothing
+arrives) the API server is away: a restart would not help, /healthz stays 200 and says why,
+and the operator converges what changed meanwhile once the path is back. Through an HTTP
+proxy that leaves only the watches unanswered while the API server answers everything else,
+the watches are wedged in the operator: /healthz fails, naming them."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,6 +26,7 @@ from tests.conftest import (
     operator_kubeconfig,
     start_operator,
 )
+from tests.integration import apiproxy
 from tests.integration.test_operator import agent_yaml, apply, get_agent, wait_ready
 
 pytestmark = pytest.mark.cluster
@@ -128,7 +134,7 @@ def proxied_operator(cluster: Cluster, crd: None) -> Iterator[tuple[Operator, Bl
         proxy.close()
 
 
-def test_healthz_fails_while_the_api_server_cannot_be_reached_and_recovers(
+def test_healthz_stays_ok_while_the_api_server_cannot_be_reached_then_converges(
     cluster: Cluster, namespace: str, proxied_operator: tuple[Operator, BlackholeProxy]
 ) -> None:
     operator, proxy = proxied_operator
@@ -140,20 +146,25 @@ def test_healthz_fails_while_the_api_server_cannot_be_reached_and_recovers(
     proxy.cut()
     cut_at = time.monotonic()
 
-    def unhealthy() -> str:
+    def explained() -> str:
         status, body = operator.health()
-        assert status == 500, (status, body)
+        assert status == 200, (status, body)
+        assert "a restart would not help" in body, body
         return body
 
-    body = eventually(unhealthy, timeout=40, what="/healthz to fail")
-    print(f"unhealthy {time.monotonic() - cut_at:.1f}s after the cut: {body}")
-    assert "not answered" in body
-    assert operator.process.poll() is None, "it keeps running; Kubernetes decides to restart"
+    # Watches silent for longer than --unhealthy-after-seconds (8 s), yet healthy: the API
+    # server does not answer even a new connection, so a restart would only crash-loop.
+    body = eventually(explained, timeout=40, what="/healthz to note the silent API server")
+    print(f"noted {time.monotonic() - cut_at:.1f}s after the cut: {body}")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        assert operator.health()[0] == 200
+        time.sleep(1)
+    assert operator.process.poll() is None
     # Meanwhile the agent changes; the operator cannot see it yet.
     apply(cluster, sharded(agent_yaml("cut", namespace, image="example.com/coding:2"), "health"))
 
     proxy.restore()
-    eventually(operator.healthy, timeout=40, what="/healthz to recover")
 
     def rolled_out() -> None:
         agent = wait_ready(cluster, namespace, "cut", timeout=5)
@@ -161,3 +172,43 @@ def test_healthz_fails_while_the_api_server_cannot_be_reached_and_recovers(
 
     eventually(rolled_out, timeout=60, what="the change made during the cut to roll out")
     assert get_agent(cluster, namespace, "cut")["status"]["readyReplicas"] == 2
+
+
+def test_healthz_fails_when_the_watches_are_wedged_while_the_api_server_answers(
+    cluster: Cluster, crd: None, namespace: str, tmp_path: Path
+) -> None:
+    server = cluster.kubectl(
+        "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"
+    ).stdout
+    proxy = apiproxy.for_cluster(cluster.kubeconfig, server, tmp_path)
+    if proxy is None:
+        pytest.skip("the HTTP proxy needs the local control plane's CA")
+    kubeconfig = operator_kubeconfig(cluster, server=proxy.url, name="wedged-operator")
+    operator = start_operator(
+        kubeconfig,
+        "--agent-selector", f"{SHARD_LABEL}=wedged",
+        "--request-timeout", "3",
+        "--connect-timeout", "2",
+        "--watch-server-timeout", "10",
+        "--watch-inactivity-seconds", "4",
+        "--unhealthy-after-seconds", "8",
+        name="wedged-operator",
+    )  # fmt: skip
+    try:
+        apply(cluster, sharded(agent_yaml("wedge", namespace), "wedged"))
+        wait_ready(cluster, namespace, "wedge")
+        proxy.set_mode("hang-watches")
+
+        def unhealthy() -> str:
+            status, body = operator.health()
+            assert status == 500, (status, body)
+            return body
+
+        body = eventually(unhealthy, timeout=40, what="/healthz to fail")
+        assert "not answered for more than 8s while the API server answers" in body, body
+        assert operator.process.poll() is None, "it keeps running; Kubernetes decides to restart"
+        proxy.set_mode("forward")
+        eventually(operator.healthy, timeout=40, what="/healthz to recover")
+    finally:
+        operator.stop()
+        proxy.close()

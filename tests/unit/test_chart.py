@@ -288,7 +288,8 @@ def test_defaults_render_only_the_operator(helm: Path) -> None:
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
-        "Role",  # the operator's own namespace: its shard claim Lease
+        "PodDisruptionBudget",  # two replicas: drains take one at a time
+        "Role",  # the operator's own namespace: its leader and shard claim Leases
         "RoleBinding",
         "Service",
         "ServiceAccount",
@@ -365,11 +366,15 @@ def test_watch_namespaces_bind_the_namespaced_rules_in_each(helm: Path) -> None:
     assert args[:3] == ["run", "--namespace=team-a", "--namespace=team-b"]
 
 
-def test_operator_deployment_is_restricted_and_recreated(helm: Path) -> None:
+def test_operator_deployment_is_restricted_and_highly_available(helm: Path) -> None:
     objects = render(helm, "--set", "operator.extraArgs={--future-flag=1},operator.verbose=true")
     deployment = one(objects, "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2
+    # A new replica must be ready (caches listed) before an old one goes.
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == one(objects, "ServiceAccount")["metadata"]["name"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -387,6 +392,11 @@ def test_operator_deployment_is_restricted_and_recreated(helm: Path) -> None:
         "--metrics-port=8080",
         "--health-port=8081",
         "--cluster-domain=cluster.local",
+        "--leader-elect",
+        "--leader-election-id=agentfleet-operator",
+        "--leader-elect-lease-duration=15",
+        "--leader-elect-renew-deadline=10",
+        "--leader-elect-retry-period=2",
         "--prometheus-address=http://prometheus-operated.monitoring.svc:9090",
         "--mesh-mode=none",
         "--mesh-trust-domain=cluster.local",
@@ -410,11 +420,46 @@ def test_operator_deployment_is_restricted_and_recreated(helm: Path) -> None:
     ]
     probe = container["livenessProbe"]["httpGet"]
     assert probe == {"path": "/healthz", "port": "http-health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-health"}
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    assert env == {"POD_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}
+    (spread,) = pod["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert spread["podAffinityTerm"] == {
+        "topologyKey": "kubernetes.io/hostname",
+        "labelSelector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]},
+    }
+    budget = one(objects, "PodDisruptionBudget")
+    assert budget["spec"] == {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]},
+    }
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http-metrics": 8080, "http-health": 8081}
     assert container["resources"]["limits"]["memory"] == "512Mi"
     service = one(objects, "Service")
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_leader_election_and_spreading_follow_the_values(helm: Path) -> None:
+    def pod_of(*sets: str) -> dict[str, Any]:
+        deployment = one(render(helm, *(a for s in sets for a in ("--set", s))), "Deployment")
+        return dict(deployment["spec"]["template"]["spec"])
+
+    args = pod_of("fullnameOverride=fleet,operator.leaderElection.leaseDuration=30")["containers"][
+        0
+    ]["args"]
+    assert "--leader-election-id=fleet-operator" in args  # one Lease per release
+    assert "--leader-elect-lease-duration=30" in args
+    single = pod_of("operator.replicas=1,operator.leaderElection.enabled=false")
+    assert not [a for a in single["containers"][0]["args"] if a.startswith("--leader-elect")]
+    required = pod_of("operator.podAntiAffinity=required")["affinity"]["podAntiAffinity"]
+    (term,) = required["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert "affinity" not in pod_of("operator.podAntiAffinity=none")
+    own = pod_of("operator.affinity.nodeAffinity.foo=bar")["affinity"]
+    assert own == {"nodeAffinity": {"foo": "bar"}}  # the user's affinity replaces ours
 
 
 def test_image_by_digest_wins_over_tag(helm: Path) -> None:
@@ -791,6 +836,12 @@ def test_the_operator_parses_every_argument_the_chart_renders(
     assert config.health_port == operator["healthPort"]
     assert config.render.cluster_domain == operator["clusterDomain"]
     assert config.namespaces == tuple(values.get("watchNamespaces", ()))
+    election = {**values_yaml()["operator"]["leaderElection"], **operator.get("leaderElection", {})}
+    assert config.leader_elect == election["enabled"]
+    assert config.leader_election_id == deployment["metadata"]["name"]
+    assert config.leader_elect_lease_duration == election["leaseDuration"]
+    assert config.leader_elect_renew_deadline == election["renewDeadline"]
+    assert config.leader_elect_retry_period == election["retryPeriod"]
     mesh = {**values_yaml()["mesh"], **values.get("mesh", {})}
     assert config.render.mesh_mode.value == mesh["mode"]
     assert config.render.mesh_default_deny == mesh["defaultDeny"]

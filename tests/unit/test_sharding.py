@@ -1,12 +1,21 @@
-"""Which shares of a fleet may overlap: decided from namespaces and label selectors."""
+"""Which shares of a fleet may overlap: decided from namespaces and label selectors; when a
+claim must stop serving."""
 
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pytest
 
-from agentfleet.runtime.sharding import Claim, Scope, conflicts, parse_selector, selectors_disjoint
+from agentfleet.runtime.sharding import (
+    Claim,
+    Scope,
+    ShardClaim,
+    conflicts,
+    parse_selector,
+    selectors_disjoint,
+)
 
 NOW = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.UTC)
 
@@ -60,3 +69,19 @@ def test_a_shard_held_by_another_live_operator_is_refused() -> None:
     found = conflicts(mine, "a", "pod-2", [claim("a", "agentfleet.io/shard=a", "pod-1")], NOW)
     assert found and "already served by pod-1" in found[0]
     assert conflicts(mine, "a", "pod-1", [claim("a", "agentfleet.io/shard=a", "pod-1")], NOW) == []
+
+
+def test_a_claim_past_its_renew_deadline_refuses_every_write() -> None:
+    """Two thirds of the Lease's duration: a peer may claim the share only after the whole
+    duration, so this operator has stopped writing 10 s before (30 s Leases)."""
+    clock = [0.0]
+    kube: Any = None  # never asked: refused() is arithmetic on the last renewal
+    claim = ShardClaim(kube, "a", Scope(), "agentfleet-system", "pod-1", clock=lambda: clock[0])
+    assert claim.refused() == "shard 'a' is not claimed"
+    claim.renewed_at = 0.0
+    clock[0] = 19.9
+    assert claim.refused() is None
+    clock[0] = 20.0
+    assert claim.refused() == (
+        "the claim on shard 'a' was last renewed 20s ago, past its 20s renew deadline"
+    )

@@ -110,6 +110,14 @@ The operator's PolicyRules from files/rbac.yaml. Argument: dict "root" $ "scope"
 {{- with $op.shardId }}
 {{- $args = append $args (printf "--shard-id=%s" .) }}
 {{- end }}
+{{- $le := $op.leaderElection }}
+{{- if $le.enabled }}
+{{- $args = append $args "--leader-elect" }}
+{{- $args = append $args (printf "--leader-election-id=%s" (include "agentfleet.componentName" (dict "root" . "component" "operator"))) }}
+{{- $args = append $args (printf "--leader-elect-lease-duration=%v" $le.leaseDuration) }}
+{{- $args = append $args (printf "--leader-elect-renew-deadline=%v" $le.renewDeadline) }}
+{{- $args = append $args (printf "--leader-elect-retry-period=%v" $le.retryPeriod) }}
+{{- end }}
 {{- $args = append $args (printf "--prometheus-address=%s" .Values.autoscaling.prometheusAddress) }}
 {{- if .Values.autoscaling.defaults }}
 {{- $args = append $args "--autoscaling-defaults=/etc/agentfleet/autoscaling-defaults.yaml" }}

@@ -274,6 +274,32 @@ class OperatorConfig:
         "Where the shard Lease lives (default: this Pod's namespace).",
         envvar="POD_NAMESPACE",
     )
+    # Several replicas, one writer (client-go's leader election; runtime/leader.py). The
+    # durations are client-go's defaults and flag names (component-base's --leader-elect-*).
+    leader_elect: bool = setting(
+        False,
+        "Run as one of several replicas: only the holder of the leader Lease reconciles,"
+        " places GPUs and writes; the others keep their caches warm to take over.",
+    )
+    leader_election_id: str = setting("agentfleet-operator", "Name of the leader Lease.")
+    leader_election_namespace: str = setting(
+        c.OPERATOR_NAMESPACE,
+        "Where the leader Lease lives (default: this Pod's namespace).",
+        envvar="POD_NAMESPACE",
+    )
+    leader_elect_lease_duration: float = setting(
+        15.0,
+        "Seconds a follower waits after the leader's last renewal it saw before taking over.",
+        minimum=1,
+    )
+    leader_elect_renew_deadline: float = setting(
+        10.0,
+        "Seconds the leader keeps writing without a successful renewal; then it stops at once.",
+        minimum=0.1,
+    )
+    leader_elect_retry_period: float = setting(
+        2.0, "Seconds between two tries to acquire or renew the leader Lease.", minimum=0.1
+    )
     workers: int = setting(8, "Concurrent reconciles.", minimum=1)
     tracing_endpoint: str = setting(
         "",
@@ -330,3 +356,17 @@ class OperatorConfig:
     unhealthy_after_seconds: float = setting(
         300.0, "/healthz fails when a watch or the work queue is stuck this long."
     )
+
+    def problems(self) -> list[str]:
+        """Combinations of flags that cannot work, each as a sentence naming the flags."""
+        found = []
+        if self.leader_elect_renew_deadline >= self.leader_elect_lease_duration:
+            found.append(
+                "--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration:"
+                " a follower could take over while the leader still writes"
+            )
+        if self.leader_elect_retry_period >= self.leader_elect_renew_deadline:
+            found.append(
+                "--leader-elect-retry-period must be shorter than --leader-elect-renew-deadline"
+            )
+        return found

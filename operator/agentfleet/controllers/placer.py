@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from agentfleet.api import constants as c
 from agentfleet.api.models import AIAgent
 from agentfleet.controllers.cache import Key
-from agentfleet.kube.client import ApiError, Ref
+from agentfleet.kube.client import ApiError, Ref, WritesRefused
 from agentfleet.kube.workqueue import WorkQueue
 from agentfleet.placement import (
     Decision,
@@ -276,6 +276,8 @@ class Placer:
         # agent deleted or scaled down after a node failure leaves nothing behind.
         self.lost: dict[Key, list[tuple[str, datetime.datetime]]] = {}
         self._task: asyncio.Task[None] | None = None
+        self.leading = asyncio.Event()  # decisions only while set (see start)
+        self.leading.set()
 
     # --- fed by the watches ---------------------------------------------------------------
 
@@ -471,8 +473,14 @@ class Placer:
             if self.genuine.get(key) in self.refusals:
                 self.queue.add_after(key, 0.5)  # coalesces a burst of changes
 
-    def start(self, ready: list[asyncio.Event] | None = None) -> None:
-        """Decide once every `ready` event is set (every watch the books read has listed)."""
+    def start(
+        self, ready: list[asyncio.Event] | None = None, leading: asyncio.Event | None = None
+    ) -> None:
+        """Decide once every `ready` event is set (every watch the books read has listed),
+        and only while `leading` is set (this replica holds the leader Lease); a follower
+        only keeps its books."""
+        if leading is not None:
+            self.leading = leading
         self._task = asyncio.create_task(self._work(ready or []), name="placement-worker")
 
     async def stop(self) -> None:
@@ -486,10 +494,15 @@ class Placer:
             await event.wait()
         self.become_synced()
         while True:
+            await self.leading.wait()
             key = await self.queue.get()
             try:
+                await self.leading.wait()
                 await self.place_one(key)
                 self.queue.forget(key)
+            except WritesRefused as refused:  # the leadership lapsed: not a failure
+                delay = self.queue.add_rate_limited(key)
+                log.info("pod %s: %s; retrying in %.1fs", key, refused, delay)
             except Exception:  # one Pod's trouble must not stop the placement of the others
                 delay = self.queue.add_rate_limited(key)
                 log.exception("placing pod %s failed; retrying in %.1fs", key, delay)

@@ -11,6 +11,7 @@ from agentfleet.api.config import OperatorConfig
 from agentfleet.controllers.cache import Key
 from agentfleet.controllers.reconciler import Reconciler
 from agentfleet.kube.backoff import Backoff
+from agentfleet.kube.client import WritesRefused
 from agentfleet.kube.workqueue import WorkQueue
 from agentfleet.telemetry import logs, metrics, tracing
 
@@ -26,16 +27,24 @@ class Controller:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._ready: list[asyncio.Event] = []
+        # Set while this replica may write (it leads); the workers pause while it is clear.
+        self.leading = asyncio.Event()
+        self.leading.set()
         # New agents to acknowledge while a burst keeps the workers busy (see acknowledge),
         # each with the loop time from which it is due.
         self.acks: asyncio.Queue[tuple[Key, float]] = asyncio.Queue()
         self.last_progress = time.monotonic()  # when a reconcile last finished
 
-    def start(self, ready: list[asyncio.Event] | None = None) -> None:
+    def start(
+        self, ready: list[asyncio.Event] | None = None, leading: asyncio.Event | None = None
+    ) -> None:
         """Start the workers; they take keys once every `ready` event is set (the caches are
-        filled), and keys queued meanwhile wait."""
+        filled), and only while `leading` is set (this replica holds the leader Lease); keys
+        queued meanwhile wait, so a follower that takes over has its whole fleet queued."""
         metrics.MAX_CONCURRENT.labels(metrics.CONTROLLER).set(self.config.workers)
         self._ready = ready or []
+        if leading is not None:
+            self.leading = leading
         self._tasks = [
             asyncio.create_task(self._work(), name=f"reconcile-worker-{i}")
             for i in range(self.config.workers)
@@ -57,18 +66,27 @@ class Controller:
         for event in self._ready:
             await event.wait()
         while True:
+            await self._lead()
             key = await self.queue.get()
             try:
+                await self._lead()  # a key taken just before the leadership lapsed waits
                 await self.reconcile_once(key)
             finally:
                 self.queue.done(key)
                 self.last_progress = time.monotonic()
+
+    async def _lead(self) -> None:
+        if not self.leading.is_set():
+            await self.leading.wait()
+            self.last_progress = time.monotonic()  # the wait was not a wedge
 
     def acknowledge(self, key: Key) -> None:
         """A new agent arrived behind a backlog: if no worker has reached it after
         `queued_status_after_seconds`, show it was seen. One status write more, paid only
         by agents that would otherwise show nothing for that long."""
         delay = self.config.queued_status_after_seconds
+        if not self.leading.is_set():
+            return  # a follower's queue holds the whole fleet; the leader acknowledges
         if delay > 0 and len(self.queue) > 2 * self.config.workers:
             self.acks.put_nowait((key, asyncio.get_running_loop().time() + delay))
 
@@ -79,6 +97,8 @@ class Controller:
         while True:
             key, due = await self.acks.get()
             await asyncio.sleep(max(0.0, due - loop.time()))  # in order: dues only grow
+            if not self.leading.is_set():
+                continue  # a courtesy, not worth keeping across a lapse
             try:
                 await self.reconciler.acknowledge(key, len(self.queue))
             except asyncio.CancelledError:
@@ -108,6 +128,11 @@ class Controller:
             result = await self.reconciler.reconcile(key)
         except asyncio.CancelledError:
             raise
+        except WritesRefused as refused:  # leadership lapsed mid-reconcile: not a failure
+            delay = self.queue.add_rate_limited(key)
+            metrics.RECONCILE_TOTAL.labels(metrics.CONTROLLER, "requeue").inc()
+            log.info("%s/%s: %s; retrying in %.2fs", *key, refused, delay)
+            outcome = "requeue"
         except Exception as error:
             tracing.record_error(error)
             metrics.RECONCILE_ERRORS.labels(metrics.CONTROLLER).inc()

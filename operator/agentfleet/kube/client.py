@@ -78,11 +78,6 @@ class ApiError(Exception):
         return self.status == 409 and self.reason == "AlreadyExists"
 
     @property
-    def invalid(self) -> bool:
-        """Refused by validation (schema, CEL rules): the input was wrong, nothing changed."""
-        return self.status == 422
-
-    @property
     def gone(self) -> bool:
         """A watch's resourceVersion is too old (compacted): list again."""
         return self.status == 410
@@ -109,11 +104,11 @@ class ApiError(Exception):
 
     @property
     def invalid(self) -> bool:
-        """The object itself was refused: sending it again cannot help until it changes.
-        Server-side apply answers a field its schema does not declare (in a pass-through
-        object such as an affinity) with a 500 "failed to create typed patch object", not
-        with a 422 (found by the fuzz tests: retried as transient, it was a write every 30 s
-        for ever)."""
+        """The object itself was refused (bad request, schema or CEL validation): nothing
+        changed, and sending it again cannot help until it changes. Server-side apply answers
+        a field its schema does not declare (in a pass-through object such as an affinity)
+        with a 500 "failed to create typed patch object", not with a 422 (found by the fuzz
+        tests: retried as transient, it was a write every 30 s for ever)."""
         return self.status in (400, 422) or (
             self.status == 500 and "failed to create typed patch object" in self.message
         )
@@ -151,6 +146,20 @@ def _unreachable(ref: Ref, error: BaseException) -> ApiError:
 
 
 # --- where things live -----------------------------------------------------------------------
+
+
+class WritesRefused(ApiError):
+    """A gate of this client refused the write before it was sent: this replica is not
+    entitled to write (not the leader, or its Lease lapsed). Transient (status 0): the work
+    is retried, by whichever replica leads by then."""
+
+    def __init__(self, kind: str, name: str, why: str) -> None:
+        super().__init__(kind, name, 0, why, reason="WritesRefused")
+        self.args = (f"{kind} {name} was not written: {why}",)
+
+
+# A write gate: None while writes may be sent, else why not (a sentence).
+WriteGate = Callable[[], str | None]
 
 
 @dataclass(frozen=True)
@@ -293,6 +302,18 @@ class Kube:
         self.limiter = limiter or RateLimiter(0, 0)
         self.namespace = namespace
         self.connect_timeout = transport.connect_timeout
+        # Asked right before each write is sent (the leader Lease, the shard claim), so a
+        # replica that is not (or no longer) entitled to write sends nothing, whichever code
+        # path tried (reconciles, placement, status, Events).
+        self.gates: list[WriteGate] = []
+
+    def refused(self) -> str | None:
+        """Why writes may not be sent now (the first gate that says no), or None."""
+        for gate in self.gates:
+            why = gate()
+            if why is not None:
+                return why
+        return None
 
     async def close(self) -> None:
         await self.transport.close()
@@ -317,14 +338,19 @@ class Kube:
     ) -> dict[str, Any]:
         """One request; its answer as a dict. `limits`: other timeouts than the usual ones
         (a long list page)."""
+        await self.limiter.acquire()
         if method == "GET":
             metrics.API_READS.labels(ref.kind).inc()
         else:
+            # Asked after the rate limiter's wait, as close to sending as this code gets.
+            why = self.refused()
+            if why is not None:
+                metrics.WRITES_REFUSED.labels(ref.kind).inc()
+                raise WritesRefused(ref.kind, ref.name, why)
             verb = _verb(content_type) if method == "PATCH" else _WRITE_VERBS[method]
             metrics.API_WRITES.labels(verb, ref.kind).inc()
             log.debug("write: %s %s %s/%s", verb, ref.kind, ref.namespace, ref.name)
         path = f"{ref.path}/{subresource}" if subresource else ref.path
-        await self.limiter.acquire()
         try:
             status, reason, answer = await self.transport.request(
                 method,
@@ -431,6 +457,24 @@ class Kube:
         body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
         return await self.request("PATCH", ref, body=body, content_type=APPLY_PATCH, query=query)
 
+    async def create(self, obj: dict[str, Any], plural: str) -> dict[str, Any]:
+        """Create the object; 409 (AlreadyExists) when someone was first."""
+        ref = Ref.of(obj, plural)
+        collection = Ref(ref.api_version, ref.plural, ref.namespace, "", ref.kind)
+        return await self.request("POST", collection, body=obj)
+
+    async def replace(self, obj: dict[str, Any], plural: str) -> dict[str, Any]:
+        """Replace the object (an update). With metadata.resourceVersion set it applies only
+        to that version (409 otherwise): optimistic concurrency, as leader election needs."""
+        return await self.request("PUT", Ref.of(obj, plural), body=obj)
+
+    async def server_ready(self, within: float = 2.0) -> bool:
+        """Does the API server answer, and say it is ready (its /readyz checks etcd too)?
+        Asked on a new connection, so a pooled connection that went half-open cannot make a
+        healthy server look away; `within` seconds, so a kubelet's probe of our /healthz (5 s
+        in the chart) gets its answer in time."""
+        return await self.transport.probe("/readyz", within)
+
     async def list(
         self, ref: Ref, query: list[tuple[str, str]] | None = None
     ) -> list[dict[str, Any]]:
@@ -511,6 +555,28 @@ class Kube:
             count=1,
         )
         await self.request("POST", EVENTS.ref(meta["namespace"]), body=event)
+
+
+def gate_connections(kube: Kube, refused: WriteGate) -> None:
+    """Ask the write gate once more when a write's connection is in hand, the last moment
+    before its bytes go out. Kube asks before the request starts; opening a connection
+    (TCP, TLS) can take long enough for a process to be frozen in between (SIGSTOP, a
+    stalled node) and wake up past its renew deadline, and a write sent then would land
+    after another replica took over. What is left is one turn of the event loop."""
+
+    async def started(_: Any, context: Any, params: aiohttp.TraceRequestStartParams) -> None:
+        context.write = params.method not in ("GET", "HEAD")
+
+    async def connected(_: Any, context: Any, __: Any) -> None:
+        if getattr(context, "write", False) and (why := refused()) is not None:
+            metrics.WRITES_REFUSED.labels("").inc()
+            raise WritesRefused("", "", why)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(started)
+    trace.on_connection_create_end.append(connected)
+    trace.on_connection_reuseconn.append(connected)
+    kube.transport.add_trace(trace)
 
 
 def delete_options(propagation: str, uid: str | None = None) -> dict[str, Any]:

@@ -36,6 +36,7 @@ class Transport:
         self.connect_timeout = connect_timeout
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
+        self._traces: list[aiohttp.TraceConfig] = []
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -48,9 +49,36 @@ class Transport:
             # request cost 5% of the operator's CPU in a burst.
             trust_env = any(os.environ.get(v) for v in _PROXY_VARIABLES)
             self._session = aiohttp.ClientSession(
-                base_url=self.cluster.server, connector=connector, trust_env=trust_env
+                base_url=self.cluster.server,
+                connector=connector,
+                trust_env=trust_env,
+                trace_configs=self._traces or None,
             )
         return self._session
+
+    def add_trace(self, trace: aiohttp.TraceConfig) -> None:
+        """Hooks on every request of the session (kube/client.py's write gate): before the
+        first request, as aiohttp reads them when the session is made."""
+        if self._session is not None:
+            raise RuntimeError("add_trace after the session was made")
+        trace.freeze()
+        self._traces.append(trace)
+
+    async def probe(self, path: str, within: float) -> bool:
+        """Does a GET of `path` answer 200 within `within` seconds, on a connection of its
+        own (never a pooled one that may have gone half-open)?"""
+        limit = aiohttp.ClientTimeout(total=within, connect=within, sock_connect=within)
+        connector = aiohttp.TCPConnector(ssl=self.cluster.ssl_context, force_close=True)
+        try:
+            async with aiohttp.ClientSession(
+                base_url=self.cluster.server, connector=connector, timeout=limit
+            ) as session:
+                headers = await self._headers(None, "text/plain")
+                async with session.get(path, headers=headers) as response:
+                    await response.read()
+                    return response.status == 200
+        except (TimeoutError, aiohttp.ClientError):
+            return False
 
     async def _headers(self, content_type: str | None, accept: str) -> dict[str, str]:
         headers = {"Accept": accept}

@@ -37,8 +37,8 @@ HEADER = """\
 #   gatewayApi,
 #   multicluster,
 #   placement
-#   ownNamespace  granted only in the operator's own namespace (a Role): its shard claim Lease
-#                 and the node agents' heartbeat Leases.
+#   ownNamespace  granted only in the operator's own namespace (a Role): its leader and shard
+#                 claim Leases and the node agents' heartbeat Leases.
 #   clusterScoped rules on cluster-scoped resources, and the cluster-wide read of Pods that GPU
 #                 placement needs (what runs on a GPU node, whoever made it). Cluster-wide,
 #                 they join the one ClusterRole; with watchNamespaces they are the only rules
@@ -79,12 +79,13 @@ def rules() -> dict[str, list[Rule]]:
         {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
     ]
     groups["ownNamespace"] = [
-        # Shard claims (`--shard-id`): Leases in the operator's own namespace only; the node
-        # agents' heartbeat Leases, which count only there (--node-agent-namespace).
+        # In the operator's own namespace only: the leader Lease (`--leader-elect`: read,
+        # created, updated with its resourceVersion), shard claims (`--shard-id`), and the
+        # node agents' heartbeat Leases, which count only there (--node-agent-namespace).
         {
             "apiGroups": [c.COORDINATION_GROUP],
             "resources": ["leases"],
-            "verbs": ["get", "list", "watch", "create", "patch"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch"],
         },
     ]
     groups["clusterScoped"] = [

@@ -127,7 +127,10 @@ def command(
 
     def run(**values: Any) -> None:
         verbose = bool(values.pop("verbose", False))
-        start(build_config(values, read_file), verbose)
+        config = build_config(values, read_file)
+        if problems := config.problems():
+            raise typer.BadParameter("; ".join(problems))
+        start(config, verbose)
 
     verbose = inspect.Parameter(
         "verbose",

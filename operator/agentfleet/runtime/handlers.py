@@ -12,14 +12,21 @@ would hold every child's body at start-up until all its indices are filled, whic
 thousands of children is most of the operator's memory. Children are filtered by our
 `managed-by` label on the server and kept as small records (cache.ChildStore); the workers
 start once every informer has listed.
+
+With `--leader-elect` every replica runs all of this (its caches stay warm), but the
+workers, the placer and the shard claim wait for leadership (leader.py), and every write
+passes the leader's gate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -45,10 +52,11 @@ from agentfleet.kube.informer import Informer
 from agentfleet.kube.liveness import WatchLiveness
 from agentfleet.render.children import CHILD_KINDS, ChildKind
 from agentfleet.render.context import Peer
-from agentfleet.runtime import sharding, watchhealth
+from agentfleet.runtime import leader, sharding, watchhealth
 from agentfleet.runtime.health import Health
 from agentfleet.telemetry import metrics
 
+log = logging.getLogger(__name__)
 OURS = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
 MARKED = f"{c.LABEL_AGENT_IDENTITY}=true"
 OPTIONAL_RESOURCES = {row.resource: row for row in CHILD_KINDS if row.optional}
@@ -174,16 +182,55 @@ class IndexCache:
         return counts
 
 
+class Backoffs:
+    """kopf's retry delays for a failed API request, without end: its default gives up after
+    8 tries (about a minute), and a watch that gives up ends the operator, so an API server
+    outage longer than that would crash-loop it. Iterated afresh for every request."""
+
+    def __iter__(self) -> Iterator[float]:
+        return itertools.chain((1, 1, 2, 3, 5), itertools.repeat(5))
+
+
+@dataclass
+class Exit:
+    """How the process ends: kopf stops when `flag` is set (kopf.run's stop_flag); the
+    runner then exits with `code`."""
+
+    flag: asyncio.Event = field(default_factory=asyncio.Event)
+    code: int = 0
+    reason: str = ""
+    grace_seconds: float = 20.0
+
+    def fail(self, reason: str) -> None:
+        """Stop the operator and exit non-zero (the kubelet restarts it). Writes have stopped
+        already (the gates refuse them); if kopf's clean-up hangs, the process ends anyway."""
+        if self.code:
+            return
+        log.error("stopping the operator: %s", reason)
+        self.code, self.reason = 1, reason
+        self.flag.set()
+        asyncio.get_running_loop().call_later(self.grace_seconds, os._exit, 1)
+
+
 def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     """kopf's watches: timeouts everywhere, paginated initial lists, server-side filters."""
     # kopf would post every handler log line as a Kubernetes Event: a write per event.
     settings.posting.enabled = False
     settings.networking.request_timeout = config.request_timeout
     settings.networking.connect_timeout = config.connect_timeout
-    settings.watching.server_timeout = config.watch_server_timeout
-    settings.watching.client_timeout = config.watch_server_timeout + 30
+    settings.networking.error_backoffs = Backoffs()
+    # kopf's own inactivity timeout is an asyncio.timeout() around a generator that yields
+    # events: when it expires while the consuming task handles an event, it cancels that task
+    # instead, the watcher ends as cancelled and kopf never starts it again (seen here under
+    # load: the Pod and AIAgent watches stopped for good). So it is off, and a silent watch is
+    # ended by plain timeouts: the server closes every watch after 80% of the inactivity
+    # period, and the client gives up on one that is still open after the whole period.
+    inactivity = config.watch_inactivity_seconds
+    server_timeout = max(1, min(config.watch_server_timeout, int(inactivity * 0.8)))
+    settings.watching.inactivity_timeout = 10.0**9
+    settings.watching.server_timeout = server_timeout
+    settings.watching.client_timeout = max(inactivity, server_timeout + 1)
     settings.watching.connect_timeout = config.connect_timeout
-    settings.watching.inactivity_timeout = config.watch_inactivity_seconds
     settings.watching.chunk_size = 500  # the initial list comes in pages, not all at once
     if config.agent_selector:
         settings.watching.label_selectors[c.GROUP, c.PLURAL] = config.agent_selector
@@ -191,7 +238,7 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     # are filled, so a limit below the number of existing objects deadlocks the start-up
     # (measured: 4,000 objects, limit 1,000, nothing reconciled after 240 s). The work queue
     # (a set of agent keys) bounds the real work; an idle per-object worker exits after 1 s.
-    settings.batching.idle_timeout = 1.0
+    settings.queueing.idle_timeout = 1.0
 
 
 @kopf.on.startup()
@@ -199,6 +246,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     """Configure kopf, start the informers, metrics, health and the workers. kopf passes each
     index as a keyword argument named after it (agent_index, ...), empty until listed."""
     config: OperatorConfig = memo.get("config") or OperatorConfig()
+    exit_: Exit = memo.get("exit") or Exit()
     configure(settings, config)
     watches = WatchLiveness()
     watchhealth.install(watches)
@@ -209,6 +257,17 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         connect_timeout=config.connect_timeout,
         request_timeout=config.request_timeout,
         prefer_in_cluster=True,  # as kopf's own login: the Pod's ServiceAccount first
+    )
+    # Asked again when a write's connection is in hand (before the session exists).
+    kube.gate_connections(writer, writer.refused)
+    memo["kube"] = writer
+    # Leases and the health probe get their own connections and no rate limit: a renewal
+    # must never queue behind a burst of reconciles.
+    side = await kube.connect(
+        pool_size=4,
+        connect_timeout=config.connect_timeout,
+        request_timeout=min(config.request_timeout, 5.0),
+        prefer_in_cluster=True,
     )
     store = ChildStore()
     cache = IndexCache(
@@ -251,6 +310,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     )
     for informer in [*informers.values(), identities]:
         informer.start()
+    leadership = elect(config, side, exit_, writer, memo)
+    writer.gates.append(leadership.refused)
+    memo["leadership"] = leadership
+    memo["side"] = side
     if config.render.gpu_placement:
         from agentfleet.runtime import placement_handlers
 
@@ -276,28 +339,75 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
                 indexed,
                 *(informer.synced for informer in watches_of_placer),
                 *(informer.synced for informer in informers.values()),
-            ]
+            ],
+            leading=leadership.leading,
         )
-    if config.shard_id:
-        await claim_shard(writer, config, memo)
+    if isinstance(leadership, leader.SoleReplica) and config.shard_id:
+        await claim_shard(writer, config, memo, exit_, shard_holder(config))
     # No reconcile before every child is known: a child not yet listed would look missing;
     # nor before the placement books are (a GPU agent's Placed condition reads them).
-    ready = [informer.synced for informer in [*informers.values(), identities]]
+    synced = [informer.synced for informer in [*informers.values(), identities]]
+    ready = list(synced)
     if "placer" in memo:
         ready.append(memo["placer"].books_ready)
-    controller.start(ready=ready)
+    controller.start(ready=ready, leading=leadership.leading)
     if config.metrics_port:
         metrics.AGENTS.count = cache.condition_counts
         prometheus_client.start_http_server(config.metrics_port, config.metrics_address)
     if config.health_port:
-        health = Health(controller, config.unhealthy_after_seconds, watches)
+        health = Health(
+            controller,
+            config.unhealthy_after_seconds,
+            watches,
+            leadership,
+            api_answers=side.server_ready,
+            synced=synced,
+        )
         memo["health"] = await health.serve(config.health_address, config.health_port)
-    memo["kube"] = writer
     memo["controller"] = controller
     memo["cache"] = cache
     memo["config"] = config
     memo["informers"] = informers
     memo["identities"] = identities
+    if isinstance(leadership, leader.LeaderElector):
+        leadership.start()
+
+
+def elect(
+    config: OperatorConfig, side: kube.Kube, exit_: Exit, writer: kube.Kube, memo: kopf.Memo
+) -> leader.Leadership:
+    """With --leader-elect, a candidate for the leader Lease (which claims the shard, if any,
+    once it leads); without, the only replica, leading from the start."""
+    identity = leader.identity()
+    if not config.leader_elect:
+        return leader.SoleReplica(identity)
+
+    async def begin_leading() -> None:
+        if config.shard_id:
+            await claim_shard(writer, config, memo, exit_, shard_holder(config))
+
+    return leader.LeaderElector(
+        side,
+        config.leader_election_namespace,
+        config.leader_election_id,
+        identity,
+        leader.Timing(
+            config.leader_elect_lease_duration,
+            config.leader_elect_renew_deadline,
+            config.leader_elect_retry_period,
+        ),
+        on_lost=exit_.fail,
+        on_started=begin_leading,
+    )
+
+
+def shard_holder(config: OperatorConfig) -> str:
+    """Who holds the shard claim. The replicas of one leader-elected Deployment share it:
+    their leader Lease already makes sure only one serves, and a new leader must not wait
+    for the old one's claim to lapse."""
+    if config.leader_elect:
+        return f"{config.leader_election_namespace}/{config.leader_election_id}"
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def child_event_handler(
@@ -340,35 +450,53 @@ def identity_event_handler(
     return handle
 
 
-async def claim_shard(writer: kube.Kube, config: OperatorConfig, memo: kopf.Memo) -> None:
-    """Serve nothing unless this operator's share is its own (see sharding.py)."""
+async def claim_shard(
+    writer: kube.Kube, config: OperatorConfig, memo: kopf.Memo, exit_: Exit, holder: str
+) -> None:
+    """Serve nothing unless this operator's share is its own (see sharding.py); from then on
+    every write also needs the claim to be renewed in time. The claim itself is written
+    through a client gated by the leader only, on connections of its own."""
+    claim_kube = kube.Kube(memo["side"].transport)
+    claim_kube.gates = list(writer.gates)
     scope = sharding.Scope(config.namespaces, config.agent_selector)
-    holder = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-    claim = sharding.ShardClaim(writer, config.shard_id, scope, config.shard_namespace, holder)
+    claim = sharding.ShardClaim(claim_kube, config.shard_id, scope, config.shard_namespace, holder)
     try:
         await claim.acquire()
     except sharding.ShardConflict as conflict:
         message = f"refusing to serve shard {config.shard_id!r}: {conflict}"
         raise kopf.PermanentError(message) from conflict
+    writer.gates.append(claim.refused)
     memo["claim"] = claim
-    memo["renewal"] = asyncio.create_task(claim.renew_forever(), name="shard-lease-renewal")
+    memo["renewal"] = asyncio.create_task(
+        claim.renew_forever(exit_.fail), name="shard-lease-renewal"
+    )
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the work first, then give up the claims (client-go's ReleaseOnCancel): nothing
+    is written after the other replica may have taken over."""
+    leadership = memo.get("leadership")
+    if isinstance(leadership, leader.LeaderElector):
+        await leadership.stop()  # no renewal from now on: the Lease is released or runs out
+    if "placer" in memo:
+        await memo["placer"].stop()
+    if "controller" in memo:
+        await memo["controller"].stop()
     if "renewal" in memo:
         memo["renewal"].cancel()
         await memo["claim"].release()
-    if "placer" in memo:
-        await memo["placer"].stop()
-    await memo["controller"].stop()
+    if isinstance(leadership, leader.LeaderElector):
+        await leadership.release()
     for informer in [*memo.get("informers", {}).values(), *memo.get("placement_informers", ())]:
         await informer.stop()
     if "identities" in memo:
         await memo["identities"].stop()
     if "health" in memo:
         await memo["health"].cleanup()
-    await memo["kube"].close()
+    for name in ("kube", "side"):
+        if name in memo:
+            await memo[name].close()
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
@@ -396,7 +524,7 @@ async def agent_changed(
     controller.queue.add(key)
     if type == "DELETED" and "placer" in memo:
         memo["placer"].agent_gone(key)
-    if type == "ADDED" and not (body.get("status") or {}).get("conditions"):
+    if type == "ADDED" and not (body.get("status") or {}).get("conditions"):  # leaders only
         controller.acknowledge(key)
     peers: PeerTable = memo["cache"].peer_table
     peer = None if type == "DELETED" else peer_of(dict(body))

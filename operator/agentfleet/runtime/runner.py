@@ -4,6 +4,7 @@ line."""
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import kopf
@@ -13,7 +14,7 @@ from agentfleet.telemetry import logs, tracing
 
 
 def run(config: OperatorConfig, verbose: bool = False) -> None:
-    import agentfleet.runtime.handlers
+    from agentfleet.runtime.handlers import Exit
 
     if config.render.gpu_placement:
         import agentfleet.runtime.placement_handlers  # noqa: F401  (Pods, Nodes, Leases)
@@ -29,13 +30,19 @@ def run(config: OperatorConfig, verbose: bool = False) -> None:
     logging.getLogger("urllib3").setLevel(logging.INFO)  # the OTLP exporter's requests
     if not verbose:  # one "Handler succeeded" line per watch event is noise at fleet scale
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    exit_ = Exit()
     try:
         kopf.run(
-            standalone=True,  # one active replica (Recreate); leader election comes with HA
+            # No KopfPeering: kopf's peering pauses whole operators by priority; one writer
+            # among replicas is our leader Lease's job (leader.py, --leader-elect).
+            standalone=True,
             clusterwide=not config.namespaces,
             namespaces=list(config.namespaces),
             liveness_endpoint=None,  # our own /healthz (health.py) knows watches and workers
-            memo=kopf.Memo(config=config),
+            memo=kopf.Memo(config=config, exit=exit_),
+            stop_flag=exit_.flag,
         )
     finally:
         tracing.shutdown()  # the spans still queued go out before the process ends
+    if exit_.code:
+        sys.exit(exit_.code)

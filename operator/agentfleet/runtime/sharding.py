@@ -8,6 +8,13 @@ serving, it reads the other live claims and refuses to start when a share could 
 own, naming the other shard: two operators applying the same agent's children would fight.
 Overlap is decided conservatively: two shares are disjoint only when their namespace lists do
 not meet, or some label key is required to have values the other share rules out.
+
+A claim that cannot be renewed steps down the way a leader does (runtime/leader.py): its
+writes stop at once when the last renewal was sent more than two thirds of the Lease's
+duration ago (the renew deadline; a peer may claim only after the whole duration), and the
+process exits non-zero for the kubelet to restart. Unlike a leader, it does not resume after
+an outage: another shard may meanwhile have claimed an overlapping share in *its* Lease,
+which no precondition on ours would notice; a fresh start checks them all again.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import datetime
 import json
 import logging
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,7 +213,8 @@ class ShardConflict(Exception):
 
 class ShardClaim:
     """This operator's claim on its share: checked against the others, then held in a Lease
-    renewed every third of its duration, and let go on a clean shutdown."""
+    renewed every third of its duration, and let go on a clean shutdown. `refused` is a
+    write gate: it says no once the claim is past its renew deadline."""
 
     def __init__(
         self,
@@ -214,10 +224,29 @@ class ShardClaim:
         namespace: str,
         holder: str,
         duration_seconds: int = 30,
+        retry_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kube, self.shard, self.scope = kube, shard, scope
         self.namespace, self.holder, self.duration = namespace, holder, duration_seconds
+        self.retry_seconds = retry_seconds
+        self.renew_deadline = duration_seconds * 2 / 3
+        self.clock = clock
         self.acquired = datetime.datetime.now(datetime.UTC)
+        self.renewed_at: float | None = None  # clock() when the last good write was sent
+        self.resource_version = ""  # of our last write: renewals apply only onto it
+
+    def refused(self) -> str | None:
+        """None while this claim may serve (write), else why not."""
+        if self.renewed_at is None:
+            return f"shard {self.shard!r} is not claimed"
+        late = self.clock() - self.renewed_at
+        if late >= self.renew_deadline:
+            return (
+                f"the claim on shard {self.shard!r} was last renewed {late:.0f}s ago, past its"
+                f" {self.renew_deadline:.0f}s renew deadline"
+            )
+        return None
 
     @property
     def ref(self) -> Ref:
@@ -227,22 +256,32 @@ class ShardClaim:
         listed = await self.kube.list(LEASES.ref(self.namespace))
         return [claim for lease in listed if (claim := claim_of(lease)) is not None]
 
-    async def _write(self, renew: datetime.datetime) -> None:
-        lease = LEASES.body(
-            metadata={
-                "name": self.ref.name,
-                "namespace": self.namespace,
-                "labels": {c.LABEL_PART_OF: c.PART_OF},
-                "annotations": {ANNOTATION_SCOPE: self.scope.to_json()},
-            },
-            spec={
+    async def _write(self, renew: datetime.datetime, precondition: bool = False) -> None:
+        """Apply our claim; with `precondition`, only onto our own last write (409 if
+        anyone else wrote the Lease since)."""
+        sent = self.clock()
+        metadata: dict[str, Any] = {
+            "name": self.ref.name,
+            "namespace": self.namespace,
+            "labels": {c.LABEL_PART_OF: c.PART_OF},
+            "annotations": {ANNOTATION_SCOPE: self.scope.to_json()},
+        }
+        if precondition and self.resource_version:
+            metadata["resourceVersion"] = self.resource_version
+        lease = {
+            "apiVersion": LEASES.api_version,
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": {
                 "holderIdentity": self.holder,
                 "leaseDurationSeconds": self.duration,
                 "acquireTime": timestamps.format_micro_time(self.acquired),
                 "renewTime": timestamps.format_micro_time(renew),
             },
-        )
-        await self.kube.apply(lease, LEASES.plural, None)
+        }
+        written = await self.kube.apply(lease, LEASES.plural, None)
+        self.resource_version = str(written.get("metadata", {}).get("resourceVersion") or "")
+        self.renewed_at = sent
 
     async def acquire(self, settle_seconds: float = 1.0) -> None:
         """Claim the share, or raise ShardConflict naming who already serves it."""
@@ -263,18 +302,32 @@ class ShardClaim:
             await self.release()
             raise ShardConflict("; ".join(found))
 
-    async def renew_forever(self) -> None:
+    async def renew_forever(self, lost: Callable[[str], None]) -> None:
+        """Renew every third of the duration (every `retry_seconds` after a failure). Past
+        the renew deadline, or when someone else wrote our Lease, call `lost` (which ends the
+        process) and return; the gate already refuses every write by then."""
+        pause = self.duration / 3
         while True:
-            await asyncio.sleep(self.duration / 3)
+            await asyncio.sleep(pause)
             try:
-                await self._write(datetime.datetime.now(datetime.UTC))
-            except ApiError:
-                log.warning("could not renew the shard Lease %s", self.ref.name, exc_info=True)
+                await self._write(datetime.datetime.now(datetime.UTC), precondition=True)
+                pause = self.duration / 3
+            except ApiError as error:
+                if error.status == 409:
+                    lost(f"another operator wrote the Lease of shard {self.shard!r}: {error}")
+                    return
+                log.warning("could not renew the shard Lease %s: %s", self.ref.name, error)
+                pause = self.retry_seconds
+            if (why := self.refused()) is not None:
+                lost(f"{why}: stopped serving it")
+                return
 
     async def release(self) -> None:
-        """Let the claim lapse at once, so a replacement operator can start."""
+        """Let the claim lapse at once, so a replacement operator can start; only our own
+        claim (a precondition on our last write)."""
         expired = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
         try:
-            await self._write(expired)
+            await self._write(expired, precondition=True)
         except ApiError:
             log.warning("could not release the shard Lease %s", self.ref.name, exc_info=True)
+        self.renewed_at = None

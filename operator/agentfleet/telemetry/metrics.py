@@ -65,6 +65,20 @@ WATCH_FAILURES = Counter(
     ["resource"],
 )
 
+# client-go's leader election exports `leader_election_master_status{name}`; ours says which
+# replica (its identity) leads: 1 while it may write, 0 while it follows or stopped writing.
+LEADER = Gauge(
+    "agentfleet_leader",
+    "1 while this replica holds the leader Lease and may write, else 0.",
+    ["identity"],
+)
+WRITES_REFUSED = Counter(
+    "agentfleet_api_writes_refused_total",
+    "Writes not sent because this replica was not entitled to write (not the leader, or a"
+    " Lease past its renew deadline).",
+    ["kind"],
+)
+
 
 class AgentConditions:
     """`agentfleet_agents{condition,status}`: how many agents are Ready, Stalled ...,
