@@ -43,6 +43,7 @@ KNOWN = frozenset(
         "required",
         "items",
         "additionalProperties",
+        "maxProperties",
         "enum",
         "minimum",
         "maximum",
@@ -234,7 +235,11 @@ def _object(node: Mapping[str, Any], path: str, field: str) -> st.SearchStrategy
     if "additionalProperties" in node:
         values = _strategy(node["additionalProperties"], f"{path}.*", field)
         keys = st.sampled_from(RESOURCE_NAMES) | st.text(min_size=1, max_size=20)
-        return st.dictionaries(keys, values, max_size=3)
+        high = node.get("maxProperties")
+        maps = st.dictionaries(keys, values, max_size=min(3, high or 3))
+        if high and high > 3:  # exactly at maxProperties
+            maps |= st.dictionaries(keys, values, min_size=high, max_size=high)
+        return maps
     required = set(node.get("required") or ())
     strategies = {
         name: _strategy(sub, f"{path}.{name}".lstrip("."), name) for name, sub in properties.items()

@@ -78,11 +78,6 @@ class ApiError(Exception):
         return self.status == 409 and self.reason == "AlreadyExists"
 
     @property
-    def invalid(self) -> bool:
-        """Refused by validation (schema, CEL rules): the input was wrong, nothing changed."""
-        return self.status == 422
-
-    @property
     def gone(self) -> bool:
         """A watch's resourceVersion is too old (compacted): list again."""
         return self.status == 410
@@ -109,11 +104,11 @@ class ApiError(Exception):
 
     @property
     def invalid(self) -> bool:
-        """The object itself was refused: sending it again cannot help until it changes.
-        Server-side apply answers a field its schema does not declare (in a pass-through
-        object such as an affinity) with a 500 "failed to create typed patch object", not
-        with a 422 (found by the fuzz tests: retried as transient, it was a write every 30 s
-        for ever)."""
+        """The object itself was refused (bad request, schema or CEL validation): nothing
+        changed, and sending it again cannot help until it changes. Server-side apply answers
+        a field its schema does not declare (in a pass-through object such as an affinity)
+        with a 500 "failed to create typed patch object", not with a 422 (found by the fuzz
+        tests: retried as transient, it was a write every 30 s for ever)."""
         return self.status in (400, 422) or (
             self.status == 500 and "failed to create typed patch object" in self.message
         )
