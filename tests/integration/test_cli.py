@@ -230,7 +230,7 @@ def test_nodes_show_capabilities_and_the_node_agent_heartbeat(
             "labels": {"agentfleet.io/node": "cpu-2"},
         },
         "spec": {
-            "holderIdentity": "cpu-2",
+            "holderIdentity": "agentfleet-node-agent/cpu-2",  # its node agent, as the ledger asks
             "leaseDurationSeconds": 40,
             "renewTime": renewed.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         },
