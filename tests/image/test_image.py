@@ -23,7 +23,8 @@ FORBIDDEN_PROGRAMS = {
 # cryptography is a runtime dependency since `agentfleet api` reads client certificates
 # (mutual TLS on gRPC: CN = user, O = groups); grpcio-tools (code generation) stays dev-only.
 FORBIDDEN_DISTRIBUTIONS = {
-    "pip", "setuptools", "wheel", "pytest", "kubernetes", "agentfleet-dev", "grpcio-tools",
+    "pip", "setuptools", "wheel", "pytest", "kubernetes", "kubernetes-asyncio", "agentfleet-dev",
+    "grpcio-tools",
     "hypothesis", "mypy", "ruff",
 }  # fmt: skip
 
@@ -118,7 +119,7 @@ def test_only_locked_runtime_distributions_are_installed(image: OciArchive) -> N
             installed[normalise(match.group(1))] = match.group(2)
     assert not FORBIDDEN_DISTRIBUTIONS & set(installed)
     assert installed == {**locked_versions(), "agentfleet": build.project()["version"]}
-    for name in ("kopf", "pydantic", "kubernetes-asyncio"):  # the ones the operator stands on
+    for name in ("kopf", "pydantic", "aiohttp"):  # the ones the operator stands on
         assert installed[name] == locked_versions()[name]
 
 
