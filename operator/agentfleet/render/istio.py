@@ -382,9 +382,19 @@ def agent_pods_selector() -> dict[str, Any]:
     }
 
 
+# A shared object keeps this many owners, however many agents use it. With one reference per
+# user it grew with the fleet (past etcd's 1.5 MiB object limit near 9,000 mesh agents in one
+# namespace) and every new agent re-applied it: a write that grew with the square of the fleet.
+SHARED_OWNERS = 8
+
+
 def shared_meta(name: str, namespace: str, users: list[Peer]) -> dict[str, Any]:
-    """An object several agents share: one ownerReference per agent using it and none of
-    them the controller, so the garbage collector deletes it only when all of them are gone."""
+    """An object several agents share: the garbage collector deletes it only when all of its
+    owners are gone, and none of them is the controller. Its owners are the SHARED_OWNERS
+    users with the smallest uids: every user computes the same set, a new agent changes it
+    only if its uid is among those (8 chances in N), and an owner's deletion makes the users'
+    next reconciles name another before the collector would act."""
+    owners = sorted((peer for peer in users if peer.uid), key=lambda peer: peer.uid)
     return {
         "name": name,
         "namespace": namespace,
@@ -395,8 +405,7 @@ def shared_meta(name: str, namespace: str, users: list[Peer]) -> dict[str, Any]:
         },
         "ownerReferences": [
             {"apiVersion": c.API_VERSION, "kind": c.KIND, "name": peer.name, "uid": peer.uid}
-            for peer in users
-            if peer.uid
+            for peer in owners[:SHARED_OWNERS]
         ],
     }
 

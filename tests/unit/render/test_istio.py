@@ -27,7 +27,9 @@ def mesh_agent(mesh: dict[str, Any] | None, name: str = "b", agent_type: str = "
     spec: dict[str, Any] = {"agentType": agent_type, "image": "example.com/a:1"}
     if mesh is not None:
         spec["mesh"] = mesh
-    return agent_from(spec, name=name)
+    agent = agent_from(spec, name=name)
+    agent.metadata.uid = f"uid-{name}"  # as peer() names it: one agent, one uid
+    return agent
 
 
 def objects(agent: AIAgent, context: RenderContext | None = None) -> dict[tuple[str, str], Any]:
@@ -346,6 +348,26 @@ def test_an_agent_and_its_peers_agree_on_who_uses_the_namespace_waypoint() -> No
         for found in (me, other)
     ]
     assert owners == [["a", "b"], ["a", "b"]]
+
+
+def test_a_shared_object_does_not_grow_with_the_fleet() -> None:
+    """Thousands of mesh agents in one namespace: the shared objects keep SHARED_OWNERS
+    owners, and an agent added with a larger uid than theirs leaves them as they were (so
+    nobody re-applies them)."""
+    mesh = {"mode": "ambient", "waypoint": "namespace"}
+    fleet = tuple(peer(f"a{i:05d}", "coding", mesh) for i in range(3000))
+    shared = {("AuthorizationPolicy", c.NAMESPACE_DEFAULT_DENY), ("Gateway", "waypoint")}
+
+    def rendered(peers: tuple[Peer, ...]) -> dict[tuple[str, str], Any]:
+        found = objects(mesh_agent(mesh, name="a00000"), RenderContext(peers=peers))
+        return {key: found[key] for key in shared}
+
+    before = rendered(fleet)
+    for obj in before.values():
+        owners = [o["name"] for o in obj["metadata"]["ownerReferences"]]
+        assert owners == [f"a{i:05d}" for i in range(istio.SHARED_OWNERS)]
+    assert rendered((*fleet, peer("z-new", "coding", mesh))) == before
+    assert rendered(fleet[:1] + fleet[2:]) != before  # an owner gone: the next one steps in
 
 
 def test_shared_objects_are_kept_while_another_agent_wants_them() -> None:
