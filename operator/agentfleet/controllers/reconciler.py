@@ -430,7 +430,7 @@ class Reconciler:
         try:
             body = await self.kube.apply(desired, row.plural, uid)
         except ApiError as error:
-            if not (live is not None and uid and error.status == 422):
+            if error.uid_mismatch or not (live is not None and uid and error.status == 422):
                 raise
             # Someone else's edit left entries our apply cannot remove (and that now clash
             # with ours). If the object itself is invalid this is refused too, and the agent

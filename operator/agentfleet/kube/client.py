@@ -40,6 +40,7 @@ class ApiError(Exception):
         message: str,
         reason: str = "",
         causes: frozenset[str] = frozenset(),
+        fields: frozenset[str] = frozenset(),
     ) -> None:
         where = f"{kind} {name}".strip()
         answer = f"({status})" if status else "(unreachable)"
@@ -50,6 +51,7 @@ class ApiError(Exception):
         self.message = message
         self.reason = reason  # metav1.Status reason, e.g. Invalid, Forbidden, NotFound
         self.causes = causes  # metav1.StatusCause reasons, e.g. NamespaceTerminating
+        self.fields = fields  # metav1.StatusCause fields, e.g. metadata.uid
 
     @property
     def namespace_terminating(self) -> bool:
@@ -68,8 +70,11 @@ class ApiError(Exception):
 
     @property
     def uid_mismatch(self) -> bool:
-        """Our uid precondition failed: the object was deleted or replaced by another one."""
-        return self.status == 409 and "uid mismatch" in self.message
+        """Our uid precondition failed: the object was deleted (409, "uid mismatch"), or
+        replaced by another one of the same name (422: the uid we sent would change its
+        immutable metadata.uid)."""
+        deleted = self.status == 409 and "uid mismatch" in self.message
+        return deleted or (self.status == 422 and "metadata.uid" in self.fields)
 
     @property
     def transient(self) -> bool:
@@ -189,8 +194,10 @@ class Kube:
             )
             return dict(response or {})
         except ApiException as error:
-            message, reason, causes = _details(error)
-            raise ApiError(ref.kind, ref.name, error.status, message, reason, causes) from error
+            message, reason, causes, fields = _details(error)
+            raise ApiError(
+                ref.kind, ref.name, error.status, message, reason, causes, fields
+            ) from error
         except (TimeoutError, aiohttp.ClientError) as error:
             message = f"{type(error).__name__}: {error}".rstrip(": ")
             raise ApiError(ref.kind, ref.name, 0, message) from error
@@ -312,14 +319,17 @@ def _verb(content_type: str) -> str:
     return "apply" if content_type.startswith("application/apply-patch+yaml") else "patch"
 
 
-def _details(error: ApiException) -> tuple[str, str, frozenset[str]]:
-    """The human message, the reason and the cause reasons of a metav1.Status error body."""
+def _details(error: ApiException) -> tuple[str, str, frozenset[str], frozenset[str]]:
+    """The human message, the reason, and the causes' reasons and fields of a metav1.Status
+    error body."""
     try:
         status = json.loads(error.body or "")
     except (TypeError, ValueError):
-        return str(error.body or error.reason).strip(), "", frozenset()
+        return str(error.body or error.reason).strip(), "", frozenset(), frozenset()
     if not isinstance(status, dict):
-        return str(error.reason), "", frozenset()
+        return str(error.reason), "", frozenset(), frozenset()
     causes = (status.get("details") or {}).get("causes") or []
     reasons = frozenset(str(cause.get("reason")) for cause in causes if cause.get("reason"))
-    return str(status.get("message") or error.reason), str(status.get("reason") or ""), reasons
+    fields = frozenset(str(cause.get("field")) for cause in causes if cause.get("field"))
+    message = str(status.get("message") or error.reason)
+    return message, str(status.get("reason") or ""), reasons, fields
