@@ -40,10 +40,47 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 SUMMARY: list[str] = []  # facts about the run, printed after the test results
 
+# CI (.ci/run exports AGENTFLEET_CI=1) installs everything the tests need, so a skipped test
+# there means something is not tested: it fails the run, unless its node id starts with a key
+# of this list, whose value says why skipping it in CI is right. Keep it short.
+CI_ALLOWED_SKIPS: dict[str, str] = {}
+SKIPPED: list[tuple[str, str]] = []  # (node id, reason) of every skipped test
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        SKIPPED.append((report.nodeid, reason))
+
+
+def unexpected_skips() -> list[tuple[str, str]]:
+    if not os.environ.get("AGENTFLEET_CI"):
+        return []
+    return [
+        (nodeid, reason)
+        for nodeid, reason in SKIPPED
+        if not any(nodeid.startswith(allowed) for allowed in CI_ALLOWED_SKIPS)
+    ]
+
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for line in SUMMARY:
         terminalreporter.write_line(line)
+    unexpected = unexpected_skips()
+    if unexpected:
+        terminalreporter.write_line(
+            f"{len(unexpected)} tests skipped in CI (AGENTFLEET_CI=1) and not in "
+            "tests/conftest.py CI_ALLOWED_SKIPS: install what they need, or list them with why",
+            red=True,
+        )
+        for nodeid, reason in unexpected:
+            terminalreporter.write_line(f"  {nodeid}: {reason}", red=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    passed = (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
+    if unexpected_skips() and exitstatus in passed:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def eventually(
