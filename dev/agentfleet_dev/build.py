@@ -299,6 +299,49 @@ def _build_istioctl(c: Component, out: Path) -> None:
     shutil.rmtree(src)
 
 
+def _build_promtool(c: Component, out: Path) -> None:
+    """promtool, for `promtool check rules`, `promtool test rules` and parsing PromQL."""
+    ldflags = _ldflags(
+        f"-X github.com/prometheus/common/version.Version={c.version.removeprefix('v')}",
+    )
+    _run(
+        [
+            "go",
+            "install",
+            "-trimpath",
+            f"-ldflags={ldflags}",
+            f"github.com/prometheus/prometheus/cmd/promtool@{c.version}",
+        ],
+        out,
+        env={"GOBIN": str(out / "bin")},
+    )
+
+
+def _build_argocd(c: Component, out: Path) -> None:
+    """Argo CD's CLI (one binary, `cmd`, that acts as `argocd` by its name). Like istioctl:
+    a wrapper module with Argo CD's own go.mod (its replace block included) and go.sum, so
+    every dependency is the version Argo CD was released with."""
+    module = "github.com/argoproj/argo-cd/v2"
+    info = go_module(f"{module}@{c.version}")
+    upstream_gomod = Path(info["GoMod"]).read_text()
+    src = out / "src"
+    src.mkdir(parents=True)
+    gomod = re.sub(
+        r"^module .*$", "module agentfleet.local/devtools", upstream_gomod, count=1, flags=re.M
+    )
+    (src / "go.mod").write_text(f"{gomod}\nrequire {module} {c.version}\n")
+    sums = (Path(info["Dir"]) / "go.sum").read_text()
+    sums += f"{module} {c.version} {info['Sum']}\n{module} {c.version}/go.mod {info['GoModSum']}\n"
+    (src / "go.sum").write_text(sums)
+    ldflags = _ldflags(f"-X {module}/common.version={c.version.removeprefix('v')}")
+    _run(
+        ["go", "build", "-trimpath", f"-ldflags={ldflags}", "-o", str(out / "bin" / "argocd"),
+         f"{module}/cmd"],
+        src,
+    )  # fmt: skip
+    shutil.rmtree(src)
+
+
 UPSTREAM_CRD_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     # target dir: (module@version, globs inside the module)
     "istio": (
@@ -350,6 +393,8 @@ KWOK = Component(
 )
 HELM = Component("helm", versions.HELM, ("bin/helm",), _build_helm)
 KEDA = Component("keda", versions.KEDA, ("bin/keda",), _build_keda)
+PROMTOOL = Component("promtool", versions.PROMETHEUS, ("bin/promtool",), _build_promtool)
+ARGOCD = Component("argocd", versions.ARGOCD, ("bin/argocd",), _build_argocd)
 ISTIOCTL = Component("istioctl", versions.ISTIO, ("bin/istioctl",), _build_istioctl)
 UPSTREAM_CRDS = Component(
     "upstream-crds",
@@ -358,7 +403,9 @@ UPSTREAM_CRDS = Component(
     tuple(UPSTREAM_CRD_SOURCES),
     _collect_crds,
 )
-ALL = (ETCD, KUBERNETES, KWOK, HELM, KEDA, ISTIOCTL, UPSTREAM_CRDS)
+ALL = (ETCD, KUBERNETES, KWOK, HELM, KEDA, ISTIOCTL, UPSTREAM_CRDS, PROMTOOL, ARGOCD)
+# Not part of the cluster: programs that judge what the chart ships (`make tools` builds them).
+JUDGES = (PROMTOOL, ARGOCD)
 
 
 @contextlib.contextmanager

@@ -24,3 +24,11 @@ KEDA = "v2.18.0"
 GATEWAY_API = "v1.4.0"
 # ServiceMonitor, PodMonitor, PrometheusRule (the only release the module proxy serves).
 PROMETHEUS_OPERATOR = "v0.85.0"
+
+# Judges of what the chart ships (not part of the cluster): promtool checks the PrometheusRule
+# and the dashboard's queries; Argo CD's own CLI judges health.lua (see build.py).
+PROMETHEUS = "v0.316.0"
+# Argo CD's CLI, for `argocd admin settings resource-overrides health` (health.lua judged by
+# the evaluator Argo CD runs). v2: every v3 release requires an argo-cd/gitops-engine version
+# the module proxy refuses (403), or a newer Go; v2.14's github.com/argoproj/gitops-engine resolves.
+ARGOCD = "v2.14.21"
