@@ -79,6 +79,8 @@ class RecordingProxy:
         return f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
+        for stream in list(self.streams):  # or cleanup() waits for the watches to time out
+            stream.close()
         self.release()
         await self.runner.cleanup()
         await self.session.close()

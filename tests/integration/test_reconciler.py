@@ -58,13 +58,13 @@ class Snapshot:
     def take(cls, cluster: Cluster, key: Key) -> Snapshot:
         snapshot = cls()
         snapshot.agents[key] = live(cluster, c.PLURAL, *key)
-        for row in CHILD_KINDS:
-            if row.optional:
-                continue
-            found = cluster.kubectl("get", row.resource, key[1], "-n", key[0], "-o", "json",
-                                    "--ignore-not-found").stdout  # fmt: skip
-            if found.strip():
-                snapshot.kids[(row.kind, key)] = [json.loads(found)]
+        rows = {row.kind: row for row in CHILD_KINDS if not row.optional}
+        resources = ",".join(row.resource for row in rows.values())
+        found = cluster.kubectl("get", resources, key[1], "-n", key[0], "-o", "json",
+                                "--ignore-not-found").stdout  # fmt: skip
+        listed = json.loads(found or '{"items": []}')
+        for child in listed.get("items", [listed]):
+            snapshot.kids[(child["kind"], key)] = [child]
         return snapshot
 
     def agent(self, key: Key) -> AgentRecord | None:
