@@ -219,6 +219,10 @@ def install(request: pytest.FixtureRequest, cluster: Cluster, crd: None,
         cluster.kubectl("delete", "node", node, "--wait=false", check=False)
 
 
+class ContainerStopped(Exception):
+    """A container of the chart exited (or never started): the test fails with its log."""
+
+
 def agentfleet_command(run: Run) -> str:
     """`run`, `node-agent`, `api`, ...: the agentfleet subcommand the container runs."""
     if not run.command or Path(run.command[0]).name != "agentfleet":
@@ -282,7 +286,8 @@ def test_every_container_the_chart_starts_runs_from_the_image(
 
     def running(run: Run) -> None:
         state = podman.state(run.name)
-        assert state == "running", f"the container {state}:{log_of(run)}"
+        if state != "running":  # not an AssertionError: waiting longer would not help
+            raise ContainerStopped(f"{run.name} is {state}:{log_of(run)}")
 
     for run, _ in runs:
 
