@@ -12,8 +12,8 @@ from typing import Any
 from agentfleet.api import constants as c
 from agentfleet.api.models import AIAgent
 from agentfleet.controllers.cache import Key
-from agentfleet.controllers.reconciler import placed_condition
 from agentfleet.controllers.placer import LOST_SECONDS, Placer
+from agentfleet.controllers.reconciler import placed_condition
 from agentfleet.kube.client import ApiError, Ref
 from agentfleet.placement import labels as k
 from agentfleet.placement import parse_placement
