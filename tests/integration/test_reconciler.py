@@ -97,6 +97,13 @@ def live(cluster: Cluster, kind: str, namespace: str, name: str) -> dict[str, An
     return dict(json.loads(found))
 
 
+def writers(cluster: Cluster, kind: str, namespace: str, name: str) -> set[str]:
+    """The field managers that wrote the object (managedFields)."""
+    found = cluster.kubectl("get", kind, name, "-n", namespace, "--show-managed-fields",
+                            "-o", "json").stdout  # fmt: skip
+    return {entry["manager"] for entry in json.loads(found)["metadata"]["managedFields"]}
+
+
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((x for x in status.get("conditions", []) if x["type"] == kind), {})
 
@@ -131,9 +138,13 @@ async def test_a_child_deleted_and_recreated_by_someone_else_is_never_written(
     reconciler = Reconciler(kube, stale, OperatorConfig(), 0)
     result = await reconciler.reconcile(key)
     after = live(cluster, "deployment", namespace, "uid")
+    # Unchanged but for the status the deployment controller keeps writing (so not by
+    # resourceVersion): their spec and generation, and no field manager of ours.
     assert after["metadata"]["uid"] == theirs["metadata"]["uid"]
-    assert after["metadata"]["resourceVersion"] == theirs["metadata"]["resourceVersion"]
+    assert after["metadata"]["generation"] == theirs["metadata"]["generation"]
+    assert after["spec"] == theirs["spec"]
     assert "ownerReferences" not in after["metadata"]
+    assert not {m for m in writers(cluster, "deployment", namespace, "uid") if "agentfleet" in m}
     status = live(cluster, "aia", namespace, "uid")["status"]
     stalled = condition(status, c.COND_STALLED)
     assert (stalled["status"], stalled["reason"]) == ("True", "ChildConflict"), status
