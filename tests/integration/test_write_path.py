@@ -325,10 +325,16 @@ def test_forbidden_by_rbac_not_yet_granted_is_retried_and_heals(
     cluster: Cluster, crd: None, namespace: str, tmp_path: Path
 ) -> None:
     """An operator whose RBAC lacks `create` on Services (a rule not yet propagated): the agent
-    is Stalled/Forbidden, and becomes Ready once the rule exists, without an edit."""
+    is Stalled/Forbidden, and becomes Ready once the rule exists, without an edit. The rest is
+    the operator's own RBAC: its ClusterRole, and its Role in agentfleet-system (the node
+    agents' Leases: the operator reconciles nothing before every watch has listed)."""
     account = "late-rbac"
     rules = []
-    rbac = yaml.safe_load_all((ROOT / "manifests/operator/rbac.yaml").read_text())
+    manifests = ROOT / "manifests" / "operator"
+    cluster.kubectl(
+        "apply", "-f", str(manifests / "namespace.yaml"), "-f", str(manifests / "rbac.yaml")
+    )
+    rbac = yaml.safe_load_all((manifests / "rbac.yaml").read_text())
     (role,) = [d for d in rbac if d and d["kind"] == "ClusterRole"]
     for rule in role["rules"]:
         if "services" in rule["resources"] and "create" in rule["verbs"]:
@@ -345,6 +351,9 @@ def test_forbidden_by_rbac_not_yet_granted_is_retried_and_heals(
                "metadata": {"name": name}, "rules": rules}  # fmt: skip
     apply(cluster, json.dumps(partial))
     cluster.kubectl("create", "clusterrolebinding", name, f"--clusterrole={name}",
+                    f"--serviceaccount={namespace}:{account}")  # fmt: skip
+    cluster.kubectl("create", "rolebinding", name, "-n", "agentfleet-system",
+                    "--role=agentfleet-operator",
                     f"--serviceaccount={namespace}:{account}")  # fmt: skip
     token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=1h")
     kubeconfig = token_kubeconfig(cluster, token.stdout.strip(), tmp_path / "late.kubeconfig")
@@ -366,3 +375,4 @@ def test_forbidden_by_rbac_not_yet_granted_is_retried_and_heals(
     finally:
         late.stop()
         cluster.kubectl("delete", "clusterrolebinding,clusterrole", name, check=False)
+        cluster.kubectl("delete", "rolebinding", name, "-n", "agentfleet-system", check=False)
