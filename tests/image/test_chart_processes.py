@@ -48,6 +48,9 @@ pytestmark = pytest.mark.cluster
 CHART = ROOT / "charts" / "agentfleet"
 ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
 MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule"}  # need the Prometheus Operator's CRDs
+# The API's serving certificate when cert-manager makes it (all options): without cert-manager
+# the Secret it would write is generated instead (Install.lookup).
+CERT_MANAGER_KINDS = {"Certificate"}
 PROBE_TIMEOUT = 90.0
 
 
@@ -90,7 +93,8 @@ class Install:
 
     def lookup(self, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
         """A ConfigMap or Secret from the rendering, else the cluster. A Secret neither has
-        (a TLS Secret the chart expects someone to provide) gets a generated certificate."""
+        (a TLS Secret the chart expects someone, or cert-manager, to provide) gets a generated
+        certificate."""
         for obj in self.objects:
             meta = obj["metadata"]
             if (obj["kind"], meta["name"], meta.get("namespace", namespace)) == (
@@ -204,8 +208,10 @@ def install(request: pytest.FixtureRequest, cluster: Cluster, crd: None,
         selectors.update(template["spec"].get("nodeSelector") or {})
     create_node(cluster, node, selectors)
     workloads = [id(obj) for obj, _ in pod_templates(objects)]
-    monitoring = MONITORING_KINDS - served_kinds(cluster, "monitoring.coreos.com")
-    applied = [o for o in objects if id(o) not in workloads and o["kind"] not in monitoring]
+    unserved = (MONITORING_KINDS - served_kinds(cluster, "monitoring.coreos.com")) | (
+        CERT_MANAGER_KINDS - served_kinds(cluster, "cert-manager.io")
+    )
+    applied = [o for o in objects if id(o) not in workloads and o["kind"] not in unserved]
     manifest = yaml.safe_dump_all(applied)
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=helm",
                     "-f", "-", input=manifest)  # fmt: skip
@@ -341,7 +347,7 @@ def check_operator(install: Install, run: Run, pod: PodFacts) -> None:
     }  # fmt: skip
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(agent))
     waited = cluster.kubectl("wait", f"--for=condition={c.COND_READY}", f"aia/{name}",
-                             "-n", namespace, "--timeout=120s", check=False)  # fmt: skip
+                             "-n", namespace, "--timeout=100s", check=False)  # fmt: skip
     status = cluster.kubectl("get", f"aia/{name}", "-n", namespace, "-o",
                              "jsonpath={.status}").stdout  # fmt: skip
     assert waited.returncode == 0, f"{name} not Ready: {status}"
