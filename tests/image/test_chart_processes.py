@@ -383,7 +383,8 @@ def check_node_agent(install: Install, run: Run, pod: PodFacts) -> None:
 
 
 def check_api(install: Install, run: Run, pod: PodFacts) -> None:
-    """An authorised caller gets /health; a caller without a token gets 401."""
+    """An authorised caller gets /health; a caller without a token gets 401, and so does one
+    whose token is for another audience where the API names its own (--token-audience)."""
     cluster, namespace = install.cluster, install.watched[0]
     caller = "t-caller"
     cluster.kubectl("create", "serviceaccount", caller, "-n", namespace)
@@ -391,7 +392,14 @@ def check_api(install: Install, run: Run, pod: PodFacts) -> None:
                     f"--resource={c.PLURAL}.{c.GROUP}")  # fmt: skip
     cluster.kubectl("create", "rolebinding", caller, "-n", namespace, f"--role={caller}",
                     f"--serviceaccount={namespace}:{caller}")  # fmt: skip
-    token = cluster.kubectl("create", "token", caller, "-n", namespace).stdout.strip()
+    audience = next((arg.split("=", 1)[1] for arg in run.command
+                     if arg.startswith("--token-audience=")), "")  # fmt: skip
+
+    def token_for(*audiences: str) -> str:
+        args = ["create", "token", caller, "-n", namespace]
+        return cluster.kubectl(*args, *(f"--audience={a}" for a in audiences)).stdout.strip()
+
+    token = token_for(*([audience] if audience else []))
     probe = run.probes.get("readiness") or next(iter(run.probes.values()), {})
     get = probe.get("httpGet") or {"port": "http"}
     scheme = str(get.get("scheme", "HTTP")).lower()
@@ -417,6 +425,8 @@ def check_api(install: Install, run: Run, pod: PodFacts) -> None:
 
     assert eventually(authorised, timeout=30, what="an authorised GET /health")["status"] == "ok"
     assert ask(None)[0] == 401
+    if audience:
+        assert ask(token_for())[0] == 401  # the API server's own audience only
 
 
 CHECKS: dict[str, Callable[[Install, Run, PodFacts], None]] = {
