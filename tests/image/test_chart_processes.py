@@ -201,28 +201,33 @@ def install(request: pytest.FixtureRequest, cluster: Cluster, crd: None,
     else:  # cluster-wide, as by default; only our shard's agents
         args += ["--set", f"operator.agentSelector={SHARD_LABEL}={shard}"]
     objects = render(*args)
-    for name in (release_ns, *watched):
-        cluster.kubectl("create", "namespace", name)
-    selectors: dict[str, str] = {}
-    for _, template in pod_templates(objects):
-        selectors.update(template["spec"].get("nodeSelector") or {})
-    create_node(cluster, node, selectors)
-    workloads = [id(obj) for obj, _ in pod_templates(objects)]
-    unserved = (MONITORING_KINDS - served_kinds(cluster, "monitoring.coreos.com")) | (
-        CERT_MANAGER_KINDS - served_kinds(cluster, "cert-manager.io")
-    )
-    applied = [o for o in objects if id(o) not in workloads and o["kind"] not in unserved]
-    manifest = yaml.safe_dump_all(applied)
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=helm",
-                    "-f", "-", input=manifest)  # fmt: skip
     handle = Install(cluster, release, release_ns, watched, shard, node, objects, tmp_path)
-    try:
+    manifest = ""
+    try:  # cleaned up however far it got (a failed apply left namespaces behind that made
+        # later tests wait for them)
+        for name in (release_ns, *watched):
+            cluster.kubectl("create", "namespace", name)
+        selectors: dict[str, str] = {}
+        for _, template in pod_templates(objects):
+            selectors.update(template["spec"].get("nodeSelector") or {})
+        create_node(cluster, node, selectors)
+        workloads = [id(obj) for obj, _ in pod_templates(objects)]
+        unserved = (MONITORING_KINDS - served_kinds(cluster, "monitoring.coreos.com")) | (
+            CERT_MANAGER_KINDS - served_kinds(cluster, "cert-manager.io")
+        )
+        applied = [o for o in objects if id(o) not in workloads and o["kind"] not in unserved]
+        manifest = yaml.safe_dump_all(applied)
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=helm",
+                        "-f", "-", input=manifest)  # fmt: skip
         yield handle
     finally:
-        cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-",
-                        input=manifest, check=False)  # fmt: skip
-        cluster.kubectl("delete", "namespace", release_ns, *watched, "--wait=false", check=False)
-        cluster.kubectl("delete", "node", node, "--wait=false", check=False)
+        if manifest:
+            cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-",
+                            input=manifest, check=False)  # fmt: skip
+        cluster.kubectl("delete", "namespace", release_ns, *watched, "--wait=false",
+                        "--ignore-not-found", check=False)  # fmt: skip
+        cluster.kubectl("delete", "node", node, "--wait=false", "--ignore-not-found",
+                        check=False)  # fmt: skip
 
 
 class ContainerStopped(Exception):
