@@ -302,6 +302,33 @@ def _build_jaeger(c: Component, out: Path) -> None:
     _build_with_upstream_gomod(module, c.version, package, out / "bin" / "jaeger", ldflags)
 
 
+def _build_promtool(c: Component, out: Path) -> None:
+    """promtool, for `promtool check rules`, `promtool test rules` and parsing PromQL."""
+    ldflags = _ldflags(
+        f"-X github.com/prometheus/common/version.Version={c.version.removeprefix('v')}",
+    )
+    _run(
+        [
+            "go",
+            "install",
+            "-trimpath",
+            f"-ldflags={ldflags}",
+            f"github.com/prometheus/prometheus/cmd/promtool@{c.version}",
+        ],
+        out,
+        env={"GOBIN": str(out / "bin")},
+    )
+
+
+def _build_argocd(c: Component, out: Path) -> None:
+    """Argo CD's CLI (one binary, `cmd`, that acts as `argocd` by its name). Its go.mod
+    replaces dependencies, so it is built the way istioctl is: every dependency is the version
+    Argo CD was released with."""
+    module = "github.com/argoproj/argo-cd/v2"
+    ldflags = _ldflags(f"-X {module}/common.version={c.version.removeprefix('v')}")
+    _build_with_upstream_gomod(module, c.version, f"{module}/cmd", out / "bin" / "argocd", ldflags)
+
+
 UPSTREAM_CRD_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     # target dir: (module@version, globs inside the module)
     "istio": (
@@ -355,6 +382,8 @@ KWOK = Component(
 )
 HELM = Component("helm", versions.HELM, ("bin/helm",), _build_helm)
 KEDA = Component("keda", versions.KEDA, ("bin/keda",), _build_keda)
+PROMTOOL = Component("promtool", versions.PROMETHEUS, ("bin/promtool",), _build_promtool)
+ARGOCD = Component("argocd", versions.ARGOCD, ("bin/argocd",), _build_argocd)
 ISTIOCTL = Component("istioctl", versions.ISTIO, ("bin/istioctl",), _build_istioctl)
 JAEGER = Component("jaeger", versions.JAEGER, ("bin/jaeger",), _build_jaeger)
 UPSTREAM_CRDS = Component(
@@ -364,7 +393,9 @@ UPSTREAM_CRDS = Component(
     tuple(UPSTREAM_CRD_SOURCES),
     _collect_crds,
 )
-ALL = (ETCD, KUBERNETES, KWOK, HELM, KEDA, ISTIOCTL, JAEGER, UPSTREAM_CRDS)
+ALL = (ETCD, KUBERNETES, KWOK, HELM, KEDA, ISTIOCTL, JAEGER, UPSTREAM_CRDS, PROMTOOL, ARGOCD)
+# Not part of the cluster: programs that judge what the chart ships (`make tools` builds them).
+JUDGES = (PROMTOOL, ARGOCD)
 
 
 @contextlib.contextmanager

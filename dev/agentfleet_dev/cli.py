@@ -146,6 +146,8 @@ def resume(name: str = Component, directory: Path = DirOption) -> None:
 def build_cmd() -> None:
     """Build or reuse every pinned binary and upstream CRD set, and report the cache."""
     build.toolchain(_log)
+    for judge in build.JUDGES:
+        build.ensure(judge, _log)
     table = Table(
         "component", "version", "cold build (s)", "MiB", title=f"cache: {build.cache_root()}"
     )

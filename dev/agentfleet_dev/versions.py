@@ -32,3 +32,11 @@ MCS_API = "v0.5.2"
 # OpenTelemetry Collector; module v1.75.0 is the Jaeger v2.12 release line), with an in-memory
 # store and its query API.
 JAEGER = "v1.75.0"
+
+# Judges of what the chart ships (not part of the cluster): promtool checks the PrometheusRule
+# and the dashboard's queries; Argo CD's own CLI judges health.lua (see build.py).
+PROMETHEUS = "v0.316.0"
+# Argo CD's CLI, for `argocd admin settings resource-overrides health` (health.lua judged by
+# the evaluator Argo CD runs). v2: every v3 release requires an argo-cd/gitops-engine version
+# the module proxy refuses (403), or a newer Go; v2.14's github.com/argoproj/gitops-engine resolves.
+ARGOCD = "v2.14.21"

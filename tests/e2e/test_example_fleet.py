@@ -8,7 +8,14 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from tests.conftest import ROOT, Cluster, Operator
+from tests.conftest import (
+    ROOT,
+    SUMMARY,
+    Cluster,
+    Operator,
+    eventually,
+    wait_for_other_test_namespaces_gone,
+)
 
 pytestmark = pytest.mark.cluster
 NAMESPACE = "ai-agents"
@@ -25,10 +32,33 @@ SEED_REPLICAS = {
 
 @pytest.fixture
 def fleet(cluster: Cluster, operator: Operator) -> Iterator[None]:
+    wait_for_other_test_namespaces_gone(cluster, NAMESPACE)
+    eventually(operator.settled, what="the operator to be idle")
+    before = operator.writes_seen_by_the_api_server()
+    by_kind = writes_by_verb_and_kind(operator)
     cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "examples"))
     yield
+    # Converged: every agent Ready and the operator idle after its last reconcile.
+    operator.wait_for_a_quiet_reconcile(
+        lambda: cluster.kubectl("annotate", "aia", "--all", "-n", NAMESPACE, "example.com/poke=1")
+    )
+    total = operator.writes_seen_by_the_api_server() - before
+    after = writes_by_verb_and_kind(operator)
+    counted = {key: n - by_kind.get(key, 0) for key, n in after.items() if n > by_kind.get(key, 0)}
+    SUMMARY.append(
+        f"example fleet: {len(SEED_REPLICAS)} agents converged with {total:.0f} writes by the"
+        f" operator's identity (API server's count); by the operator's own count: {counted}"
+    )
     # Waits: the fleet holds GPU slices that later tests' agents need.
     cluster.kubectl("delete", "namespace", NAMESPACE, "--timeout=120s", check=False)
+
+
+def writes_by_verb_and_kind(operator: Operator) -> dict[str, float]:
+    return {
+        f"{dict(labels)['verb']} {dict(labels)['kind']}": value
+        for (metric, labels), value in operator.metrics().items()
+        if metric == "agentfleet_api_writes_total"
+    }
 
 
 def test_example_fleet_becomes_ready(cluster: Cluster, fleet: None) -> None:

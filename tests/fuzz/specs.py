@@ -1,16 +1,16 @@
 """AIAgent specs generated from the CRD's own OpenAPI schema (crds/, made from models.py).
 
 Every bound is the schema's: enums, minimum/maximum, minLength/maxLength, maxItems,
-patterns, required fields, optional blocks present or absent, strings of any Unicode, and
-values at the edges (hypothesis draws bounds and lengths at their limits often; lists of
-strings are also drawn at exactly maxItems). The Kubernetes extensions are read for what
-they mean: `x-kubernetes-int-or-string` is an integer or a string matching the quantity
-pattern (so `1e999999`, `-1Gi` and `0.0001m` are all drawn); an object with
-`x-kubernetes-preserve-unknown-fields` (affinity, probes, securityContext, volume sources,
-HPA behavior) is a small JSON object whose keys are mostly ones Kubernetes knows at that
-place, so the apiserver's validation of what the operator passes through is reached as well
-as refused. CEL rules (`x-kubernetes-validations`) are left to the apiserver: a spec it
-refuses is an outcome the tests check too (a clean 422 naming the rule).
+maxProperties, patterns, required fields, optional blocks present or absent, strings of any
+Unicode, and values at the edges (hypothesis draws bounds and lengths at their limits often;
+lists of strings are also drawn at exactly maxItems, small maps at exactly maxProperties). The
+Kubernetes extensions are read for what they mean: `x-kubernetes-int-or-string` is an integer
+or a string matching the quantity pattern (so `1e999999`, `-1Gi` and `0.0001m` are all drawn);
+an object with `x-kubernetes-preserve-unknown-fields` (affinity, probes, securityContext,
+volume sources, HPA behavior) is a small JSON object whose keys are mostly ones Kubernetes
+knows at that place, so the apiserver's validation of what the operator passes through is
+reached as well as refused. CEL rules (`x-kubernetes-validations`) are left to the apiserver: a
+spec it refuses is an outcome the tests check too (a clean 422 naming the rule).
 
 One deliberate narrowing: replica counts are drawn up to 3, because each replica is a real
 Pod on the simulated nodes, and 10,000 of them would measure the controller-manager, not
@@ -36,6 +36,10 @@ MAX_PODS = 3
 REPLICA_FIELDS = frozenset({"replicas", "autoscaling.minReplicas", "autoscaling.fallback.replicas"})
 LIST_CAP = 4  # lists of objects: up to this many (lists of strings also at exactly maxItems)
 TEXT_CAP = 40  # strings without a bound: up to this long (bounded ones also at their bound)
+# Maps (additionalProperties) hold up to 3 entries, and also exactly maxProperties when
+# that is at most this many (resources: 16; the labels' 64 values of up to 32 KiB each would
+# only measure the API server's request size limit).
+AT_MAX_PROPERTIES_CAP = 16
 KNOWN = frozenset(
     {
         "type",
@@ -51,6 +55,7 @@ KNOWN = frozenset(
         "maxLength",
         "minItems",
         "maxItems",
+        "minProperties",
         "pattern",
         "default",
         "description",
@@ -235,10 +240,10 @@ def _object(node: Mapping[str, Any], path: str, field: str) -> st.SearchStrategy
     if "additionalProperties" in node:
         values = _strategy(node["additionalProperties"], f"{path}.*", field)
         keys = st.sampled_from(RESOURCE_NAMES) | st.text(min_size=1, max_size=20)
-        high = node.get("maxProperties")
-        maps = st.dictionaries(keys, values, max_size=min(3, high or 3))
-        if high and high > 3:  # exactly at maxProperties
-            maps |= st.dictionaries(keys, values, min_size=high, max_size=high)
+        low, high = node.get("minProperties", 0), node.get("maxProperties")
+        maps = st.dictionaries(keys, values, min_size=low, max_size=max(low, min(high or 3, 3)))
+        if high is not None and 3 < high <= AT_MAX_PROPERTIES_CAP:
+            maps |= st.dictionaries(keys, values, min_size=high, max_size=high)  # at the bound
         return maps
     required = set(node.get("required") or ())
     strategies = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -273,16 +272,21 @@ def test_unchanged_agent_costs_zero_writes(
     wait_for_other_test_namespaces_gone(cluster, namespace)
     apply(cluster, agent_yaml("quiet", namespace))
     wait_ready(cluster, namespace, "quiet")
-    time.sleep(2)  # let the last status write's own watch event be reconciled
-    writes, reconciles = operator.writes(), operator.reconciles()
-    # Metadata-only changes deliver watch events, so the agent is reconciled again, twice:
-    # once for itself, once for its Deployment (a foreign label is not drift). A label, because
-    # annotating a Deployment bumps its generation, which is a real change to report.
-    cluster.kubectl("annotate", "aia/quiet", "-n", namespace, "example.com/poke=1")
-    cluster.kubectl("label", "deployment/quiet", "-n", namespace, "example.com/poke=1")
-    eventually(lambda: operator.reconciles() >= reconciles + 2, timeout=30, what="two reconciles")
-    time.sleep(2)
-    assert operator.writes() == writes
+    # The last status write's own watch event is reconciled too: start counting after it.
+    operator.wait_for_a_quiet_reconcile(
+        lambda: cluster.kubectl("annotate", "aia/quiet", "-n", namespace, "example.com/settle=1")
+    )
+    writes = operator.writes_seen_by_the_api_server()
+
+    def pokes() -> None:
+        # Metadata-only changes deliver watch events, so the agent is reconciled again, twice:
+        # once for itself, once for its Deployment (a foreign label is not drift). A label,
+        # because annotating a Deployment bumps its generation, a real change to report.
+        cluster.kubectl("annotate", "aia/quiet", "-n", namespace, "example.com/poke=1")
+        cluster.kubectl("label", "deployment/quiet", "-n", namespace, "example.com/poke=1")
+
+    operator.wait_for_a_quiet_reconcile(pokes, reconciles=2)
+    assert operator.writes_seen_by_the_api_server() == writes
 
 
 def test_deleting_the_agent_removes_its_children(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,10 +14,30 @@ import yaml
 from kubernetes import client
 
 from agentfleet.api import constants as c
-from tests.conftest import Cluster, Operator, eventually, wait_for_other_test_namespaces_gone
+from tests.conftest import (
+    ROOT,
+    SHARD_LABEL,
+    Cluster,
+    Operator,
+    eventually,
+    start_operator,
+    wait_for_other_test_namespaces_gone,
+)
+from tests.integration.test_chart import token_kubeconfig
 from tests.integration.test_operator import agent_yaml, apply, condition, get_agent, wait_ready
 
 pytestmark = pytest.mark.cluster
+
+
+def poke(cluster: Cluster, namespace: str, name: str) -> Callable[[], None]:
+    """An edit that makes the operator reconcile the agent again and changes nothing of it."""
+
+    def annotate() -> None:
+        value = str(time.monotonic_ns())
+        cluster.kubectl("annotate", "--overwrite", f"aia/{name}", "-n", namespace,
+                        f"example.com/poke={value}")  # fmt: skip
+
+    return annotate
 
 
 def stalled_with(cluster: Cluster, namespace: str, name: str, reason: str) -> dict[str, Any]:
@@ -70,7 +92,13 @@ def test_a_users_service_with_the_agents_name_is_never_taken_or_deleted(
     client.AppsV1Api(cluster.api()).read_namespaced_deployment("legacy", namespace)
 
     cluster.kubectl("delete", "aia/legacy", "-n", namespace, "--wait=true")
-    time.sleep(3)  # the garbage collector would have deleted an adopted Service by now
+
+    def collected() -> None:  # had the Service been adopted, it would have gone with these
+        left = cluster.kubectl("get", "deployment,serviceaccount", "legacy", "-n", namespace,
+                               "--ignore-not-found", "-o", "name").stdout  # fmt: skip
+        assert left.strip() == "", left
+
+    eventually(collected, what="the garbage collector to delete the agent's own children")
     assert core.read_namespaced_service("legacy", namespace).metadata.uid == service.metadata.uid
 
 
@@ -96,7 +124,8 @@ def test_the_service_account_the_spec_names_is_not_pruned_while_pods_use_it(
     uid = core.read_namespaced_service_account("ident", namespace).metadata.uid
     apply(cluster, agent_yaml("ident", namespace, serviceAccountName="ident"))
     wait_ready(cluster, namespace, "ident")
-    time.sleep(3)  # a prune would happen on the reconciles that follow the rollout
+    # A prune would happen on a reconcile after the rollout: wait for one with nothing to do.
+    operator.wait_for_a_quiet_reconcile(poke(cluster, namespace, "ident"))
     assert core.read_namespaced_service_account("ident", namespace).metadata.uid == uid
     pods = core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/instance=ident")
     assert {p.spec.service_account_name for p in pods.items} == {"ident"}
@@ -147,10 +176,10 @@ def test_a_status_key_the_operator_no_longer_writes_disappears_once(
         timeout=30,
         what="the stale status key to disappear",
     )
-    writes = operator.writes()
-    cluster.kubectl("annotate", "aia/legacy-status", "-n", namespace, "example.com/poke=1")
-    time.sleep(3)
-    assert operator.writes() == writes, "it disappears once; no write on every reconcile"
+    operator.wait_for_a_quiet_reconcile(poke(cluster, namespace, "legacy-status"))
+    writes = operator.writes_seen_by_the_api_server()
+    operator.wait_for_a_quiet_reconcile(poke(cluster, namespace, "legacy-status"))
+    assert operator.writes_seen_by_the_api_server() == writes, "it disappears once"
 
 
 def test_the_repair_path_leaves_no_second_field_manager_entry(
@@ -179,7 +208,7 @@ def test_the_repair_path_leaves_no_second_field_manager_entry(
 
     # The repair is three writes (merge patch, drop its Update entry, apply): wait for the end.
     eventually(restored, timeout=30, what="the Service restored with one field manager entry")
-    time.sleep(2)
+    operator.wait_for_a_quiet_reconcile(poke(cluster, namespace, "mended"))
     restored()  # and it stays so: no fight with the operator
 
 
@@ -198,16 +227,11 @@ def test_webhook_mutations_and_server_normalisation_cost_no_writes(
     container = deployment.spec.template.spec.containers[0]
     assert "INJECTED_BY_WEBHOOK" in [e.name for e in container.env], "the webhook ran"
     assert container.resources.requests == {"cpu": "500m", "memory": "1Gi"}, "normalised"
-    time.sleep(3)
-    writes, reconciles = operator.writes(), operator.reconciles()
-    for i in range(3):
-        cluster.kubectl(
-            "annotate", "--overwrite", "aia/mutated", "-n", namespace, f"example.com/poke={i}"
-        )
-        time.sleep(1)
-    eventually(lambda: operator.reconciles() >= reconciles + 3, timeout=30, what="reconciles")
-    time.sleep(2)
-    assert operator.writes() == writes
+    operator.wait_for_a_quiet_reconcile(poke(cluster, namespace, "mutated"))
+    writes = operator.writes_seen_by_the_api_server()
+    for _ in range(3):  # one at a time: each is a reconcile of its own
+        operator.wait_for_a_quiet_reconcile(poke(cluster, namespace, "mutated"))
+    assert operator.writes_seen_by_the_api_server() == writes
 
 
 def test_resync_reconciles_an_idle_agent_and_writes_nothing(
@@ -216,12 +240,11 @@ def test_resync_reconciles_an_idle_agent_and_writes_nothing(
     wait_for_other_test_namespaces_gone(cluster, namespace)
     apply(cluster, agent_yaml("idle", namespace))
     wait_ready(cluster, namespace, "idle")
-    time.sleep(2)
-    writes, reconciles = operator.writes(), operator.reconciles()
-    # No event at all for 12 s: only the operator's resync (every ~10 s here) reconciles.
-    time.sleep(12)
-    assert operator.reconciles() > reconciles
-    assert operator.writes() == writes
+    operator.wait_for_a_quiet_reconcile(poke(cluster, namespace, "idle"))
+    writes = operator.writes_seen_by_the_api_server()
+    # No event at all: only the operator's resync (every ~10 s here) reconciles.
+    operator.wait_for_a_quiet_reconcile()
+    assert operator.writes_seen_by_the_api_server() == writes
 
 
 def test_any_unicode_in_a_spec_is_applied(
@@ -234,3 +257,122 @@ def test_any_unicode_in_a_spec_is_applied(
     deployment = client.AppsV1Api(cluster.api()).read_namespaced_deployment("rocket", namespace)
     values = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
     assert values["GREETING"] == "héllo 🚀 世界"
+
+
+# --- the cluster changes under the operator ---------------------------------------------------
+
+
+def test_agents_in_a_terminating_namespace_are_left_to_the_garbage_collector(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    """The namespace controller deletes the children (and the agent, in whatever order): the
+    operator re-creates nothing and writes nothing, not even a refused create."""
+    wait_for_other_test_namespaces_gone(cluster, namespace)
+    apply(cluster, agent_yaml("doomed", namespace))
+    wait_ready(cluster, namespace, "doomed")
+    # Someone else's finalizer keeps the namespace Terminating after its content is gone.
+    held = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "held", "namespace": namespace, "finalizers": [HOLD]}}  # fmt: skip
+    apply(cluster, json.dumps(held))
+    operator.wait_for_a_quiet_reconcile(poke(cluster, namespace, "doomed"))
+    writes, reconciles = operator.writes_seen_by_the_api_server(), operator.reconciles()
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+    try:
+
+        def emptied() -> None:
+            left = cluster.kubectl("get", "aia,deployment,service,serviceaccount", "-n",
+                                   namespace, "-o", "name").stdout.split()  # fmt: skip
+            assert left == [], left
+
+        eventually(emptied, timeout=90, what="the namespace controller to delete everything")
+        # The operator saw its children go (each an event that reconciles the agent) ...
+        eventually(lambda: operator.reconciles() > reconciles and operator.settled(),
+                   timeout=60, what="the reconciles of the deleted children")  # fmt: skip
+        # ... and wrote nothing.
+        assert operator.writes_seen_by_the_api_server() == writes
+        phase = cluster.kubectl("get", "namespace", namespace, "-o", "jsonpath={.status.phase}")
+        assert phase.stdout == "Terminating"
+    finally:
+        cluster.kubectl("patch", "configmap", "held", "-n", namespace, "--type=merge",
+                        "-p", '{"metadata":{"finalizers":null}}', check=False)  # fmt: skip
+
+
+HOLD = "example.com/hold"
+
+
+def test_a_deployment_past_its_progress_deadline_makes_the_agent_stalled(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    selector = {"agentfleet.io/test": "no-such-node"}  # its Pod can be scheduled nowhere
+    apply(cluster, agent_yaml("stuck", namespace, replicas=1, placement={"nodeSelector": selector}))
+    eventually(
+        lambda: (
+            cluster.kubectl("get", "deployment", "stuck", "-n", namespace, check=False).returncode
+            == 0
+        ),
+        what="the Deployment",
+    )
+    # The operator leaves progressDeadlineSeconds to the user (Kubernetes' default is 600 s).
+    cluster.kubectl("patch", "deployment", "stuck", "-n", namespace, "--type=merge",
+                    "-p", '{"spec":{"progressDeadlineSeconds":2}}')  # fmt: skip
+    stalled = stalled_with(cluster, namespace, "stuck", "ProgressDeadlineExceeded")
+    assert "Deployment stuck exceeded its progress deadline" in stalled["message"]
+    ready = condition(get_agent(cluster, namespace, "stuck"), "Ready")
+    assert ready["status"] == "False"
+
+
+def test_forbidden_by_rbac_not_yet_granted_is_retried_and_heals(
+    cluster: Cluster, crd: None, namespace: str, tmp_path: Path
+) -> None:
+    """An operator whose RBAC lacks `create` on Services (a rule not yet propagated): the agent
+    is Stalled/Forbidden, and becomes Ready once the rule exists, without an edit. The rest is
+    the operator's own RBAC: its ClusterRole, and its Role in agentfleet-system (the node
+    agents' Leases: the operator reconciles nothing before every watch has listed)."""
+    account = "late-rbac"
+    rules = []
+    manifests = ROOT / "manifests" / "operator"
+    cluster.kubectl(
+        "apply", "-f", str(manifests / "namespace.yaml"), "-f", str(manifests / "rbac.yaml")
+    )
+    rbac = yaml.safe_load_all((manifests / "rbac.yaml").read_text())
+    (role,) = [d for d in rbac if d and d["kind"] == "ClusterRole"]
+    for rule in role["rules"]:
+        if "services" in rule["resources"] and "create" in rule["verbs"]:
+            others = [r for r in rule["resources"] if r != "services"]
+            if others:
+                rules.append({**rule, "resources": others})
+            rules.append({**rule, "resources": ["services"],
+                          "verbs": [v for v in rule["verbs"] if v != "create"]})  # fmt: skip
+        else:
+            rules.append(rule)
+    name = f"t-late-rbac-{namespace}"
+    cluster.kubectl("create", "serviceaccount", account, "-n", namespace)
+    partial = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": name}, "rules": rules}  # fmt: skip
+    apply(cluster, json.dumps(partial))
+    cluster.kubectl("create", "clusterrolebinding", name, f"--clusterrole={name}",
+                    f"--serviceaccount={namespace}:{account}")  # fmt: skip
+    cluster.kubectl("create", "rolebinding", name, "-n", "agentfleet-system",
+                    "--role=agentfleet-operator",
+                    f"--serviceaccount={namespace}:{account}")  # fmt: skip
+    token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=1h")
+    kubeconfig = token_kubeconfig(cluster, token.stdout.strip(), tmp_path / "late.kubeconfig")
+    selector = f"{SHARD_LABEL}=late-rbac"
+    late = start_operator(
+        kubeconfig, "--namespace", namespace, "--agent-selector", selector, name="late-rbac"
+    )
+    try:
+        body = yaml.safe_load(agent_yaml("late", namespace))
+        body["metadata"]["labels"] = {SHARD_LABEL: "late-rbac"}
+        apply(cluster, yaml.safe_dump(body))
+        stalled = stalled_with(cluster, namespace, "late", "Forbidden")
+        assert "services" in stalled["message"] and "retrying" in stalled["message"]
+        cluster.kubectl("create", "role", "services", "-n", namespace, "--verb=create",
+                        "--resource=services")  # fmt: skip
+        cluster.kubectl("create", "rolebinding", "services", "-n", namespace, "--role=services",
+                        f"--serviceaccount={namespace}:{account}")  # fmt: skip
+        wait_ready(cluster, namespace, "late", timeout=90)  # the backoff is capped at 30 s
+    finally:
+        late.stop()
+        cluster.kubectl("delete", "clusterrolebinding,clusterrole", name, check=False)
+        cluster.kubectl("delete", "rolebinding", name, "-n", "agentfleet-system", check=False)

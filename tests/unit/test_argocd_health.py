@@ -1,13 +1,16 @@
 """The Argo CD health check for AIAgent (argocd/resource_customizations/agentfleet.io/AIAgent),
 run in a real Lua 5.1 (Argo CD's gopher-lua dialect) through lupa: against every fixture listed in
 health_test.yaml, exactly as Argo CD's own `go test ./util/lua/` does, and against statuses that
-the operator's status.py computes, so the check and the operator cannot drift apart."""
+the operator's status.py computes, so the check and the operator cannot drift apart. Then judged
+by Argo CD itself: its CLI, with the argocd-cm snippet we ship, on the same objects."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
@@ -303,3 +306,68 @@ def test_one_fleet_goes_to_every_cluster_the_label_selects() -> None:
         assert "{{.name}}" in template["metadata"]["name"]  # one Application per cluster
     chart = operator["spec"]["template"]["spec"]["source"]
     assert chart["path"] == "charts/agentfleet" and (ROOT / chart["path"] / "Chart.yaml").exists()
+
+
+# --- Argo CD's own evaluator ---------------------------------------------------------------------
+# The same fixtures and operator statuses, judged by Argo CD's CLI (built from the Go module
+# proxy at dev/agentfleet_dev/versions.py ARGOCD and cached): `argocd admin settings
+# resource-overrides health` loads argocd/argocd-cm.yaml as Argo CD loads argocd-cm, and asks
+# gitops-engine for the health, which runs health.lua in gopher-lua with Argo CD's sandbox
+# (base, table and a safe os library only) and its conversion of the object. Before any script,
+# Argo CD answers "Pending deletion" for an object being deleted: the script's own message for
+# that case is only seen by Argo CD's Lua unit tests, not by users.
+
+
+@pytest.fixture(scope="session")
+def argocd() -> Path:
+    from agentfleet_dev import build
+
+    return build.ensure(build.ARGOCD, lambda m: print(m, file=sys.stderr)) / "bin" / "argocd"
+
+
+def argo_cd_health(argocd: Path, obj: dict[str, Any], directory: Path) -> dict[str, str]:
+    resource = directory / "resource.yaml"
+    resource.write_text(yaml.safe_dump(obj))
+    proc = subprocess.run(
+        [str(argocd), "admin", "settings", "resource-overrides", "health", str(resource),
+         "--argocd-cm-path", str(ROOT / "argocd" / "argocd-cm.yaml")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if ": " in line)
+    assert set(lines) >= {"STATUS", "MESSAGE"}, proc.stdout
+    return {"status": lines["STATUS"], "message": lines["MESSAGE"]}
+
+
+def as_argo_cd_shows_it(obj: dict[str, Any], expected: dict[str, Any]) -> dict[str, str]:
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return {"status": "Progressing", "message": "Pending deletion"}
+    return {"status": expected["status"], "message": expected.get("message") or ""}
+
+
+@pytest.mark.parametrize("case", health_tests(), ids=lambda case: case["inputPath"])
+def test_argo_cd_itself_gives_each_fixture_its_health(
+    argocd: Path, tmp_path: Path, case: dict[str, Any]
+) -> None:
+    obj = yaml.safe_load((CHECK / case["inputPath"]).read_text())
+    assert argo_cd_health(argocd, obj, tmp_path) == as_argo_cd_shows_it(obj, case["healthStatus"])
+
+
+def test_argo_cd_itself_agrees_with_lupa_on_what_the_operator_writes(
+    argocd: Path, tmp_path: Path
+) -> None:
+    """Lupa is the fast check; Argo CD's own evaluator must say the same on real statuses."""
+    statuses = [
+        with_status(body({"replicas": 3}), deployment(3, 3)),
+        with_status(body({"replicas": 3}), deployment(3, 1, DEADLINE)),
+        with_status(body({"replicas": 0}), deployment(0, 0)),
+        with_status(body({}), None, Problem("ApplyFailed", "refused: bad mount")),
+        body({}, generation=2, status=invalid_spec_status(2, "spec.replicas: bad", None, T0)),
+        body({"replicas": 3}),
+    ]
+    for obj in statuses:
+        fast = health(obj)
+        assert argo_cd_health(argocd, obj, tmp_path) == {
+            "status": fast["status"],
+            "message": fast["message"] or "",
+        }

@@ -793,11 +793,27 @@ def test_autoscaling_defaults_reach_the_operator_as_a_file(helm: Path) -> None:
     }
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert "--autoscaling-defaults=/etc/agentfleet/autoscaling-defaults.yaml" in container["args"]
+    path = "/etc/agentfleet/autoscaling/autoscaling-defaults.yaml"
+    assert f"--autoscaling-defaults={path}" in container["args"]
     assert {
         "name": "autoscaling-defaults",
         "configMap": {"name": config_map["metadata"]["name"]},
     } in (pod["volumes"])
+
+
+@pytest.mark.parametrize("values_file", [None, ALL_OPTIONS], ids=["defaults", "all-options"])
+def test_no_volume_is_mounted_inside_another(helm: Path, values_file: Path | None) -> None:
+    """ConfigMap and Secret volumes are read-only: the container runtime cannot make the
+    mount point of a volume nested inside one ("mkdir ...: read-only file system"), so such a
+    Pod never starts (found by tests/image/test_chart_processes.py: the autoscaling defaults
+    were mounted at /etc/agentfleet and the traffic defaults at /etc/agentfleet/traffic)."""
+    objects = render(helm, *(["-f", str(values_file)] if values_file else []))
+    for obj in objects:
+        pod = (obj.get("spec") or {}).get("template", {}).get("spec")
+        for container in (pod or {}).get("containers", []) + (pod or {}).get("initContainers", []):
+            paths = [m["mountPath"].rstrip("/") + "/" for m in container.get("volumeMounts", [])]
+            nested = [(a, b) for a in paths for b in paths if a != b and b.startswith(a)]
+            assert not nested, f"{obj['kind']} {obj['metadata']['name']}: {nested}"
 
 
 @pytest.mark.parametrize("values_file", [None, ALL_OPTIONS], ids=["defaults", "all-options"])

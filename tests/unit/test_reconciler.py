@@ -103,8 +103,14 @@ class World:
         if obj["kind"] in self.reject:
             raise self.reject[obj["kind"]]
         existing = self._find(obj["kind"], obj["metadata"]["name"])
-        if uid and (existing is None or existing["metadata"]["uid"] != uid):
-            raise ApiError(obj["kind"], obj["metadata"]["name"], 409, "uid mismatch", "Conflict")
+        name = obj["metadata"]["name"]
+        # As the API server answers (tests/integration/test_reconciler.py checks it there).
+        if uid and existing is None:
+            raise ApiError(obj["kind"], name, 409, "uid mismatch: no existing object", "Conflict")
+        if uid and existing is not None and existing["metadata"]["uid"] != uid:
+            message = f'metadata.uid: Invalid value: "{uid}": field is immutable'
+            fields = frozenset({"metadata.uid"})
+            raise ApiError(obj["kind"], name, 422, message, "Invalid", fields=fields)
         return self._store(obj, existing)
 
     def _store(

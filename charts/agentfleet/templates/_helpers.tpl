@@ -120,7 +120,7 @@ The operator's PolicyRules from files/rbac.yaml. Argument: dict "root" $ "scope"
 {{- end }}
 {{- $args = append $args (printf "--prometheus-address=%s" .Values.autoscaling.prometheusAddress) }}
 {{- if .Values.autoscaling.defaults }}
-{{- $args = append $args "--autoscaling-defaults=/etc/agentfleet/autoscaling-defaults.yaml" }}
+{{- $args = append $args "--autoscaling-defaults=/etc/agentfleet/autoscaling/autoscaling-defaults.yaml" }}
 {{- end }}
 {{- $mesh := .Values.mesh }}
 {{- $args = append $args (printf "--mesh-mode=%s" $mesh.mode) }}

@@ -455,13 +455,21 @@ class Reconciler:
         refused = memo.refused.get(child)
         if refused is not None and refused[0] == wanted and self.clock() < refused[1]:
             error = refused[2]
-            raise ApiError(error.kind, error.name, error.status, error.message, error.reason)
+            raise ApiError(
+                error.kind,
+                error.name,
+                error.status,
+                error.message,
+                error.reason,
+                error.causes,
+                error.fields,
+            )
         log.info("applying %s %s/%s", row.kind, meta["namespace"], meta["name"])
         try:
             try:
                 body = await self.kube.apply(desired, row.plural, uid)
             except ApiError as error:
-                if not (live is not None and uid and error.status == 422):
+                if error.uid_mismatch or not (live is not None and uid and error.status == 422):
                     raise
                 # Someone else's edit left entries our apply cannot remove (and that now
                 # clash with ours). If the object itself is invalid this is refused too, and

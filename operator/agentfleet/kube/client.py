@@ -53,6 +53,7 @@ class ApiError(Exception):
         message: str,
         reason: str = "",
         causes: frozenset[str] = frozenset(),
+        fields: frozenset[str] = frozenset(),
     ) -> None:
         where = f"{kind} {name}".strip()
         answer = f"({status})" if status else "(unreachable)"
@@ -63,6 +64,7 @@ class ApiError(Exception):
         self.message = message
         self.reason = reason  # metav1.Status reason, e.g. Invalid, Forbidden, NotFound
         self.causes = causes  # metav1.StatusCause reasons, e.g. NamespaceTerminating
+        self.fields = fields  # metav1.StatusCause fields, e.g. metadata.uid
 
     @property
     def unreachable(self) -> bool:
@@ -99,8 +101,11 @@ class ApiError(Exception):
 
     @property
     def uid_mismatch(self) -> bool:
-        """Our uid precondition failed: the object was deleted or replaced by another one."""
-        return self.status == 409 and "uid mismatch" in self.message
+        """Our uid precondition failed: the object was deleted (409, "uid mismatch"), or
+        replaced by another one of the same name (422: the uid we sent would change its
+        immutable metadata.uid)."""
+        deleted = self.status == 409 and "uid mismatch" in self.message
+        return deleted or (self.status == 422 and "metadata.uid" in self.fields)
 
     @property
     def invalid(self) -> bool:
@@ -108,7 +113,10 @@ class ApiError(Exception):
         changed, and sending it again cannot help until it changes. Server-side apply answers
         a field its schema does not declare (in a pass-through object such as an affinity)
         with a 500 "failed to create typed patch object", not with a 422 (found by the fuzz
-        tests: retried as transient, it was a write every 30 s for ever)."""
+        tests: retried as transient, it was a write every 30 s for ever). A uid precondition
+        that failed is no fault of the object (uid_mismatch)."""
+        if self.uid_mismatch:
+            return False
         return self.status in (400, 422) or (
             self.status == 500 and "failed to create typed patch object" in self.message
         )
@@ -122,9 +130,10 @@ class ApiError(Exception):
 def status_error(
     kind: str, name: str, status: int, body: str | bytes | None, http_reason: str | None
 ) -> ApiError:
-    """The error an API server answer means: its metav1.Status message, reason and cause
-    reasons, or the body's own text when it is no Status (a plain-text 404 for a resource
-    the server does not serve)."""
+    """The error an API server answer means: its metav1.Status message, reason, and its
+    causes' reasons and fields (metadata.uid: a uid precondition on a re-created object), or
+    the body's own text when it is no Status (a plain-text 404 for a resource the server does
+    not serve)."""
     text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
     try:
         parsed = json.loads(text)
@@ -132,12 +141,12 @@ def status_error(
         parsed = None
     if not isinstance(parsed, dict):
         return ApiError(kind, name, status, text.strip() or http_reason or f"HTTP {status}")
-    causes = (parsed.get("details") or {}).get("causes") or []
-    reasons = frozenset(
-        str(cause["reason"]) for cause in causes if isinstance(cause, dict) and cause.get("reason")
-    )
+    details = (parsed.get("details") or {}).get("causes") or []
+    causes = [cause for cause in details if isinstance(cause, dict)]
+    reasons = frozenset(str(cause["reason"]) for cause in causes if cause.get("reason"))
+    fields = frozenset(str(cause["field"]) for cause in causes if cause.get("field"))
     message = str(parsed.get("message") or http_reason or f"HTTP {status}")
-    return ApiError(kind, name, status, message, str(parsed.get("reason") or ""), reasons)
+    return ApiError(kind, name, status, message, str(parsed.get("reason") or ""), reasons, fields)
 
 
 def _unreachable(ref: Ref, error: BaseException) -> ApiError:

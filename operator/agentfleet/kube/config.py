@@ -116,20 +116,29 @@ def in_cluster_available() -> bool:
     ).exists()
 
 
-def load_in_cluster() -> ClusterConfig:
+def in_cluster_server() -> str:
+    """The API server as a Pod reaches it: the Service that client-go's in-cluster config
+    names by $KUBERNETES_SERVICE_HOST and $KUBERNETES_SERVICE_PORT."""
     host = os.environ["KUBERNETES_SERVICE_HOST"]
     port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
     if ":" in host:  # IPv6
         host = f"[{host}]"
+    return f"https://{host}:{port}"
+
+
+def in_cluster_namespace() -> str | None:
+    namespace_file = SERVICE_ACCOUNT_DIR / "namespace"
+    return (namespace_file.read_text().strip() or None) if namespace_file.exists() else None
+
+
+def load_in_cluster() -> ClusterConfig:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(cafile=str(SERVICE_ACCOUNT_DIR / "ca.crt"))
-    namespace_file = SERVICE_ACCOUNT_DIR / "namespace"
-    namespace = namespace_file.read_text().strip() if namespace_file.exists() else None
     return ClusterConfig(
-        server=f"https://{host}:{port}",
+        server=in_cluster_server(),
         ssl_context=context,
         credentials=Credentials(token_file=SERVICE_ACCOUNT_DIR / "token"),
-        namespace=namespace or None,
+        namespace=in_cluster_namespace(),
         in_cluster=True,
     )
 

@@ -48,6 +48,7 @@ from agentfleet.controllers.placer import Placer
 from agentfleet.controllers.reconciler import Reconciler
 from agentfleet.controllers.workers import Controller
 from agentfleet.kube import client as kube
+from agentfleet.kube import config as kubeconfig
 from agentfleet.kube.informer import Informer
 from agentfleet.kube.liveness import WatchLiveness
 from agentfleet.render.children import CHILD_KINDS, ChildKind
@@ -239,6 +240,29 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     # (measured: 4,000 objects, limit 1,000, nothing reconciled after 240 s). The work queue
     # (a set of agent keys) bounds the real work; an idle per-object worker exits after 1 s.
     settings.queueing.idle_timeout = 1.0
+
+
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf connects where the operator's own client does. In a Pod: the API server at
+    $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT (as client-go and kube/config.py read
+    them) with the ServiceAccount's token and CA, read again at each login (kopf logs in again
+    on a 401, after the token rotated). Without this, kopf picks a login by which client
+    libraries are installed: in the image (none) that one always dials
+    https://kubernetes.default.svc:443, so the operator's watches and its own client could go
+    to different places, and where the API server is elsewhere (the image test: another port)
+    kopf never connected (tests/image/test_chart_processes.py). Outside a Pod: kopf's own
+    kubeconfig login ($KUBECONFIG or ~/.kube/config), as for an installed operator."""
+    if not kubeconfig.in_cluster_available():
+        return kopf.login_with_kubeconfig(settings=settings, **kwargs)
+    account = kubeconfig.SERVICE_ACCOUNT_DIR
+    return kopf.ConnectionInfo(
+        server=kubeconfig.in_cluster_server(),
+        ca_path=str(account / "ca.crt"),
+        token=(account / "token").read_text().strip(),
+        default_namespace=kubeconfig.in_cluster_namespace(),
+        trust_env=settings.networking.trust_env,
+    )
 
 
 @kopf.on.startup()
