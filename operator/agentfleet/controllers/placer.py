@@ -39,6 +39,7 @@ from agentfleet.placement import (
 from agentfleet.placement import labels as k
 from agentfleet.placement.decide import Policy
 from agentfleet.placement.ledger import pod_key
+from agentfleet.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,8 @@ class Placer:
             return  # its agent is gone; the garbage collector removes the Pod
         self.inventory.refresh(self.now())  # a heartbeat may have run out since
         request = request_for_pod(pod, agent.spec.gpu, f"{agent_key[0]}/{agent_key[1]}")
-        result = place(request, self.inventory, self.ledger, self.policy)
+        with metrics.PLACEMENT_DECISION.time():
+            result = place(request, self.inventory, self.ledger, self.policy)
         if isinstance(result, Refusal):
             if self.refusals.get(agent_key) != result:
                 log.info("cannot place pod %s: %s", key, result.message)
