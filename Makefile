@@ -7,7 +7,7 @@ export AGENTFLEET_CLUSTER_DIR := $(CLUSTER_DIR)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lock tools lint manifests chart-lint image istio keda unit test integration e2e crds golden cluster-up cluster-down \
-        cluster-status demo demo-down run bench bench-10k clean
+        cluster-status demo demo-down run bench bench-10k clean protos
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ crds: venv ## Regenerate crds/ from models.py, then everything derived from them
 manifests: venv ## Render the chart's RBAC rules (from the table of child kinds), manifests/operator, the chart's CRD copy and argocd/argocd-cm.yaml
 	$(BIN)/python -m agentfleet.render.rbac > charts/agentfleet/files/rbac.yaml
 	BIN=$(BIN) hack/chart.sh manifests
+
+protos: venv ## Regenerate the gRPC code (operator/agentfleet/frontends/grpc/gen/) from proto/ with the pinned grpcio-tools
+	$(BIN)/python -m agentfleet_dev.protos
 
 keda: venv ## Regenerate keda/ (the example agents' ScaledObjects) from the renderers
 	$(BIN)/pytest -q tests/unit/render/test_keda.py -k keda_folder --update-golden

@@ -121,7 +121,7 @@ def audit_ownership(
     """Each (named) agent has exactly one ServiceAccount, Service and Deployment that it
     controls, and every object the operator labels as its own has an existing controlling
     AIAgent."""
-    from agentfleet.render.children import BY_KIND
+    from benchmarks.plain import BY_KIND
 
     agents = {
         a["metadata"]["uid"]: a["metadata"]["name"]

@@ -20,10 +20,10 @@ from agentfleet.api.config import RenderConfig
 from agentfleet.api.models import AgentType, AIAgent
 from agentfleet.controllers.cache import peer_of
 from agentfleet.controllers.drift import stamp
-from agentfleet.render.children import BY_KIND, CHILD_KINDS, ChildKind, desired_objects
+from agentfleet.render.children import CHILD_KINDS, ChildKind, desired_objects
 from agentfleet.render.context import RenderContext
 from benchmarks.kube import BenchError, ClusterAccess
-from benchmarks.plain import content_digest, owner_placeholder
+from benchmarks.plain import BY_KIND, content_digest, owner_placeholder
 from benchmarks.watch import Watches
 
 Log = Callable[[str], None]

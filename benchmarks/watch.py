@@ -142,7 +142,7 @@ class Watches:
         token = ""
         while True:
             query = [*base, ("limit", "500"), *([("continue", token)] if token else [])]
-            status, body = await self.transport.request("GET", path, query=query)
+            status, _, body = await self.transport.request("GET", path, query=query)
             if status == 410:
                 token = ""  # the continue token expired: start over
                 continue
@@ -166,7 +166,9 @@ class Watches:
             ("resourceVersion", version),
             ("timeoutSeconds", "240"),
         ]
-        async with self.transport.stream(path, query=query, read_timeout=300) as response:
+        async with self.transport.stream(
+            path, query=query, limits=aiohttp.ClientTimeout(sock_read=300)
+        ) as response:
             if response.status == 410:
                 raise Gone
             if response.status >= 300:

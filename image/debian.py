@@ -29,9 +29,10 @@ from pathlib import Path
 Log = Callable[[str], None]
 
 SUITE = "bookworm"  # Debian 12, whose python3.11 matches the operator's requires-python
-# What the image is for: the interpreter, its standard library, and Debian's base files
-# (/etc/os-release for scanners, /usr/share/common-licenses that copyright files point to).
-ROOT_PACKAGES = ("python3.11-minimal", "libpython3.11-stdlib", "base-files")
+# What the image is for: the interpreter, its standard library, Debian's base files
+# (/etc/os-release for scanners, /usr/share/common-licenses that copyright files point to), and
+# the C++ runtime that grpcio's manylinux wheel links against (`agentfleet api`'s gRPC server).
+ROOT_PACKAGES = ("python3.11-minimal", "libpython3.11-stdlib", "base-files", "libstdc++6")
 # Dependencies that only maintainer scripts use, which never run in this image:
 # readline-common's `dpkg | install-info` registers its info page; base-files' `awk` edits
 # /etc files on upgrades.

@@ -22,7 +22,7 @@ import yaml
 from agentfleet.api import constants as c
 from agentfleet.api.config import RenderConfig
 from agentfleet.api.models import AIAgent
-from agentfleet.render import istio
+from agentfleet.render import istio, multicluster
 from agentfleet.render.children import CHILD_KINDS, desired_objects
 from agentfleet.render.common import service_account_name
 from agentfleet.render.context import Peer, RenderContext
@@ -87,6 +87,7 @@ def fleet_objects(
                     a.spec.agent_type.value,
                     service_account_name(a),
                     istio.raw_mesh(a),
+                    multicluster.exported(a),
                 )
                 for a in agents
             ),

@@ -256,26 +256,32 @@ def _build_keda(c: Component, out: Path) -> None:
     shutil.rmtree(src)
 
 
-def _build_istioctl(c: Component, out: Path) -> None:
-    """`go install istioctl@<pseudo-version>` checks every dependency against the checksum
-    database, which (as reached from here) does not know some of istio's pseudo-version
-    dependencies. A wrapper module with istio's own requirements and go.sum builds the same
-    program, each dependency verified against the hash istio recorded (and istio itself
+def _build_with_upstream_gomod(
+    module: str, version: str, package: str, binary: Path, ldflags: str
+) -> None:
+    """Build `package` of `module@version` in a wrapper module that carries the upstream's own
+    go.mod (requirements and replaces) and go.sum: `go install` would check every dependency
+    against the checksum database, which (as reached from here) does not know some of istio's
+    pseudo-version dependencies, and refuses a module with replace directives (jaeger's).
+    Every dependency is verified against the hash upstream recorded (and the module itself
     against the checksum database, by `go mod download`)."""
-    module = "istio.io/istio"
-    info = go_module(f"{module}@{c.version}")
+    info = go_module(f"{module}@{version}")
     upstream_gomod = Path(info["GoMod"]).read_text()
-    if _replace_directives(upstream_gomod):
-        raise BuildError(f"{module}@{c.version} has replace directives; a wrapper must copy them")
-    src = out / "src"
+    src = binary.parent.parent / "src"
     src.mkdir(parents=True)
     gomod = re.sub(
         r"^module .*$", "module agentfleet.local/devtools", upstream_gomod, count=1, flags=re.M
     )
-    (src / "go.mod").write_text(f"{gomod}\nrequire {module} {c.version}\n")
+    (src / "go.mod").write_text(f"{gomod}\nrequire {module} {version}\n")
     sums = (Path(info["Dir"]) / "go.sum").read_text()
-    sums += f"{module} {c.version} {info['Sum']}\n{module} {c.version}/go.mod {info['GoModSum']}\n"
+    sums += f"{module} {version} {info['Sum']}\n{module} {version}/go.mod {info['GoModSum']}\n"
     (src / "go.sum").write_text(sums)
+    _run(["go", "build", "-trimpath", f"-ldflags={ldflags}", "-o", str(binary), package], src)
+    shutil.rmtree(src)
+
+
+def _build_istioctl(c: Component, out: Path) -> None:
+    module = "istio.io/istio"
     revision = c.version.rsplit("-", 1)[-1]
     ldflags = _ldflags(
         f"-X istio.io/istio/pkg/version.buildVersion={c.version}",
@@ -284,19 +290,16 @@ def _build_istioctl(c: Component, out: Path) -> None:
         f"-X istio.io/istio/pkg/version.buildTag={c.version}",
     )
     package = f"{module}/istioctl/cmd/istioctl"
-    _run(
-        [
-            "go",
-            "build",
-            "-trimpath",
-            f"-ldflags={ldflags}",
-            "-o",
-            str(out / "bin" / "istioctl"),
-            package,
-        ],
-        src,
-    )
-    shutil.rmtree(src)
+    _build_with_upstream_gomod(module, c.version, package, out / "bin" / "istioctl", ldflags)
+
+
+def _build_jaeger(c: Component, out: Path) -> None:
+    """Jaeger v2 (an OpenTelemetry Collector distribution): the OTLP receiver of the tracing
+    tests. Its go.mod replaces one dependency, so it is built the way istioctl is."""
+    module = "github.com/jaegertracing/jaeger"
+    ldflags = _ldflags(f"-X {module}/internal/version.latestVersion={c.version}")
+    package = f"{module}/cmd/jaeger"
+    _build_with_upstream_gomod(module, c.version, package, out / "bin" / "jaeger", ldflags)
 
 
 UPSTREAM_CRD_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -323,6 +326,8 @@ UPSTREAM_CRD_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
             for plural in ("servicemonitors", "podmonitors", "prometheusrules")
         ),
     ),
+    # Multi-Cluster Services: what `spec.multicluster.export` writes (ServiceExport).
+    "mcs-api": (f"sigs.k8s.io/mcs-api@{versions.MCS_API}", ("config/crd/*.yaml",)),
 }
 
 
@@ -351,14 +356,15 @@ KWOK = Component(
 HELM = Component("helm", versions.HELM, ("bin/helm",), _build_helm)
 KEDA = Component("keda", versions.KEDA, ("bin/keda",), _build_keda)
 ISTIOCTL = Component("istioctl", versions.ISTIO, ("bin/istioctl",), _build_istioctl)
+JAEGER = Component("jaeger", versions.JAEGER, ("bin/jaeger",), _build_jaeger)
 UPSTREAM_CRDS = Component(
     "upstream-crds",
     f"istio-{versions.ISTIO_API}_keda-{versions.KEDA}_gateway-api-{versions.GATEWAY_API}"
-    f"_prometheus-operator-{versions.PROMETHEUS_OPERATOR}",
+    f"_prometheus-operator-{versions.PROMETHEUS_OPERATOR}_mcs-api-{versions.MCS_API}",
     tuple(UPSTREAM_CRD_SOURCES),
     _collect_crds,
 )
-ALL = (ETCD, KUBERNETES, KWOK, HELM, KEDA, ISTIOCTL, UPSTREAM_CRDS)
+ALL = (ETCD, KUBERNETES, KWOK, HELM, KEDA, ISTIOCTL, JAEGER, UPSTREAM_CRDS)
 
 
 @contextlib.contextmanager
@@ -428,6 +434,7 @@ def toolchain(log: Log = print) -> Toolchain:
         "helm": HELM,
         "keda": KEDA,
         "istioctl": ISTIOCTL,
+        "jaeger": JAEGER,
     }
     binaries: dict[str, Path] = {}
     for name, component in wanted.items():

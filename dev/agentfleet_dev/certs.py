@@ -133,6 +133,21 @@ class PKI:
         _write_cert(ca, directory / "ca.crt")
         return directory
 
+    def client_cert(self, directory: Path, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """A client certificate as Kubernetes reads one (CN = user, one O per group), signed by
+        this CA: `<directory>/<user>.crt` and `.key`, for mutual TLS clients."""
+        ca = x509.load_pem_x509_certificate(self.path("ca.crt").read_bytes())
+        ca_key = serialization.load_pem_private_key(self.path("ca.key").read_bytes(), None)
+        if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+            raise TypeError(f"{self.path('ca.key')} is not the EC key create() writes")
+        parts = [x509.NameAttribute(NameOID.COMMON_NAME, user)]
+        parts += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in groups]
+        cert, key = _issue(ca, ca_key, x509.Name(parts), ExtendedKeyUsageOID.CLIENT_AUTH, None)
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_cert(cert, directory / f"{user}.crt")
+        _write_key(key, directory / f"{user}.key")
+        return directory / f"{user}.crt"
+
 
 def _issue(
     ca: x509.Certificate,

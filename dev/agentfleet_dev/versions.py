@@ -24,3 +24,11 @@ KEDA = "v2.18.0"
 GATEWAY_API = "v1.4.0"
 # ServiceMonitor, PodMonitor, PrometheusRule (the only release the module proxy serves).
 PROMETHEUS_OPERATOR = "v0.85.0"
+# Multi-Cluster Services (ServiceExport, ServiceImport): the newest release; it serves
+# v1alpha1 (what Istio and the operator write) next to v1beta1.
+MCS_API = "v0.5.2"
+
+# The OTLP receiver the tracing tests send to: Jaeger v2 (`cmd/jaeger`, built on the
+# OpenTelemetry Collector; module v1.75.0 is the Jaeger v2.12 release line), with an in-memory
+# store and its query API.
+JAEGER = "v1.75.0"

@@ -57,8 +57,21 @@ def _autoscaling_defaults(path: Path) -> dict[str, Any]:
         raise typer.BadParameter(str(error), param_hint="--autoscaling-defaults") from error
 
 
+def _traffic_defaults(path: Path) -> dict[str, Any]:
+    """`--traffic-defaults`, checked before the operator starts (a usage error if bad)."""
+    from agentfleet.render import traffic
+
+    try:
+        return dict(traffic.load_defaults(path.read_text()))
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--traffic-defaults") from error
+
+
 app.command("run")(
-    command.command(_start_operator, {"autoscaling_defaults": _autoscaling_defaults})
+    command.command(
+        _start_operator,
+        {"autoscaling_defaults": _autoscaling_defaults, "traffic_defaults": _traffic_defaults},
+    )
 )
 app.command("node-agent")(node_agent)
 

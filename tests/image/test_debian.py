@@ -69,11 +69,14 @@ def test_install_time_only_dependencies_and_what_only_they_need_are_dropped() ->
         package("zlib1g"),
         package("base-files", pre="awk"),
         package("mawk", provides="awk"),
+        package("libstdc++6", depends="libgcc-s1, libc6"),
+        package("libgcc-s1", depends="libc6"),
     )
     kept = runtime_closure(packages)
     assert kept == {
         "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "libreadline8",
-        "readline-common", "media-types", "libc6", "zlib1g", "base-files",
+        "readline-common", "media-types", "libc6", "zlib1g", "base-files", "libstdc++6",
+        "libgcc-s1",
     }  # fmt: skip
 
 

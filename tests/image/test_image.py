@@ -20,8 +20,11 @@ FORBIDDEN_PROGRAMS = {
     "g++", "ld", "as", "make", "cmake", "perl", "sh", "bash", "dash", "busybox", "tar", "curl",
 }  # fmt: skip
 # Python distributions that only developing, testing or installing needs.
+# cryptography is a runtime dependency since `agentfleet api` reads client certificates
+# (mutual TLS on gRPC: CN = user, O = groups); grpcio-tools (code generation) stays dev-only.
 FORBIDDEN_DISTRIBUTIONS = {
-    "pip", "setuptools", "wheel", "pytest", "cryptography", "kubernetes", "agentfleet-dev",
+    "pip", "setuptools", "wheel", "pytest", "kubernetes", "kubernetes-asyncio", "agentfleet-dev",
+    "grpcio-tools",
     "hypothesis", "mypy", "ruff",
 }  # fmt: skip
 
@@ -116,14 +119,14 @@ def test_only_locked_runtime_distributions_are_installed(image: OciArchive) -> N
             installed[normalise(match.group(1))] = match.group(2)
     assert not FORBIDDEN_DISTRIBUTIONS & set(installed)
     assert installed == {**locked_versions(), "agentfleet": build.project()["version"]}
-    for name in ("kopf", "pydantic", "kubernetes-asyncio"):  # the ones the operator stands on
+    for name in ("kopf", "pydantic", "aiohttp"):  # the ones the operator stands on
         assert installed[name] == locked_versions()[name]
 
 
 def test_no_dev_or_test_code(image: OciArchive) -> None:
     assert f"{SITE_PACKAGES}/agentfleet/frontends/cli.py" in image.files
     top_level = {p.split("/")[5] for p in image.files if p.startswith(f"{SITE_PACKAGES}/")}
-    assert not top_level & {"agentfleet_dev", "pytest", "_pytest", "cryptography", "kubernetes"}
+    assert not top_level & {"agentfleet_dev", "pytest", "_pytest", "grpc_tools", "kubernetes"}
     assert not top_level & {"pip", "setuptools", "wheel", "_distutils_hack", "pkg_resources"}
     stdlib = {p.split("/")[3] for p in image.files if p.startswith("usr/lib/python3.11/")}
     assert "ensurepip" not in stdlib  # Debian keeps it in python3.11-venv, not installed

@@ -1,6 +1,7 @@
 """The deploy-agent-compatible HTTP API against a real API server, with the operator running.
 
-The API runs as a real process with the least-privilege identity below, and every request
+The API runs as a real process with the least-privilege identity of api_process.py (HTTPS
+by default; the fuzz run and the 5xx test use --insecure), and every request
 carries a real ServiceAccount token (`kubectl create token`): authentication by TokenReview
 and authorization by SubjectAccessReview are the API server's own, not simulated.
 """
@@ -8,11 +9,10 @@ and authorization by SubjectAccessReview are the API server's own, not simulated
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,54 +24,18 @@ import pytest
 
 from agentfleet.api.models import AgentSpec
 from tests.conftest import OUTPUT, Cluster, Operator, eventually
+from tests.integration.api_process import (
+    AUDIENCE,
+    ApiProcess,
+    Certificates,
+    apiserver_metric,
+    caller_tokens,
+    cleanup_namespace,
+    make_certificates,
+    start_api,
+)
 
 pytestmark = pytest.mark.cluster
-
-# What the API itself may do (it acts with its own identity once a caller is authorized):
-# read and create/delete AIAgents, read Pods (GPU ledger) and Nodes, read node agent Leases,
-# and ask the API server who a token is and what it may do.
-API_RBAC = """
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: agentfleet-api, namespace: agentfleet-system}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: agentfleet-api}
-rules:
-  - apiGroups: [agentfleet.io]
-    resources: [aiagents]
-    verbs: [get, list, watch, create, delete]
-  - apiGroups: [""]
-    resources: [pods, nodes]
-    verbs: [get, list]
-  - apiGroups: [authentication.k8s.io]
-    resources: [tokenreviews]
-    verbs: [create]
-  - apiGroups: [authorization.k8s.io]
-    resources: [subjectaccessreviews]
-    verbs: [create]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: agentfleet-api}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: agentfleet-api}
-subjects: [{kind: ServiceAccount, name: agentfleet-api, namespace: agentfleet-system}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {name: agentfleet-api-leases, namespace: agentfleet-system}
-rules:
-  - apiGroups: [coordination.k8s.io]
-    resources: [leases]
-    verbs: [get, list]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: agentfleet-api-leases, namespace: agentfleet-system}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: agentfleet-api-leases}
-subjects: [{kind: ServiceAccount, name: agentfleet-api, namespace: agentfleet-system}]
-"""
 
 # The callers: what each may do in the test namespace (and cluster-wide for `ops`).
 CALLERS = """
@@ -133,93 +97,42 @@ class Api:
     url: str
     namespace: str
     tokens: dict[str, str]
-    process: subprocess.Popen[bytes]
-    log: Path
+    server: ApiProcess
 
     def call(
         self, method: str, path: str, who: str | None = "deployer", **kwargs: Any
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
-        return httpx.request(method, self.url + path, headers=headers, timeout=120, **kwargs)
-
-
-def token_kubeconfig(cluster: Cluster, token: str, path: Path) -> Path:
-    admin = json.loads(
-        cluster.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json").stdout
-    )
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": "api",
-        "clusters": [{"name": "cluster", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": "api", "user": {"token": token}}],
-        "contexts": [{"name": "api", "context": {"cluster": "cluster", "user": "api"}}],
-    }
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    return path
-
-
-def start_api(cluster: Cluster, namespace: str, max_wait: int, name: str) -> tuple[Any, str, Path]:
-    """`agentfleet api` as a process with the API's own ServiceAccount; (process, url, log)."""
-    from agentfleet_dev.cluster import free_ports
-
-    cluster.kubectl("apply", "-f", "-", input=API_RBAC)
-    token = cluster.kubectl(
-        "create", "token", "agentfleet-api", "-n", "agentfleet-system", "--duration=2h"
-    ).stdout.strip()
-    OUTPUT.mkdir(exist_ok=True)
-    kubeconfig = token_kubeconfig(cluster, token, OUTPUT / f"{name}.kubeconfig")
-    (port,) = free_ports(1)
-    log = OUTPUT / f"{name}.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "agentfleet", "api", "--port", str(port),
-             "--kubeconfig", str(kubeconfig), "-n", namespace, "--max-wait", str(max_wait)],
-            stdout=out, stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-
-    def serving() -> bool:
-        assert process.poll() is None, f"the API exited:\n{log.read_text()[-3000:]}"
-        try:
-            return urllib.request.urlopen(f"{url}/healthz", timeout=2).status == 200
-        except OSError:
-            return False
-
-    eventually(serving, timeout=60, what="the API's /healthz")
-    return process, url, log
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        headers |= kwargs.pop("headers", {})
+        certificates = self.server.certificates
+        verify = certificates.ssl_context() if certificates else True
+        return httpx.request(
+            method, self.url + path, headers=headers, timeout=120, verify=verify, **kwargs
+        )
 
 
 @pytest.fixture(scope="module")
-def api(cluster: Cluster, operator: Operator) -> Iterator[Api]:
+def certificates() -> Certificates:
+    return make_certificates(OUTPUT / "api-pki")
+
+
+@pytest.fixture(scope="module")
+def api(cluster: Cluster, operator: Operator, certificates: Certificates) -> Iterator[Api]:
+    """The API over HTTPS (its default), with at most one POST /deploy at a time."""
     namespace = f"api-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", namespace)
     cluster.kubectl("apply", "-f", "-", input=CALLERS.replace("NS", namespace))
-    tokens = {
-        who: cluster.kubectl("create", "token", who, "-n", namespace).stdout.strip()
-        for who in ("deployer", "viewer", "nobody", "ops")
-    }
+    tokens = caller_tokens(cluster, namespace, "deployer", "viewer", "nobody", "ops")
     tokens["garbage"] = "not-a-token"
-    process, url, log = start_api(cluster, namespace, max_wait=30, name="test-api")
+    server = start_api(
+        cluster, namespace, "test-api", "--max-wait", "30", "--max-deploy-waits", "1",
+        certificates=certificates,
+    )  # fmt: skip
     try:
-        yield Api(url, namespace, tokens, process, log)
+        yield Api(server.url, namespace, tokens, server)
     finally:
-        stop(process)
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-        cluster.kubectl(
-            "delete", "clusterrole,clusterrolebinding", f"{namespace}-fleet-inventory",
-            check=False,
-        )  # fmt: skip
+        server.stop()
+        cleanup_namespace(cluster, namespace)
 
 
 def agents_in(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]:
@@ -449,6 +362,118 @@ def test_nodes_and_gpus_for_a_caller_who_may_list_nodes(api: Api) -> None:
     assert api.call("GET", "/gpus", who="deployer").status_code == 403
 
 
+# --- the API's own boundary: TLS, audiences, bounded cost, nothing internal in a 5xx ---------
+
+
+def test_tls_is_the_default_and_plain_http_gets_nothing(api: Api) -> None:
+    assert api.url.startswith("https://")
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(api.url.replace("https://", "http://") + "/healthz", timeout=10)
+    assert api.call("GET", "/services").status_code == 200
+
+
+def test_tokens_for_another_audience_are_refused(cluster: Cluster, api: Api) -> None:
+    ns = api.namespace
+    other = cluster.kubectl("create", "token", "deployer", "-n", ns, "--audience=other-service")
+    for_the_api_server = cluster.kubectl("create", "token", "deployer", "-n", ns)
+    for token in (other.stdout.strip(), for_the_api_server.stdout.strip()):
+        api.tokens["elsewhere"] = token
+        refused = api.call("GET", "/services", who="elsewhere")
+        assert refused.status_code == 401, refused.text
+    assert api.call("GET", "/services", who="deployer").status_code == 200  # audience AUDIENCE
+    assert AUDIENCE == "agentfleet-api"
+
+
+def test_bad_tokens_cost_at_most_one_token_review_each(cluster: Cluster, api: Api) -> None:
+    def reviews() -> float:
+        return apiserver_metric(cluster, "apiserver_request_total", resource="tokenreviews")
+
+    before = reviews()
+    for i in range(20):
+        api.tokens["bad"] = f"not-a-token-{i}-{uuid.uuid4().hex}"
+        assert api.call("GET", "/services", who="bad").status_code == 401
+    api.tokens["bad"] = "the-same-bad-token"
+    for _ in range(10):
+        assert api.call("GET", "/services", who="bad").status_code == 401
+    for _ in range(10):
+        assert api.call("GET", "/services", who=None).status_code == 401  # no token: no review
+    # 20 distinct bad tokens and one repeated: 21 reviews (nothing else here reviews tokens).
+    assert reviews() - before == 21
+
+
+def test_bodies_over_the_limit_are_refused_and_create_nothing(cluster: Cluster, api: Api) -> None:
+    limit = 1024 * 1024  # the default --max-body-bytes
+    declared = api.call(
+        "POST", "/deploy", json={"name": "big", "image": "i:1", "env": {"X": "a" * limit}}
+    )
+    assert declared.status_code == 413, declared.text
+    assert declared.json() == {"detail": f"the request body is larger than {limit} bytes"}
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the API counts what arrives
+        yield b'{"name": "big", "image": "i:1", "env": {"X": "'
+        for _ in range(16):
+            yield b"a" * (limit // 16)
+        yield b'"}}'
+
+    chunked = api.call(
+        "POST", "/deploy", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert chunked.status_code == 413, chunked.text
+    assert "big" not in agents_in(cluster, api.namespace)
+
+
+def test_deploys_beyond_the_cap_are_answered_429_with_retry_after(
+    cluster: Cluster, api: Api
+) -> None:
+    """The fixture's API allows one POST /deploy at a time (--max-deploy-waits 1)."""
+    waiting = {
+        "name": "waiting",
+        "image": "i:1",
+        "volumes": ["no-claim:/data"],
+        "ready_timeout": 60,
+    }
+    first: dict[str, httpx.Response] = {}
+    thread = threading.Thread(
+        target=lambda: first.update(r=api.call("POST", "/deploy", json=waiting))
+    )
+    thread.start()
+    try:
+        eventually(lambda: "waiting" in agents_in(cluster, api.namespace), timeout=30)
+        busy = api.call("POST", "/deploy", json={"name": "second", "image": "i:1"})
+        assert busy.status_code == 429, busy.text
+        assert busy.headers["retry-after"] == "5"
+        assert "second" not in agents_in(cluster, api.namespace)
+    finally:
+        api.call("POST", "/stop", json={"name": "waiting"})  # ends the first deploy's wait
+        thread.join(timeout=90)
+    assert first["r"].status_code != 429
+    again = api.call("POST", "/deploy", json={"name": "second", "image": "i:1", "ready_timeout": 0})
+    assert again.status_code in (200, 504), again.text  # the slot is free again
+    assert api.call("POST", "/stop", json={"name": "second"}).status_code == 200
+
+
+def test_a_5xx_says_nothing_of_the_apis_identity_or_its_error(cluster: Cluster, api: Api) -> None:
+    """An API whose own identity may not read AIAgents (plain HTTP: --insecure, local use)."""
+    crippled = start_api(cluster, api.namespace, "crippled-api", identity="agentfleet-api-crippled")
+    try:
+        assert crippled.url.startswith("http://")
+        token = {"Authorization": f"Bearer {api.tokens['deployer']}"}
+        response = httpx.get(crippled.url + "/services", headers=token, timeout=30)
+        assert response.status_code == 502
+        rid = response.headers["x-request-id"]
+        assert response.json() == {
+            "detail": f"the API could not complete this request (request id {rid})"
+        }
+        assert "agentfleet-api-crippled" not in response.text
+        assert "server" not in response.headers  # nor what it runs on
+        log = crippled.log.read_text()
+        assert (
+            rid in log and "system:serviceaccount:agentfleet-system:agentfleet-api-crippled" in log
+        )
+    finally:
+        crippled.stop()
+
+
 # 504 is the documented answer of a deploy that is not Ready within its ready_timeout (the API
 # waits on the cluster like a gateway on its upstream); every other 5xx is a failure.
 SCHEMATHESIS_CONFIG = """
@@ -470,8 +495,10 @@ def test_schemathesis_fuzzes_the_published_schema(
     namespace = f"fuzz-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", namespace)
     cluster.kubectl("apply", "-f", "-", input=CALLERS.replace("NS", namespace))
-    token = cluster.kubectl("create", "token", "ops", "-n", namespace).stdout.strip()
-    process, url, log = start_api(cluster, namespace, max_wait=2, name="fuzz-api")
+    token = caller_tokens(cluster, namespace, "ops")["ops"]
+    # --insecure, deliberately: plain HTTP on loopback is the local-use mode.
+    server = start_api(cluster, namespace, "fuzz-api", "--max-wait", "2", "--grpc-port", "0")
+    url = server.url
     try:
         result = subprocess.run(
             [str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(config),
@@ -485,15 +512,11 @@ def test_schemathesis_fuzzes_the_published_schema(
             capture_output=True, text=True, timeout=420, cwd=OUTPUT,
         )  # fmt: skip
         report = result.stdout[result.stdout.find("FAILURES") :][:8000]
-        assert result.returncode == 0, report + log.read_text()[-3000:]
+        assert result.returncode == 0, report + server.log.read_text()[-3000:]
         assert "passed" in result.stdout
         # Whatever the fuzzer managed to create is a valid agent: nothing half-made.
         for item in agents_in(cluster, namespace).values():
             AgentSpec.model_validate(item["spec"])
     finally:
-        stop(process)
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-        cluster.kubectl(
-            "delete", "clusterrole,clusterrolebinding", f"{namespace}-fleet-inventory",
-            check=False,
-        )  # fmt: skip
+        server.stop()
+        cleanup_namespace(cluster, namespace)

@@ -60,11 +60,16 @@ def scrapers(cluster: Cluster) -> str:
 
 def fleet(mode: str, namespace: str, chaos: str | None = None) -> list[dict[str, Any]]:
     """The example agents in `namespace`. Their autoscaling is left out: this is about the
-    mesh, and a fixed replica count keeps the pods the analyzer looks at steady."""
+    mesh, and a fixed replica count keeps the pods the analyzer looks at steady. Every agent
+    is traced (a Telemetry object for its proxy), and in sidecar mode the discovery agent,
+    a gRPC registry, runs proxyless gRPC."""
     bodies = generator().fleet_agents(mode, chaos)
     for body in bodies:
         body["metadata"]["namespace"] = namespace
         body["spec"].pop("autoscaling", None)
+        body["spec"]["observability"] = {"tracing": {"samplingPercent": 10}}
+        if mode == "sidecar" and body["metadata"]["name"] == "discovery":
+            body["spec"]["mesh"]["grpc"] = "proxyless"
     return bodies
 
 
@@ -185,6 +190,12 @@ def allow_listed(cluster: Cluster, finding: dict[str, Any]) -> dict[str, Any] | 
             deployment = get_json(cluster, "deployment", owner, "-n", namespace)
             if deployment["spec"].get("replicas") != 0:
                 continue
+        elif entry.get("when") == "targetRefs":
+            spec = get_json(cluster, "telemetries.telemetry.istio.io", name, "-n", namespace)[
+                "spec"
+            ]
+            if "selector" in spec or not spec.get("targetRefs"):
+                continue
         elif entry.get("when"):
             raise AssertionError(f"unknown condition in the allow-list: {entry['when']}")
         return entry
@@ -233,10 +244,21 @@ def test_example_fleet_passes_istioctl_analyze(
     live = mesh_objects(cluster, namespace)
     assert set(live) == set(expected)
     kinds = {kind for kind, _ in live}
+    assert {"DestinationRule", "VirtualService", "Telemetry"} <= kinds
     if mode == "ambient":
-        assert {"Gateway", "HTTPRoute", "GRPCRoute", "VirtualService"} <= kinds
+        assert {"Gateway", "HTTPRoute", "GRPCRoute"} <= kinds
     else:
         assert not kinds & {"Gateway", "HTTPRoute", "GRPCRoute"}
+    # Phase D's default: every agent with an L7 proxy has outlier detection, and retries
+    # unless it turned them off (compliance: in ambient mode its timeout goes on Gateway API
+    # routes; a sidecar's timeout is on a VirtualService anyway).
+    for body in bodies:
+        name, mesh = body["metadata"]["name"], body["spec"]["mesh"]
+        if mode == "ambient" and mesh.get("waypoint") == "none":
+            continue  # ztunnel only: no L7 rules
+        assert ("DestinationRule", name) in live, name
+        gateway_api = mode == "ambient" and name == "compliance"
+        assert (("VirtualService", name) in live) != gateway_api, name
 
     # ... owned correctly: an agent's own objects by it (the controller), shared ones by
     # every agent using them and by none as the controller.
@@ -263,6 +285,11 @@ def test_example_fleet_passes_istioctl_analyze(
     assert mesh_writes(operator) == writes
 
     pods = pods_in_mode(cluster, namespace, bodies, mode)
+    if mode == "sidecar":  # the proxyless gRPC agent's pods ask for the grpc-agent template
+        template = get_json(cluster, "deployment", "discovery", "-n", namespace)["spec"]["template"]
+        assert template["metadata"]["annotations"]["inject.istio.io/templates"] == "grpc-agent"
+        env = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
+        assert env["GRPC_XDS_BOOTSTRAP"] == "/etc/istio/proxy/grpc-bootstrap.json"
     if mode == "ambient":
         act_as_istio_cni(cluster, namespace)
     findings, unexpected = judged(cluster, istioctl, namespace)
@@ -276,14 +303,22 @@ def test_example_fleet_passes_istioctl_analyze(
 
 
 def _users_of(key: tuple[str, str], bodies: list[dict[str, Any]]) -> set[str]:
-    """The agents that use a shared object, read from the input."""
+    """The agents that use a shared object, read from the input: every agent in the mesh
+    shares the default-deny policy; every ambient agent that neither chose another waypoint
+    nor turned all its traffic rules off (retries and outlier detection are on by default)
+    shares the namespace waypoint."""
     users = set()
     for body in bodies:
         mesh = body["spec"].get("mesh") or {}
         if key[0] == "AuthorizationPolicy" and mesh.get("mode", "none") != "none":
             users.add(body["metadata"]["name"])
         if key[0] == "Gateway" and mesh.get("mode") == "ambient":
-            waypoint = mesh.get("waypoint") or ("namespace" if mesh.get("traffic") else "none")
+            traffic = mesh.get("traffic") or {}
+            all_off = all(
+                (traffic.get(rule) or {}).get("enabled") is False
+                for rule in ("retries", "outlierDetection")
+            ) and not (traffic.get("timeout") or traffic.get("connectionPool"))
+            waypoint = mesh.get("waypoint") or ("none" if all_off else "namespace")
             if waypoint == "namespace":
                 users.add(body["metadata"]["name"])
     return users
@@ -351,8 +386,8 @@ def test_switching_mode_replaces_the_objects_and_none_removes_them_all(
         ("AuthorizationPolicy", "b.via-waypoint"),
         ("AuthorizationPolicy", c.NAMESPACE_DEFAULT_DENY),
         ("Gateway", c.NAMESPACE_WAYPOINT),
-        ("HTTPRoute", "b"),
-        ("GRPCRoute", "b"),
+        ("DestinationRule", "b"),  # the default outlier detection
+        ("VirtualService", "b"),  # the timeout with the default retries
     }
     assert kinds_of(cluster, namespace) == ambient
     service = get_json(cluster, "service", "b", "-n", namespace)
@@ -363,6 +398,7 @@ def test_switching_mode_replaces_the_objects_and_none_removes_them_all(
         ("PeerAuthentication", "b"),
         ("AuthorizationPolicy", "b"),
         ("AuthorizationPolicy", c.NAMESPACE_DEFAULT_DENY),
+        ("DestinationRule", "b"),
         ("VirtualService", "b"),
     }
     eventually(lambda: kinds_of(cluster, namespace) == sidecar, what="the sidecar-mode objects")
@@ -384,6 +420,39 @@ def test_switching_mode_replaces_the_objects_and_none_removes_them_all(
         template["metadata"]["labels"]
     )
     get_json(cluster, "service", "b", "-n", namespace)  # the agent itself still runs
+
+
+def test_defaults_give_every_mesh_agent_outlier_detection_and_retries_until_set_off(
+    cluster: Cluster, operator: Operator, namespace: str, istioctl: Path, scrapers: str
+) -> None:
+    """Phase D's outcome as the default: a sidecar agent that says nothing about traffic
+    gets its type's outlier detection (DestinationRule) and retries (VirtualService), both
+    accepted by the real CRDs and the analyzer; turning them off removes both."""
+    apply(cluster, agent("plain", namespace, {"mode": "sidecar"}, agentType="orchestrator"))
+    mesh_ready(cluster, namespace, "plain")
+    live = mesh_objects(cluster, namespace)
+    policy = live[("DestinationRule", "plain")]["spec"]["trafficPolicy"]
+    assert policy["outlierDetection"]["consecutive5xxErrors"] == 5
+    assert policy["outlierDetection"]["maxEjectionPercent"] == 34
+    http = live[("VirtualService", "plain")]["spec"]["http"]
+    assert [r["retries"]["attempts"] for r in http if "retries" in r] == [3, 3]
+    pods_in_mode(cluster, namespace, [agent("plain", namespace, None)], "sidecar")
+    _, unexpected = judged(cluster, istioctl, namespace)
+    assert not unexpected, describe(unexpected)
+
+    off = {"retries": {"enabled": False}, "outlierDetection": {"enabled": False}}
+    apply(
+        cluster,
+        agent("plain", namespace, {"mode": "sidecar", "traffic": off}, agentType="orchestrator"),
+    )
+    eventually(
+        lambda: (
+            not {("DestinationRule", "plain"), ("VirtualService", "plain")}
+            & kinds_of(cluster, namespace)
+        ),
+        what="the traffic objects to be pruned",
+    )
+    mesh_ready(cluster, namespace, "plain")
 
 
 def test_shared_objects_outlive_one_agent_and_go_with_the_last(
@@ -487,6 +556,9 @@ def test_the_crds_refuse_contradictory_mesh_settings(
         ),
         ({"mode": "ambient", "traffic": {"timeout": "soon"}}, "spec.mesh.traffic.timeout"),
         ({"mode": "ambient", "traffic": {"faultInjection": {}}}, "needs a delay or an abort"),
+        ({"mode": "ambient", "grpc": "proxyless"}, "mesh.grpc: proxyless needs mesh.mode: sidecar"),
+        ({"grpc": "proxyless"}, "mesh.grpc: proxyless needs mesh.mode: sidecar"),
+        ({"mode": "sidecar", "traffic": {"retries": {"attempts": 0}}}, "spec.mesh.traffic.retries"),
     ]
     for mesh, message in cases:
         proc = cluster.kubectl(

@@ -4,6 +4,8 @@ published schema. Every route against a real API server is in tests/integration/
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,14 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from agentfleet.frontends.fleet import NodeView, Target
-from agentfleet.frontends.http import app as api
-from agentfleet.frontends.http.app import ApiSettings, DeployRequest, SpawnRequest, create_app
+from agentfleet.frontends.fleet import NodeView
+from agentfleet.frontends.http import errors
+from agentfleet.frontends.http import schemas as api
+from agentfleet.frontends.http.app import ApiSettings, create_app
+from agentfleet.frontends.http.auth import MAX_TOKEN_BYTES, TokenReviews
+from agentfleet.frontends.http.limits import Slots, TooBusy
+from agentfleet.frontends.http.schemas import DeployRequest, SpawnRequest
+from agentfleet.kube.client import Target
 from agentfleet.placement import GPURow
 
 
@@ -141,7 +148,7 @@ def test_spawn_request_is_hypercores() -> None:
 
 
 def test_unprocessable_has_fastapis_shape() -> None:
-    error = api.unprocessable("volumes[1]", "'x' is not NAME:/PATH[:ro]")
+    error = errors.unprocessable("volumes[1]", "'x' is not NAME:/PATH[:ro]")
     assert error.status_code == 422
     assert error.detail == [
         {
@@ -150,9 +157,9 @@ def test_unprocessable_has_fastapis_shape() -> None:
             "type": "value_error",
         }
     ]
-    assert api.unprocessable("", "refused").detail[0]["loc"] == ["body"]
-    assert api.body_field("spec.env.0.name", api.DEPLOY_FIELDS) == "env"
-    assert api.body_field("spec.resources.requests.cpu", api.SPAWN_FIELDS) == "cores"
+    assert errors.unprocessable("", "refused").detail[0]["loc"] == ["body"]
+    assert errors.body_field("spec.env.0.name", errors.DEPLOY_FIELDS) == "env"
+    assert errors.body_field("spec.resources.requests.cpu", errors.SPAWN_FIELDS) == "cores"
 
 
 def test_gpu_rows_in_the_deploy_agents_shape() -> None:
@@ -261,3 +268,124 @@ def test_the_openapi_schema_documents_auth_and_errors(offline_client: TestClient
     env = schema["components"]["schemas"]["DeployRequest"]["properties"]["env"]
     assert env["additionalProperties"] is False  # keys must match the env-name pattern
     assert offline_client.get("/healthz").json() == {"status": "ok"}
+
+
+# --- what bounds the API's cost, and what a failure tells a caller --------------------------
+
+
+async def test_token_reviews_cost_one_review_per_bad_token_and_stay_bounded() -> None:
+    reviewed: list[str] = []
+
+    async def review(token: str) -> dict[str, Any] | None:
+        reviewed.append(token)
+        return {"username": token} if token.startswith("good") else None
+
+    reviews = TokenReviews(review, seconds=60, size=100)
+    for i in range(1000):
+        assert await reviews.user(f"bad-{i}") is None
+    assert len(reviewed) == 1000  # one review each, never more
+    assert len(reviews.answers) == 100  # a flood of made-up tokens does not grow memory
+    assert all(len(key) == 32 for key in reviews.answers)  # a digest, not the token
+    reviewed.clear()
+    for _ in range(10):
+        assert await reviews.user("bad-999") is None
+    assert reviewed == []  # answered from the cache
+    assert await reviews.user("x" * (MAX_TOKEN_BYTES + 1)) is None
+    assert await reviews.user("") is None
+    assert reviewed == []  # no review for what cannot be a token
+    assert await reviews.user("good-1") == {"username": "good-1"}
+    reviews.seconds = 0  # expired answers are asked again, once per request
+    assert await reviews.user("good-1") == {"username": "good-1"}
+    assert reviewed == ["good-1", "good-1"]
+
+
+def test_slots_refuse_beyond_the_cap_with_retry_after() -> None:
+    slots = Slots(1, "deploys", retry_after=5)
+    with slots.take():
+        with pytest.raises(TooBusy) as busy, slots.take():
+            pass
+        assert busy.value.status_code == 429 and busy.value.headers == {"Retry-After": "5"}
+    with slots.take():
+        assert slots.held == 1
+    assert slots.held == 0
+
+
+def offline_app(tmp_path: Path, **settings: Any) -> Any:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "x",
+        "clusters": [{"name": "x", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "x", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "x", "user": "x"}}],
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(config))
+    return create_app(ApiSettings(Target(kubeconfig=str(path)), **settings))
+
+
+def test_bodies_over_the_limit_are_refused_before_anything_reads_them(tmp_path: Path) -> None:
+    with TestClient(offline_app(tmp_path, max_body_bytes=1000)) as client:
+        declared = client.post("/deploy", content=b"{" + b" " * 1000 + b"}")
+        assert declared.status_code == 413
+        assert declared.json() == {"detail": "the request body is larger than 1000 bytes"}
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+            for _ in range(11):
+                yield b" " * 100
+
+        assert client.post("/deploy", content=chunks()).status_code == 413
+        # Within the limit the request goes on (to the token check).
+        assert client.post("/deploy", json={"name": "a", "image": "i"}).status_code == 401
+
+
+def test_a_server_error_answers_a_request_id_and_nothing_internal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The API server cannot be reached: the TokenReview fails inside the API (a 502: the
+    API's upstream did not answer)."""
+    with TestClient(offline_app(tmp_path), raise_server_exceptions=False) as client:
+        response = client.get("/services", headers={"Authorization": "Bearer some-token"})
+    assert response.status_code == 502
+    rid = response.headers["x-request-id"]
+    assert response.json() == {
+        "detail": f"the API could not complete this request (request id {rid})"
+    }
+    assert "127.0.0.1" not in response.text and "uvicorn" not in str(response.headers)
+    logged = [r.getMessage() for r in caplog.records if rid in r.getMessage()]
+    assert logged and "127.0.0.1:9" in logged[0]  # the reason is in the API's log, by its id
+
+
+def test_the_api_command_wants_tls_unless_insecure() -> None:
+    from typer.testing import CliRunner
+
+    from agentfleet.main import app
+
+    runner = CliRunner()
+    refused = runner.invoke(app, ["api"])
+    assert refused.exit_code == 2
+    assert "--tls-cert-file, --tls-private-key-file, --client-ca-file required" in refused.output
+    http_only = runner.invoke(app, ["api", "--grpc-port", "0"])
+    assert http_only.exit_code == 2 and "--client-ca-file" not in http_only.output
+    missing = runner.invoke(
+        app,
+        ["api", "--grpc-port", "0", "--tls-cert-file", "/nonexistent.crt",
+         "--tls-private-key-file", "/nonexistent.key"],
+    )  # fmt: skip
+    assert (
+        missing.exit_code == 2 and "cannot read --tls-cert-file /nonexistent.crt" in missing.output
+    )
+
+
+def test_the_operator_process_never_imports_grpc() -> None:
+    """`agentfleet run` loads main.py and the runtime: grpc (its RSS) only for `agentfleet api`."""
+    probe = (
+        "import sys, agentfleet.main, agentfleet.runtime.runner; "
+        "before = any(m.split('.')[0] == 'grpc' for m in sys.modules); "
+        "import agentfleet.frontends.serve; "
+        "print(before, any(m.split('.')[0] == 'grpc' for m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "True"]

@@ -206,8 +206,18 @@ def replicas_expression() -> str:
     return expression
 
 
-def test_applicationset_ignores_the_same_field_as_argocd_cm() -> None:
-    appset = yaml.safe_load((ROOT / "argocd" / "applicationset.yaml").read_text())
+def fleet_applicationsets() -> list[dict[str, Any]]:
+    """The ApplicationSets that deploy AIAgents: per team, and per team on every cluster."""
+    team = yaml.safe_load((ROOT / "argocd" / "applicationset.yaml").read_text())
+    clusters = list(
+        yaml.safe_load_all((ROOT / "argocd" / "applicationset-clusters.yaml").read_text())
+    )
+    return [team, *(a for a in clusters if a["metadata"]["name"] == "agentfleet-teams-clusters")]
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["teams", "teams-on-every-cluster"])
+def test_applicationset_ignores_the_same_field_as_argocd_cm(index: int) -> None:
+    appset = fleet_applicationsets()[index]
     (ignore,) = appset["spec"]["template"]["spec"]["ignoreDifferences"]
     assert (ignore["group"], ignore["kind"]) == (c.GROUP, c.KIND)
     assert ignore["jqPathExpressions"] == [replicas_expression()]
@@ -273,3 +283,23 @@ def test_application_points_at_the_chart_with_valid_values() -> None:
     errors = [e.message for e in jsonschema_rs.Draft7Validator(schema).iter_errors(values)]
     assert errors == []
     assert "ServerSideApply=true" in app["spec"]["syncPolicy"]["syncOptions"]
+
+
+def test_one_fleet_goes_to_every_cluster_the_label_selects() -> None:
+    """applicationset-clusters.yaml: the operator and the teams' agents on every cluster
+    Argo CD knows with agentfleet.io/fleet=enabled (Argo CD's cluster generator)."""
+    operator, teams = yaml.safe_load_all(
+        (ROOT / "argocd" / "applicationset-clusters.yaml").read_text()
+    )
+    selector = {"matchLabels": {"agentfleet.io/fleet": "enabled"}}
+    assert operator["spec"]["generators"] == [{"clusters": {"selector": selector}}]
+    (matrix,) = teams["spec"]["generators"]
+    clusters, git = matrix["matrix"]["generators"]
+    assert clusters == {"clusters": {"selector": selector}}
+    assert git["git"]["directories"] == [{"path": "teams/*"}]
+    for appset in (operator, teams):
+        template = appset["spec"]["template"]
+        assert template["spec"]["destination"]["server"] == "{{.server}}"
+        assert "{{.name}}" in template["metadata"]["name"]  # one Application per cluster
+    chart = operator["spec"]["template"]["spec"]["source"]
+    assert chart["path"] == "charts/agentfleet" and (ROOT / chart["path"] / "Chart.yaml").exists()

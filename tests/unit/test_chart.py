@@ -4,6 +4,7 @@ manifests in manifests/operator are exactly the chart's rendering."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any
 import jsonschema_rs
 import pytest
 import yaml
+from cryptography import x509
 from prometheus_client import REGISTRY
 
 from agentfleet.api import constants as c
@@ -25,7 +27,7 @@ from tests.unit.conftest import ROOT
 
 CHART = ROOT / "charts" / "agentfleet"
 ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
-OPTIONAL_GROUPS = ("keda", "istio", "gatewayApi", "placement")
+OPTIONAL_GROUPS = ("keda", "istio", "gatewayApi", "multicluster", "placement")
 RULE_KEYS = {"apiGroups", "resources", "verbs"}
 
 
@@ -308,6 +310,7 @@ def test_all_options_render_every_optional_object(helm: Path) -> None:
         "NetworkPolicy",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
+        "Certificate",  # cert-manager's, for the API's serving certificate
     }
 
 
@@ -384,8 +387,12 @@ def test_operator_deployment_is_restricted_and_recreated(helm: Path) -> None:
         "--mesh-mode=none",
         "--mesh-trust-domain=cluster.local",
         "--mesh-metrics-namespace=monitoring",
+        "--agent-tracing-sampling-percent=1",
+        "--tracing-sampling-percent=100",
         "--placement-policy=spread",
         "--node-failure-seconds=30",
+        "--log-format=json",
+        "--log-level=info",
         "--verbose",
         "--future-flag=1",
     ]
@@ -458,13 +465,117 @@ def test_node_agent_and_api_have_their_own_minimal_identities(helm: Path) -> Non
 
     api = one(objects, "Deployment", "agentfleet-api")
     (container,) = api["spec"]["template"]["spec"]["containers"]
-    assert container["args"] == ["api", "--host=0.0.0.0", "--port=9000"]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["args"][:4] == ["api", "--host=0.0.0.0", "--port=9000", "--grpc-port=50051"]
+    probe = {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
+    assert container["readinessProbe"]["httpGet"] == probe
     api_role = one(objects, "ClusterRole", "agentfleet-api")
     assert granted(api_role["rules"], "authentication.k8s.io", "tokenreviews") == {"create"}
     assert granted(api_role["rules"], "authorization.k8s.io", "subjectaccessreviews") == {"create"}
     assert granted(api_role["rules"], "", "pods") == {"get", "list", "watch"}
     assert "secrets" not in {r for rule in api_role["rules"] for r in rule["resources"]}
+
+
+def api_objects(helm: Path, *args: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    objects = render(helm, "--set", "api.enabled=true", *args)
+    return one(objects, "Deployment", next(
+        o["metadata"]["name"] for o in objects
+        if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-api")
+    )), objects  # fmt: skip
+
+
+def test_the_api_serves_tls_from_a_mounted_secret_and_grpc_behind_its_service(
+    helm: Path,
+) -> None:
+    deployment, objects = api_objects(helm)
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "https": 9000,
+        "grpc": 50051,
+    }
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert mounts["tls"] == "/etc/agentfleet/tls"
+    assert volumes["tls"]["secret"]["secretName"] == "agentfleet-api-tls"
+    assert volumes["client-ca"]["configMap"]["name"] == "kube-root-ca.crt"  # the cluster's CA
+    service = one(objects, "Service", "agentfleet-api")
+    grpc_port = next(p for p in service["spec"]["ports"] if p["name"] == "grpc")
+    assert (grpc_port["appProtocol"], grpc_port["targetPort"]) == ("grpc", "grpc")
+    # No cert-manager: Helm generates the certificate, for the Service's DNS names.
+    secret = one(objects, "Secret", "agentfleet-api-tls")
+    assert secret["type"] == "kubernetes.io/tls"
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(names.get_values_for_type(x509.DNSName)) == {
+        "agentfleet-api",
+        "agentfleet-api.agentfleet-system",
+        "agentfleet-api.agentfleet-system.svc",
+        "agentfleet-api.agentfleet-system.svc.cluster.local",
+    }
+    # With cert-manager: a Certificate fills the same Secret, and nothing else does.
+    _, managed = api_objects(
+        helm, "--set", "api.tls.certManager.enabled=true,api.tls.certManager.issuerRef.name=ca"
+    )
+    certificate = one(managed, "Certificate")
+    assert certificate["spec"]["secretName"] == "agentfleet-api-tls"
+    assert certificate["spec"]["issuerRef"] == {
+        "name": "ca",
+        "kind": "Issuer",
+        "group": "cert-manager.io",
+    }
+    assert not [o for o in managed if o["kind"] == "Secret"]
+    refused = run_helm(
+        helm, "template", "agentfleet", str(CHART), "--set",
+        "api.enabled=true,api.tls.certManager.enabled=true", check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "api.tls.certManager.issuerRef.name" in refused.stderr
+    # gRPC off: no port, no client CA.
+    http_only, _ = api_objects(helm, "--set", "api.grpcPort=0")
+    (container,) = http_only["spec"]["template"]["spec"]["containers"]
+    assert [p["name"] for p in container["ports"]] == ["https"]
+    assert not any(a.startswith("--client-ca-file") for a in container["args"])
+
+
+@pytest.mark.parametrize("values_file", [None, ALL_OPTIONS], ids=["defaults", "all-options"])
+def test_the_api_command_parses_every_argument_the_chart_renders(
+    helm: Path, values_file: Path | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the chart starts is what `agentfleet api` accepts, with the files it mounts."""
+    from typer.testing import CliRunner
+
+    from agentfleet import main
+    from agentfleet.frontends import serve
+
+    deployment, objects = api_objects(helm, *(["-f", str(values_file)] if values_file else []))
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    secret = next((o for o in objects if o["kind"] == "Secret"), None)
+    files = {"tls.crt": b"certificate", "tls.key": b"key", "ca.crt": b"client CA"}
+    if secret:  # the generated certificate, as the Pod would see it
+        files |= {k: base64.b64decode(v) for k, v in secret["data"].items()}
+    args = []
+    for arg in container["args"]:
+        if arg.startswith(("--tls-cert-file=", "--tls-private-key-file=", "--client-ca-file=")):
+            flag, path = arg.split("=", 1)
+            local = tmp_path / flag.strip("-")
+            local.write_bytes(files[Path(path).name])
+            arg = f"{flag}={local}"
+        args.append(arg)
+    seen: list[Any] = []
+
+    async def started(settings: Any, listen: Any) -> None:
+        seen.append((settings, listen))
+
+    monkeypatch.setattr(serve, "serve", started)
+    result = CliRunner().invoke(main.app, args)
+    assert result.exit_code == 0, result.output
+    ((settings, listen),) = seen
+    values = yaml.safe_load(values_file.read_text()) if values_file else {}
+    api = {**values_yaml()["api"], **values.get("api", {})}
+    assert (listen.port, listen.grpc_port) == (api["port"], api["grpcPort"])
+    assert listen.tls is not None and listen.tls.client_ca
+    assert settings.token_audience == api["tokenAudience"]
+    assert settings.max_body_bytes == api["maxBodyBytes"]
+    assert settings.max_deploy_waits == api["maxDeployWaits"]
 
 
 # --- dashboard and alerts use the operator's real metric names ---------------------------------
@@ -643,12 +754,15 @@ def test_the_operator_parses_every_argument_the_chart_renders(
     deployment = one(objects, "Deployment", "fleet-operator" if values_file else None)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     args = list(container["args"])
-    for i, arg in enumerate(args):  # the mounted ConfigMap, as a local file
-        if arg.startswith("--autoscaling-defaults="):
-            defaults = next(o for o in objects if o["kind"] == "ConfigMap")
-            local = tmp_path / "autoscaling-defaults.yaml"
-            local.write_text(next(iter(defaults["data"].values())))
-            args[i] = f"--autoscaling-defaults={local}"
+    config_maps = {
+        key: text for o in objects if o["kind"] == "ConfigMap" for key, text in o["data"].items()
+    }
+    for i, arg in enumerate(args):  # the mounted ConfigMaps, as local files
+        flag, _, path = arg.partition("=")
+        if flag in ("--autoscaling-defaults", "--traffic-defaults"):
+            local = tmp_path / Path(path).name
+            local.write_text(config_maps[local.name])
+            args[i] = f"{flag}={local}"
     seen: list[Any] = []
     monkeypatch.setattr(runner, "run", lambda config, verbose: seen.append(config))
     result = CliRunner().invoke(main.app, args)
@@ -666,3 +780,11 @@ def test_the_operator_parses_every_argument_the_chart_renders(
     assert config.render.mesh_default_deny == mesh["defaultDeny"]
     autoscaling = {**values_yaml()["autoscaling"], **values.get("autoscaling", {})}
     assert set(config.render.autoscaling_defaults) == set(autoscaling["defaults"])
+    assert set(config.render.traffic_defaults) == set(mesh.get("trafficDefaults", {}))
+    assert config.render.mesh_tracing_provider == mesh.get("tracingProvider", "")
+    tracing = {**values_yaml()["tracing"], **values.get("tracing", {})}
+    assert config.render.agent_tracing_endpoint == tracing["agentEndpoint"]
+    assert config.render.agent_tracing_sampling_percent == tracing["agentSamplingPercent"]
+    assert config.tracing_endpoint == tracing["operatorEndpoint"]
+    assert config.tracing_sampling_percent == tracing["operatorSamplingPercent"]
+    assert (config.log_format, config.log_level) == (operator["logFormat"], operator["logLevel"])

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from agentfleet.api import constants as c
 from agentfleet.api.models import AIAgent
-from agentfleet.frontends.cli import ExitCode, app
+from agentfleet.frontends.cli import ExitCode
+from agentfleet.main import app  # the whole command, as installed: run, crd, node-agent too
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "imports"
 runner = CliRunner()
@@ -167,3 +168,25 @@ def test_a_missing_kubeconfig_exits_1(tmp_path: Path) -> None:
     code, _, err = invoke("list", "--kubeconfig", str(tmp_path / "absent"))
     assert code == ExitCode.ERROR
     assert f"cannot use the kubeconfig: {tmp_path / 'absent'} does not exist" in err
+
+
+def test_several_contexts_report_each_unreachable_cluster_by_name(
+    unreachable_kubeconfig: str,
+) -> None:
+    """list/gpus across clusters: a cluster that does not answer is a warning naming its
+    context (the others would still be shown), and the exit code says something failed."""
+    for command in ("list", "gpus"):
+        code, _, err = invoke(command, "--all-contexts", "--kubeconfig", unreachable_kubeconfig)
+        assert code == 1, err  # one context: fails like a plain command
+        assert "cannot reach the Kubernetes API server" in err
+    config = json.loads(Path(unreachable_kubeconfig).read_text())
+    config["contexts"].append({"name": "y", "context": {"cluster": "x", "user": "x"}})
+    Path(unreachable_kubeconfig).write_text(json.dumps(config))
+    code, _, err = invoke("list", "--all-contexts", "--kubeconfig", unreachable_kubeconfig)
+    assert code == 1
+    text = " ".join(err.split())
+    assert "context x: cannot reach" in text and "context y: cannot reach" in text
+    code, _, err = invoke(
+        "gpus", "--context", "x", "--all-contexts", "--kubeconfig", unreachable_kubeconfig
+    )
+    assert code == 2 and "not both" in err

@@ -6,6 +6,7 @@ import pytest
 from agentfleet.api.config import OperatorConfig
 from agentfleet.controllers.reconciler import Key, Result
 from agentfleet.controllers.workers import Controller
+from agentfleet.kube.backoff import Backoff
 from agentfleet.kube.workqueue import WorkQueue
 
 
@@ -126,7 +127,7 @@ def test_every_kopf_handler_is_async() -> None:
 @pytest.mark.parametrize("failures", [1, 5, 40])
 def test_backoff_is_capped(failures: int) -> None:
     async def main() -> float:
-        queue: WorkQueue[Key] = WorkQueue("test", base_delay=0.5, max_delay=30)
+        queue: WorkQueue[Key] = WorkQueue("test", Backoff(0.5, 30))
         delay = 0.0
         for _ in range(failures):
             delay = queue.add_rate_limited(("ns", "a"))

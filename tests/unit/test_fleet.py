@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from agentfleet import placement
 from agentfleet.api import constants as c
 from agentfleet.frontends import fleet
 from agentfleet.frontends.fleet import Readiness, readiness
@@ -85,12 +86,6 @@ def test_age_of_timestamps() -> None:
     assert fleet.age(None, NOW) is None
 
 
-def test_gibibytes() -> None:
-    assert fleet.gibibytes(81920) == "80Gi"
-    assert fleet.gibibytes(23034) == "22.5Gi"
-    assert fleet.gibibytes(0) == "0Gi"
-
-
 def node(name: str) -> dict[str, Any]:
     body: dict[str, Any] = yaml.safe_load((NODES / f"{name}.yaml").read_text())
     body["metadata"]["uid"] = f"uid-{name}"
@@ -161,61 +156,15 @@ def test_leases_are_matched_to_nodes_by_label_or_name() -> None:
     }
 
 
-def test_api_server_errors_keep_their_message_and_reason() -> None:
-    body = b'{"kind":"Status","message":"aiagents \\"x\\" not found","reason":"NotFound"}'
-    error = fleet._fleet_error(404, body, "Not Found")
-    assert (error.status, error.reason, error.message) == (
-        404,
-        "NotFound",
-        'aiagents "x" not found',
-    )
-    assert error.not_found and not error.already_exists and not error.invalid
-    exists = fleet._fleet_error(409, '{"message":"exists","reason":"AlreadyExists"}', "")
-    assert exists.already_exists
-    assert fleet._fleet_error(502, "<html>bad gateway</html>", "Bad").message == (
-        "<html>bad gateway</html>"
-    )
+def test_nodes_and_gpus_read_the_same_heartbeat_from_a_lease_known_only_by_name() -> None:
+    """Both views ask placement.labels.lease_node, so they cannot disagree."""
+    late = lease("gpu-a100-1", NOW - datetime.timedelta(minutes=5), by_label=False)
+    view = fleet.node_view(node("gpu-a100-1"), fleet.lease_by_node([late])["gpu-a100-1"], NOW)
+    inventory = placement.Inventory.of([node("gpu-a100-1")], NOW, [late])
+    assert view.placement.startswith("stale heartbeat")
+    assert "gpu-a100-1" in inventory.ineligible and "gpu-a100-1" not in inventory.nodes
 
 
 def test_without_managed_fields() -> None:
     body = {"metadata": {"name": "a", "managedFields": [{}]}, "spec": {}}
     assert fleet.without_managed_fields(body) == {"metadata": {"name": "a"}, "spec": {}}
-
-
-def kubeconfig_with_two_contexts(path: Path) -> Path:
-    cluster = {"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": "a",
-        "clusters": [cluster],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [
-            {"name": "a", "context": {"cluster": "c", "user": "u", "namespace": "team-a"}},
-            {"name": "b", "context": {"cluster": "c", "user": "u", "namespace": "team-b"}},
-            {"name": "plain", "context": {"cluster": "c", "user": "u"}},
-        ],
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-@pytest.mark.parametrize(
-    ("context", "namespace", "expected"),
-    [(None, None, "team-a"), ("b", None, "team-b"), ("plain", None, "default"),
-     ("b", "explicit", "explicit")],
-)  # fmt: skip
-async def test_namespace_follows_kubectl_precedence(
-    tmp_path: Path, context: str | None, namespace: str | None, expected: str
-) -> None:
-    path = kubeconfig_with_two_contexts(tmp_path / "config")
-    target = fleet.Target(kubeconfig=str(path), context=context, namespace=namespace)
-    async with await fleet.connect(target) as connected:
-        assert connected.namespace == expected
-
-
-async def test_a_missing_kubeconfig_is_named(tmp_path: Path) -> None:
-    from kubernetes_asyncio.config import ConfigException
-
-    with pytest.raises(ConfigException, match="does not exist"):
-        await fleet.connect(fleet.Target(kubeconfig=str(tmp_path / "absent")))

@@ -1,15 +1,10 @@
-"""What the informers keep, and how they read a watch stream."""
+"""What the informers keep of the children they list and watch."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import aiohttp
-from aiohttp.base_protocol import BaseProtocol
-
 from agentfleet.controllers.cache import ChildStore
-from agentfleet.kube.informer import json_lines, path_namespace_prefix
 
 
 def child(name: str, *owners: tuple[str, bool], kind: str = "Service") -> dict[str, Any]:
@@ -57,22 +52,3 @@ def test_a_shared_object_belongs_to_every_agent_owner_and_others_are_ignored() -
         ("ns", "b"),
     )
     assert store.children("Service", ("ns", "a")) == []
-
-
-def test_watch_lines_of_any_length_are_read_whole() -> None:
-    async def read() -> list[bytes]:
-        protocol = BaseProtocol(asyncio.get_running_loop())
-        stream = aiohttp.StreamReader(protocol, 2**22, loop=asyncio.get_running_loop())
-        big = b'{"type":"ADDED","object":{"x":"' + b"y" * 300_000 + b'"}}'
-        stream.feed_data(b'{"type":"BOOKMARK"}\n' + big[:1000])
-        stream.feed_data(big[1000:] + b"\n\n")
-        stream.feed_eof()
-        return [line async for line in json_lines(stream)]
-
-    lines = asyncio.run(read())
-    assert len(lines) == 2 and len(lines[1]) > 300_000
-
-
-def test_deletions_found_on_a_relist_are_limited_to_the_listed_namespace() -> None:
-    assert path_namespace_prefix("/api/v1/namespaces/team-a/services") == "team-a/"
-    assert path_namespace_prefix("/apis/apps/v1/deployments") == ""

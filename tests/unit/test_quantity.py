@@ -37,4 +37,27 @@ def test_to_mebibytes_rounds_up() -> None:
 def test_format_bytes() -> None:
     assert quantity.format_bytes("24Gi") == "24Gi"
     assert quantity.format_bytes("1536Mi") == "1.5Gi"
-    assert quantity.format_bytes("512") == "512"
+    assert quantity.format_bytes("24G") == "22.4Gi"
+    assert quantity.format_bytes("1.5Ti") == "1536Gi"
+    assert quantity.format_bytes(512) == "512B"
+    assert quantity.format_bytes(0) == "0"
+    assert quantity.format_bytes(2**30 - 1, down=True) == "1023Mi"
+
+
+def test_sizes_for_people_have_one_decimal_at_most() -> None:
+    assert quantity.format_gib(81920) == "80Gi"
+    assert quantity.format_gib(23034) == "22.5Gi"
+    assert quantity.format_gib(0) == "0Gi"
+    assert quantity.format_gib(512) == "0.5Gi"
+    assert quantity.format_mib(512) == "512Mi"
+    assert quantity.format_mib(16373) == "16Gi"
+    assert quantity.format_mib(16373, down=True) == "15.9Gi"  # free: never more than there is
+
+
+def test_cpu_for_people() -> None:
+    assert [quantity.format_cpu(m) for m in (2000, 1500, 250, 1250)] == [
+        "2",
+        "1.5",
+        "250m",
+        "1250m",
+    ]

@@ -1,5 +1,6 @@
 import asyncio
 
+from agentfleet.kube.backoff import Backoff
 from agentfleet.kube.workqueue import WorkQueue
 
 
@@ -30,7 +31,7 @@ async def test_a_key_not_re_added_is_not_processed_again() -> None:
 
 
 async def test_rate_limited_retries_back_off_exponentially_and_reset_on_forget() -> None:
-    queue: WorkQueue[str] = WorkQueue("t", base_delay=0.01, max_delay=0.04)
+    queue: WorkQueue[str] = WorkQueue("t", Backoff(0.01, 0.04))
     assert [queue.add_rate_limited("a") for _ in range(4)] == [0.01, 0.02, 0.04, 0.04]
     queue.forget("a")
     assert queue.add_rate_limited("a") == 0.01

@@ -76,7 +76,7 @@ The operator's PolicyRules from files/rbac.yaml. Argument: dict "root" $ "scope"
 {{- $rules := list }}
 {{- if ne .scope "cluster" }}
 {{- $rules = concat $rules $rbac.core }}
-{{- range $group := list "keda" "istio" "gatewayApi" "placement" }}
+{{- range $group := list "keda" "istio" "gatewayApi" "multicluster" "placement" }}
 {{- if index $toggles $group }}
 {{- $rules = concat $rules (index $rbac $group) }}
 {{- end }}
@@ -123,12 +123,29 @@ The operator's PolicyRules from files/rbac.yaml. Argument: dict "root" $ "scope"
 {{- if not $mesh.defaultDeny }}
 {{- $args = append $args "--no-mesh-default-deny" }}
 {{- end }}
+{{- if $mesh.trafficDefaults }}
+{{- $args = append $args "--traffic-defaults=/etc/agentfleet/traffic/traffic-defaults.yaml" }}
+{{- end }}
+{{- with $mesh.tracingProvider }}
+{{- $args = append $args (printf "--mesh-tracing-provider=%s" .) }}
+{{- end }}
+{{- $tracing := .Values.tracing }}
+{{- with $tracing.agentEndpoint }}
+{{- $args = append $args (printf "--agent-tracing-endpoint=%s" .) }}
+{{- end }}
+{{- $args = append $args (printf "--agent-tracing-sampling-percent=%v" $tracing.agentSamplingPercent) }}
+{{- with $tracing.operatorEndpoint }}
+{{- $args = append $args (printf "--tracing-endpoint=%s" .) }}
+{{- end }}
+{{- $args = append $args (printf "--tracing-sampling-percent=%v" $tracing.operatorSamplingPercent) }}
 {{- $placement := .Values.placement }}
 {{- if not $placement.enabled }}
 {{- $args = append $args "--no-placement" }}
 {{- end }}
 {{- $args = append $args (printf "--placement-policy=%s" $placement.policy) }}
 {{- $args = append $args (printf "--node-failure-seconds=%d" (int $placement.nodeFailureSeconds)) }}
+{{- $args = append $args (printf "--log-format=%s" $op.logFormat) }}
+{{- $args = append $args (printf "--log-level=%s" $op.logLevel) }}
 {{- if $op.verbose }}
 {{- $args = append $args "--verbose" }}
 {{- end }}

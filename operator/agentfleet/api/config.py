@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agentfleet.api.constants import OPERATOR_NAMESPACE
-from agentfleet.api.models import Autoscaling, MeshMode
+from agentfleet.api.models import Autoscaling, MeshMode, Traffic
 
 # The Service prometheus-operator creates for the Prometheus servers of a namespace
 # (kube-prometheus and kube-prometheus-stack install them in `monitoring`).
@@ -28,6 +28,7 @@ def setting(
     short: str | None = None,
     envvar: str | None = None,
     minimum: float | None = None,
+    maximum: float | None = None,
     from_file: bool = False,
     factory: Any = None,
 ) -> Any:
@@ -39,6 +40,7 @@ def setting(
         "short": short,
         "envvar": envvar,
         "min": minimum,
+        "max": maximum,
         "from_file": from_file,
     }
     if factory is not None:
@@ -89,6 +91,32 @@ class RenderConfig:
     mesh_default_deny: bool = setting(
         True, "Give every namespace with mesh agents a default-deny AuthorizationPolicy."
     )
+    # Per agent type (its value): spec.mesh.traffic fields that replace the built-in defaults
+    # of that type (render/traffic.py); an agent's own fields win over both.
+    traffic_defaults: dict[str, Traffic] = setting(
+        help="YAML file: agent type -> spec.mesh.traffic fields (retries, outlierDetection,"
+        " timeout, connectionPool) that replace the built-in defaults of that type;"
+        " {enabled: false} turns retries or outlier detection off.",
+        from_file=True,
+        factory=dict,
+    )
+    mesh_tracing_provider: str = setting(
+        "",
+        "Istio tracing provider (a meshConfig extensionProvider) named in the agents'"
+        " Telemetry objects; empty: the mesh's default provider.",
+    )
+    agent_tracing_endpoint: str = setting(
+        "",
+        "OTLP endpoint given to agents' pods (OTEL_EXPORTER_OTLP_ENDPOINT). Set, every agent is"
+        " traced unless its spec.observability.tracing.enabled is false.",
+    )
+    agent_tracing_sampling_percent: float = setting(
+        1.0,
+        "Share of new traces agents (and their mesh proxies) record, unless"
+        " spec.observability.tracing.samplingPercent says otherwise.",
+        minimum=0,
+        maximum=100,
+    )
 
 
 @dataclass(frozen=True)
@@ -128,6 +156,25 @@ class OperatorConfig:
         envvar="POD_NAMESPACE",
     )
     workers: int = setting(8, "Concurrent reconciles.", minimum=1)
+    tracing_endpoint: str = setting(
+        "",
+        "OTLP/HTTP endpoint (e.g. http://jaeger-collector:4318) of the operator's own traces:"
+        " a span per reconcile and placement decision. Empty: tracing off (the OpenTelemetry"
+        " SDK is not even imported).",
+        envvar="OTEL_EXPORTER_OTLP_ENDPOINT",
+    )
+    tracing_sampling_percent: float = setting(
+        100.0,
+        "Share of the operator's reconciles that are traced (percent).",
+        minimum=0,
+        maximum=100,
+    )
+    log_format: Literal["text", "json"] = setting(
+        "text", "text, or json: one JSON object per line, with the trace id while tracing."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = setting(
+        "info", "Lowest level logged (--verbose: debug)."
+    )
     metrics_address: str = setting("0.0.0.0", "Prometheus metrics bind address.")
     metrics_port: int = setting(8080, "Prometheus metrics port (0 disables).")
     health_address: str = setting("0.0.0.0", "/healthz and /readyz bind address.")

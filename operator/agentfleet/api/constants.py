@@ -15,6 +15,14 @@ SINGULAR: Final = "aiagent"
 SHORT_NAME: Final = "aia"
 CRD_NAME: Final = f"{PLURAL}.{GROUP}"
 
+# Leases (the node agent's heartbeats, shard claims) and the RBAC rules that let us write them.
+COORDINATION_GROUP: Final = "coordination.k8s.io"
+COORDINATION_API: Final = f"{COORDINATION_GROUP}/v1"
+# CustomResourceDefinitions: ours (crd.py), and the optional features' ones we watch.
+CRD_GROUP: Final = "apiextensions.k8s.io"
+CRD_API: Final = f"{CRD_GROUP}/v1"
+CRD_PLURAL: Final = "customresourcedefinitions"
+
 # Where the operator, the node agent and the API run unless told otherwise ($POD_NAMESPACE in
 # a Pod): the chart's and the plain manifests' namespace, home of their Leases.
 OPERATOR_NAMESPACE: Final = "agentfleet-system"
@@ -65,6 +73,11 @@ ANNOTATION_APPLIED_HASH: Final = f"{GROUP}/applied-hash"
 # On an existing object that has the child's name: "true" lets the operator adopt it. Without
 # it, an object we did not create is never touched (the agent reports ChildConflict instead).
 ANNOTATION_ADOPT: Final = f"{GROUP}/adopt"
+# On an AIAgent applied through the gRPC control API: the revision that was applied (the compute
+# agent's revision_id), so applying the same revision again writes nothing. The API's writes
+# carry their own field manager, apart from the operator's.
+ANNOTATION_WORKLOAD_REVISION: Final = f"{GROUP}/workload-revision"
+API_FIELD_MANAGER: Final = "agentfleet-api"
 
 # GPU resources and node labels (NVIDIA GPU Feature Discovery, AMD node labeller).
 GPU_RESOURCE: Final = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
@@ -72,7 +85,8 @@ NVIDIA_LABEL_PRODUCT: Final = "nvidia.com/gpu.product"
 NVIDIA_LABEL_MEMORY_MIB: Final = "nvidia.com/gpu.memory"
 NVIDIA_LABEL_COUNT: Final = "nvidia.com/gpu.count"
 NVIDIA_LABEL_SHARING: Final = "nvidia.com/gpu.sharing-strategy"
-SHARED_STRATEGIES: Final = ("time-slicing", "mps")
+TIME_SLICING: Final = "time-slicing"
+SHARED_STRATEGIES: Final = (TIME_SLICING, "mps")
 
 # Conditions (metav1.Condition) and their reasons.
 COND_READY: Final = "Ready"
@@ -80,6 +94,7 @@ COND_RECONCILING: Final = "Reconciling"
 COND_STALLED: Final = "Stalled"
 COND_SCALER_READY: Final = "ScalerReady"
 COND_MESH_READY: Final = "MeshReady"
+COND_MULTICLUSTER_READY: Final = "MultiClusterReady"
 COND_PLACED: Final = "Placed"
 
 # GPU agents' pods: a label the operator's Pod watch selects on, and the scheduling gate
@@ -96,7 +111,6 @@ class Reason:
     APPLY_FAILED: Final = "ApplyFailed"
     PROGRESS_DEADLINE_EXCEEDED: Final = "ProgressDeadlineExceeded"
     RECONCILED: Final = "Reconciled"
-    NOT_IMPLEMENTED: Final = "NotImplemented"
     DISABLED: Final = "Disabled"
     # The API server refused a write for a reason the cluster can lift without a spec change.
     QUOTA_EXCEEDED: Final = "QuotaExceeded"
@@ -114,6 +128,25 @@ class Reason:
     QUEUED: Final = "Queued"
     # A ScaledObject KEDA has not reported on yet (KEDA's own reasons are mirrored otherwise).
     WAITING_FOR_KEDA: Final = "WaitingForKEDA"
+    # Not decided yet: the operator has not observed the agent, or not placed all replicas.
+    PENDING: Final = "Pending"
+    # Placed=True, or Placed=False because no node can take a GPU agent's replica.
+    PLACED: Final = "Placed"
+    INSUFFICIENT_GPU: Final = "InsufficientGPU"
+    INSUFFICIENT_VRAM: Final = "InsufficientVRAM"
+    INSUFFICIENT_CPU: Final = "InsufficientCPU"
+    INSUFFICIENT_MEMORY: Final = "InsufficientMemory"
+
+
+# Placed=False for one of these: only a person (or new capacity) can help, so waiting ends.
+PLACEMENT_FAILURES: Final = frozenset(
+    {
+        Reason.INSUFFICIENT_GPU,
+        Reason.INSUFFICIENT_VRAM,
+        Reason.INSUFFICIENT_CPU,
+        Reason.INSUFFICIENT_MEMORY,
+    }
+)
 
 
 # Istio (ambient and sidecar) and Gateway API: labels the mesh reads, and the names of the
@@ -126,3 +159,15 @@ LABEL_ISTIO_WAYPOINT_FOR: Final = "istio.io/waypoint-for"
 WAYPOINT_GATEWAY_CLASS: Final = "istio-waypoint"
 NAMESPACE_WAYPOINT: Final = "waypoint"  # `istioctl waypoint apply`'s default name
 NAMESPACE_DEFAULT_DENY: Final = "agentfleet.default-deny"
+# Ambient multi-cluster: a Service (or waypoint Service) with this label is discovered by the
+# other clusters of the mesh (the ambient profile's meshConfig.serviceScopeConfigs).
+LABEL_ISTIO_GLOBAL: Final = "istio.io/global"
+# Proxyless gRPC: the injection template that adds an istio-agent without Envoy and points
+# the app's gRPC library at its xDS bootstrap, and the proxy config that holds the app until
+# that agent is ready.
+ANNOTATION_ISTIO_INJECT_TEMPLATES: Final = "inject.istio.io/templates"
+ANNOTATION_ISTIO_PROXY_CONFIG: Final = "proxy.istio.io/config"
+GRPC_AGENT_TEMPLATE: Final = "grpc-agent"
+# On a proxyless pod that serves mTLS (xDS credentials): callers' proxies then send mTLS.
+LABEL_ISTIO_TLS_MODE: Final = "security.istio.io/tlsMode"
+GRPC_XDS_BOOTSTRAP: Final = "/etc/istio/proxy/grpc-bootstrap.json"

@@ -114,7 +114,7 @@ def custom_resource_definition() -> dict[str, Any]:
     status_schema = structural_schema(AgentStatus)
     status_schema["description"] = "Observed state of the agent, written by the operator."
     return {
-        "apiVersion": "apiextensions.k8s.io/v1",
+        "apiVersion": c.CRD_API,
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": c.CRD_NAME,

@@ -457,6 +457,10 @@ Duration = Annotated[str, Field(max_length=32, pattern=r"^([0-9]{1,5}(h|m|s|ms))
 
 
 class Retries(KubeModel):
+    """Retries of failed calls to the agent. Mesh agents get their type's retries unless
+    `enabled: false` (the installation's --traffic-defaults can change them per type)."""
+
+    enabled: bool = True
     attempts: int = Field(default=2, ge=1, le=10)
     per_try_timeout: Duration | None = None
     retry_on: str | None = Field(
@@ -468,8 +472,10 @@ class Retries(KubeModel):
 
 
 class OutlierDetection(KubeModel):
-    """Eject a replica from load balancing after consecutive 5xx answers."""
+    """Eject a replica from load balancing after consecutive 5xx answers. Mesh agents get
+    their type's outlier detection unless `enabled: false`."""
 
+    enabled: bool = True
     consecutive_5xx_errors: int = Field(default=5, ge=1, le=1000, alias="consecutive5xxErrors")
     interval: Duration = "10s"
     base_ejection_time: Duration = "30s"
@@ -511,13 +517,27 @@ class FaultInjection(KubeModel):
 
 class Traffic(KubeModel):
     """Resilience rules for calls to the agent (applied by the callers' sidecars, or by the
-    waypoint in ambient mode)."""
+    waypoint in ambient mode). Retries and outlier detection are on by default, with the
+    agent type's settings; a field set here replaces the default one."""
 
     timeout: Duration | None = None
-    retries: Retries | None = None
-    outlier_detection: OutlierDetection | None = None
+    retries: Retries | None = Field(
+        default=None, description="Default: the agent type's ({enabled: false} turns them off)."
+    )
+    outlier_detection: OutlierDetection | None = Field(
+        default=None, description="Default: the agent type's ({enabled: false} turns it off)."
+    )
     connection_pool: ConnectionPool | None = None
     fault_injection: FaultInjection | None = None
+
+
+class GRPCMode(StrEnum):
+    """proxy: the agent's gRPC goes through the mesh's proxy like any HTTP/2; proxyless: the
+    agent's gRPC library takes routes, endpoints and certificates from istiod over xDS
+    (Istio's `grpc-agent` injection template: an istio-agent without Envoy)."""
+
+    PROXY = "proxy"
+    PROXYLESS = "proxyless"
 
 
 class Mesh(KubeModel):
@@ -536,6 +556,12 @@ class Mesh(KubeModel):
             "mesh.traffic needs a waypoint in ambient mode (ztunnel is L4 only): set"
             " mesh.waypoint to namespace or agent, or leave it unset",
         ),
+        (
+            "!has(self.grpc) || self.grpc != 'proxyless' || (has(self.mode) && self.mode =="
+            " 'sidecar')",
+            "mesh.grpc: proxyless needs mesh.mode: sidecar (Istio injects proxyless gRPC's"
+            " istio-agent like a sidecar; ambient has no proxyless mode)",
+        ),
     )
 
     mode: MeshMode | None = Field(
@@ -552,6 +578,55 @@ class Mesh(KubeModel):
         description="Callers allowed on the agent's ports; everyone else is denied.",
     )
     traffic: Traffic | None = None
+    grpc: GRPCMode | None = Field(
+        default=None,
+        description="proxyless: the agent's gRPC speaks xDS itself (Istio's grpc-agent"
+        " template; sidecar mode only). Default: proxy.",
+    )
+
+
+# --- observability, multi-cluster ---------------------------------------------------------
+
+
+class Tracing(KubeModel):
+    """OpenTelemetry for the agent's pods (OTEL_* environment: endpoint, service name,
+    resource attributes, sampler) and, in the mesh, an Istio Telemetry object that makes
+    the agent's proxy report spans at the same rate."""
+
+    enabled: bool = True
+    sampling_percent: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Share of new traces recorded. Default: the operator's"
+        " --agent-tracing-sampling-percent.",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=r"^https?://[^\s,]+$",
+        description="OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT), e.g."
+        " http://otel-collector.observability:4317. Default: the operator's"
+        " --agent-tracing-endpoint.",
+    )
+
+
+class Observability(KubeModel):
+    tracing: Tracing | None = Field(
+        default=None,
+        description="Default: on when the operator has an --agent-tracing-endpoint.",
+    )
+
+
+class Multicluster(KubeModel):
+    """Multi-Cluster Services: the agent's Service exported to the clusters of its
+    ClusterSet, reachable as <name>.<namespace>.svc.clusterset.local."""
+
+    export: bool = Field(
+        default=False,
+        description="Create a ServiceExport (multicluster.x-k8s.io/v1alpha1); in ambient mode"
+        " the Service (and its waypoint) are also marked istio.io/global.",
+    )
 
 
 # --- placement, storage, probes ------------------------------------------------------------
@@ -626,6 +701,13 @@ class AgentSpec(KubeModel):
         ),
         _resource_trigger_rule("cpu"),
         _resource_trigger_rule("memory"),
+        (
+            "!(has(self.multicluster) && has(self.multicluster.export) && self.multicluster.export"
+            " && has(self.mesh) && has(self.mesh.waypoint) && self.mesh.waypoint == 'namespace')",
+            "multicluster.export cannot use the namespace waypoint: Istio makes every service"
+            " behind a global waypoint global; use mesh.waypoint: agent (the default for an"
+            " exported agent) or none",
+        ),
     )
 
     agent_type: AgentType = Field(description="Role of the agent in the fleet.")
@@ -648,6 +730,8 @@ class AgentSpec(KubeModel):
     gpu: GPU | None = None
     autoscaling: Autoscaling | None = None
     mesh: Mesh | None = None
+    observability: Observability | None = None
+    multicluster: Multicluster | None = None
     placement: Placement | None = None
     runtime_class_name: str | None = Field(
         default=None,

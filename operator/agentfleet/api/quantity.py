@@ -1,9 +1,11 @@
-"""Kubernetes resource quantities ("24Gi", "500m", 2) as exact decimals.
+"""Kubernetes resource quantities ("24Gi", "500m", 2) as exact decimals, and how people
+read sizes and CPUs (one style everywhere: status, refusals, the CLI's tables).
 
 Needed to compare what we applied with what the API server stored (it canonicalises
 "0.5" to "500m") and to reason about VRAM sizes.
 """
 
+import math
 import re
 from decimal import Decimal
 
@@ -50,11 +52,38 @@ def to_mebibytes(value: str | int) -> int:
     return int(exact.to_integral_value(rounding="ROUND_CEILING"))
 
 
-def format_bytes(value: str | int | Decimal) -> str:
-    """Human size in the largest binary unit that keeps it at or above 1 ("24Gi", "1.5Ti")."""
-    amount = value if isinstance(value, Decimal) else parse(value)
-    for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
-        if amount >= _BINARY[suffix]:
-            scaled = amount / _BINARY[suffix]
-            return f"{scaled.normalize():f}{suffix}"
-    return f"{amount.normalize():f}"
+def format_gib(mib: int, *, down: bool = False) -> str:
+    """MiB as GiB for people, one decimal at most: "80Gi", "22.5Gi", "0.5Gi" (a column of a
+    table reads in one unit).
+
+    `down=True` floors instead of rounding, for free amounts: a message never shows more free
+    than there is (15.99Gi free is "15.9Gi", not a misleading "16Gi")."""
+    tenths = mib * 10 / 1024
+    rounded = math.floor(tenths) if down else round(tenths)
+    return f"{rounded / 10:.1f}".removesuffix(".0") + "Gi"
+
+
+def format_mib(mib: int, *, down: bool = False) -> str:
+    """VRAM for people: "22.5Gi", "80Gi", "512Mi" (see format_gib for `down`)."""
+    if abs(mib) < 1024:
+        return f"{mib}Mi"
+    return format_gib(mib, down=down)
+
+
+def format_bytes(value: str | int, *, down: bool = False) -> str:
+    """Memory or VRAM (a quantity, or bytes) in format_mib's style: "4Gi", "22.4Gi" for 24G,
+    "1536Gi" rather than "1.5Ti"."""
+    amount = math.ceil(parse(value))
+    if amount >= _BINARY["Mi"]:
+        mib = amount // _BINARY["Mi"] if down else math.ceil(amount / _BINARY["Mi"])
+        return format_mib(mib, down=down)
+    return str(amount) if amount <= 0 else f"{amount}B"
+
+
+def format_cpu(millis: int) -> str:
+    """CPU for people, as `kubectl describe node` shows it: 2, 1.5, 250m."""
+    if millis % 1000 == 0:
+        return str(millis // 1000)
+    if millis > 1000 and millis % 100 == 0:
+        return f"{millis / 1000:g}"
+    return f"{millis}m"

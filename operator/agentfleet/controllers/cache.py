@@ -192,12 +192,14 @@ def peer_of(body: dict[str, Any]) -> Peer:
     """What other agents' objects may depend on, read straight from the raw body (no parse)."""
     meta, spec = body["metadata"], body.get("spec") or {}
     mesh = spec.get("mesh")
+    multicluster = spec.get("multicluster")
     return Peer(
         name=meta["name"],
         uid=meta.get("uid", ""),
         agent_type=str(spec.get("agentType", "")),
         service_account=str(spec.get("serviceAccountName") or meta["name"]),
         mesh=mesh if isinstance(mesh, dict) else None,
+        exported=isinstance(multicluster, dict) and multicluster.get("export") is True,
     )
 
 

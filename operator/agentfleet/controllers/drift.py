@@ -46,13 +46,6 @@ def applied_hash_of(obj: dict[str, Any]) -> str | None:
     return found
 
 
-def is_current(desired: dict[str, Any], observed: dict[str, Any] | None) -> bool:
-    """True when applying `desired` (stamped) would change nothing we care about."""
-    if observed is None:
-        return False
-    return applied_hash_of(desired) == applied_hash_of(observed) and contains(observed, desired)
-
-
 def contains(observed: Any, desired: Any, quantities: bool = False) -> bool:
     """Every field of `desired` is present in `observed` with an equal value (see above)."""
     if isinstance(desired, dict):

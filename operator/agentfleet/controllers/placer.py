@@ -39,7 +39,7 @@ from agentfleet.placement import (
 from agentfleet.placement import labels as k
 from agentfleet.placement.decide import Policy
 from agentfleet.placement.ledger import pod_key
-from agentfleet.telemetry import metrics
+from agentfleet.telemetry import logs, metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,11 @@ def agent_of(pod: dict[str, Any]) -> Key | None:
     meta = pod.get("metadata") or {}
     name = (meta.get("labels") or {}).get(c.LABEL_INSTANCE)
     return (meta.get("namespace") or "", name) if name else None
+
+
+def pod_name(key: str) -> str:
+    """The Pod's name in a ledger key (`namespace/name`)."""
+    return key.rpartition("/")[2]
 
 
 def is_gated(pod: dict[str, Any]) -> bool:
@@ -105,7 +110,7 @@ class Placer:
         self.now = now
         self.inventory = Inventory()
         self.ledger = Ledger()
-        self.queue: WorkQueue[str] = WorkQueue("placement", base_delay=0.5, max_delay=30)
+        self.queue: WorkQueue[str] = WorkQueue("placement")
         self.gated: dict[str, dict[str, Any]] = {}  # gated Pods without a decision
         self.pods_of: dict[Key, set[str]] = defaultdict(set)  # agent -> its Pods we know
         self.refusals: dict[Key, Refusal] = {}
@@ -160,7 +165,7 @@ class Placer:
         self.capacity_changed()
 
     def lease_gone(self, lease: dict[str, Any]) -> None:
-        node = ((lease["metadata"].get("labels")) or {}).get(k.LEASE_NODE_LABEL)
+        node = k.lease_node(lease)
         if node:
             self.inventory.remove_lease(node, self.now())
 
@@ -209,16 +214,34 @@ class Placer:
         agent = self.agent(agent_key)
         if agent is None:
             return  # its agent is gone; the garbage collector removes the Pod
+        with (
+            logs.about_agent(*agent_key),
+            tracing.agent_span("place", *agent_key, **{"k8s.pod.name": pod_name(key)}) as span,
+        ):
+            await self._decide(key, pod, agent_key, agent, span)
+
+    async def _decide(
+        self, key: str, pod: dict[str, Any], agent_key: Key, agent: AIAgent, span: Any
+    ) -> None:
+        """One decision, in the placement span: the node and GPUs, or why not."""
         self.inventory.refresh(self.now())  # a heartbeat may have run out since
         request = request_for_pod(pod, agent.spec.gpu, f"{agent_key[0]}/{agent_key[1]}")
         with metrics.PLACEMENT_DECISION.time():
             result = place(request, self.inventory, self.ledger, self.policy)
         if isinstance(result, Refusal):
+            tracing.annotate(span, **{"agentfleet.placement.refused": result.reason})
             if self.refusals.get(agent_key) != result:
                 log.info("cannot place pod %s: %s", key, result.message)
                 self.refusals[agent_key] = result
                 self.agent_changed(agent_key)
             return
+        tracing.annotate(
+            span,
+            **{
+                "agentfleet.placement.node": result.node,
+                "agentfleet.placement.gpus": list(result.gpus),
+            },
+        )
         self.ledger.assume(pod, result.record)
         meta = pod["metadata"]
         ref = Ref("v1", "pods", meta["namespace"], meta["name"], "Pod")

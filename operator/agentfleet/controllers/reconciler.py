@@ -21,6 +21,7 @@ from agentfleet.api import constants as c
 from agentfleet.api.config import OperatorConfig
 from agentfleet.api.constants import Reason
 from agentfleet.api.models import AIAgent
+from agentfleet.api.quantity import format_mib
 from agentfleet.controllers import drift, policy
 from agentfleet.controllers.cache import (
     AgentRecord,
@@ -46,7 +47,6 @@ from agentfleet.controllers.status import (
     status_patch,
 )
 from agentfleet.kube.client import ApiError, Ref
-from agentfleet.placement.sizes import format_mib
 from agentfleet.render import gpu, keda
 from agentfleet.render.children import CHILD_KINDS, ChildKind
 from agentfleet.render.context import LazyPeers, LiveDeployment, Peer, RenderContext
@@ -658,10 +658,10 @@ def placed_condition(state: AgentPlacement) -> Placed:
         return Placed(False, refusal.reason, refusal.message, replicas, vram, refused=True)
     if state.waiting:
         message = f"{state.waiting} replica(s) waiting for a placement decision"
-        return Placed(False, "Pending", message, replicas, vram)
+        return Placed(False, Reason.PENDING, message, replicas, vram)
     where = ", ".join(f"{r.node} GPU {','.join(map(str, r.gpus))}" for r in state.placed)
     message = f"{len(state.placed)} replica(s) placed" + (f": {where}" if where else "")
-    return Placed(True, "Placed", message, replicas, vram)
+    return Placed(True, Reason.PLACED, message, replicas, vram)
 
 
 # Progress-only status changes (messages, replica counts) are written at most this often,

@@ -9,11 +9,11 @@ keys that must disappear.
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
 from typing import Any
 
 from agentfleet.api import constants as c
+from agentfleet.api import timestamps
 from agentfleet.api.constants import Reason
 from agentfleet.api.models import AIAgent
 from agentfleet.render import gpu, service
@@ -88,10 +88,6 @@ def rollout(deployment: dict[str, Any] | None) -> Rollout:
     if available < wanted:
         return Rollout(False, f"{available} of {wanted} replicas available")
     return Rollout(True, f"{available} of {wanted} replicas available")
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def condition(
@@ -176,7 +172,7 @@ def pending_features(agent: AIAgent, served: frozenset[str]) -> list[FeatureStat
 def _conditions(
     summary: Summary, generation: int, previous: dict[str, Any], timestamp: str | None
 ) -> list[dict[str, Any]]:
-    stamp = timestamp or now()
+    stamp = timestamp or timestamps.format_time()
     old = previous.get("conditions") or []
     return [
         condition(kind, ok, reason, message, generation, old, stamp)

@@ -7,11 +7,12 @@ import logging
 import random
 import time
 
-from agentfleet.api.config import OperatorConfig as OperatorConfig  # re-exported for the CLI
+from agentfleet.api.config import OperatorConfig
 from agentfleet.controllers.cache import Key
 from agentfleet.controllers.reconciler import Reconciler
+from agentfleet.kube.backoff import Backoff
 from agentfleet.kube.workqueue import WorkQueue
-from agentfleet.telemetry import metrics
+from agentfleet.telemetry import logs, metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ class Controller:
         self.reconciler = reconciler
         self.config = config
         self.queue: WorkQueue[Key] = WorkQueue(
-            metrics.CONTROLLER, config.retry_base_seconds, config.max_retry_seconds
+            metrics.CONTROLLER, Backoff(config.retry_base_seconds, config.max_retry_seconds)
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._ready: list[asyncio.Event] = []
@@ -92,15 +93,23 @@ class Controller:
     async def reconcile_once(self, key: Key) -> None:
         """Reconcile a key; on failure count it, log it with its traceback and retry later.
         Catching everything here is the controller contract, not a way to hide errors: one
-        agent's failure must never stop the workers that serve the other thousands."""
+        agent's failure must never stop the workers that serve the other thousands. Each
+        reconcile is one span (when tracing), and every line it logs names the agent."""
+        with logs.about_agent(*key), tracing.agent_span("reconcile", *key) as span:
+            outcome = await self._reconcile_once(key)
+            tracing.annotate(span, **{"agentfleet.reconcile.result": outcome})
+
+    async def _reconcile_once(self, key: Key) -> str:
         active = metrics.ACTIVE_WORKERS.labels(metrics.CONTROLLER)
         active.inc()
         started = time.perf_counter()
+        outcome, gone = "error", False
         try:
             result = await self.reconciler.reconcile(key)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as error:
+            tracing.record_error(error)
             metrics.RECONCILE_ERRORS.labels(metrics.CONTROLLER).inc()
             metrics.RECONCILE_TOTAL.labels(metrics.CONTROLLER, "error").inc()
             delay = self.queue.add_rate_limited(key)
@@ -108,7 +117,7 @@ class Controller:
         else:
             if result.gone:
                 self.queue.drop(key)
-                outcome = "success"
+                outcome, gone = "success", True
             elif result.retry:
                 delay = self.queue.add_rate_limited(key)
                 log.info("%s/%s is waiting for the cluster; retrying in %.2fs", *key, delay)
@@ -123,4 +132,9 @@ class Controller:
             metrics.RECONCILE_TOTAL.labels(metrics.CONTROLLER, outcome).inc()
         finally:
             active.dec()
-            metrics.RECONCILE_TIME.labels(metrics.CONTROLLER).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            metrics.RECONCILE_TIME.labels(metrics.CONTROLLER).observe(elapsed)
+        if gone:  # not (or no longer) one of ours: nothing was reconciled
+            return "gone"
+        log.debug("reconciled %s/%s: %s in %.1f ms", *key, outcome, elapsed * 1000)
+        return outcome

@@ -20,28 +20,27 @@ from typing import Any, NoReturn, TypeVar
 import aiohttp
 import typer
 import yaml
-from kubernetes_asyncio.config import ConfigException
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from agentfleet.api import constants as c
+from agentfleet.api import quantity
 from agentfleet.frontends import importers
 from agentfleet.frontends.fleet import (
     Fleet,
-    FleetError,
     NodeView,
     NoLogs,
     Readiness,
-    Target,
     age,
     condition,
     connect,
-    gibibytes,
+    context_names,
     human_age,
     without_managed_fields,
 )
 from agentfleet.frontends.importers import InvalidFile, InvalidSpec
+from agentfleet.kube.client import ApiError, ConfigError, Target
 from agentfleet.placement import GPURow
 
 app = typer.Typer(
@@ -51,26 +50,30 @@ app = typer.Typer(
 )
 
 # --- user commands: thin front ends over AIAgents ----------------------------------------------
-#
-# Exit codes a script can rely on (also in `agentfleet --help`):
-#   0 ok, 1 error (cannot connect, the API server refused), 2 usage or invalid input (a bad flag,
-#   spec or import file, refused locally or by the API server's validation: nothing created),
-#   3 not found, 4 not ready (timed out, Stalled, or cannot be placed), 5 already exists.
 
 
 class ExitCode(IntEnum):
-    OK = 0
-    ERROR = 1
-    USAGE = 2
-    NOT_FOUND = 3
-    NOT_READY = 4
-    ALREADY_EXISTS = 5
+    """Exit codes a script can rely on, each with what it means (`agentfleet --help` lists
+    them): ERROR is cannot connect or the API server refused; USAGE a bad flag, spec or import
+    file, refused locally or by the API server's validation."""
+
+    meaning: str
+
+    def __new__(cls, code: int, meaning: str) -> ExitCode:
+        member = int.__new__(cls, code)
+        member._value_ = code
+        member.meaning = meaning
+        return member
+
+    OK = 0, "ok"
+    ERROR = 1, "error"
+    USAGE = 2, "usage or invalid input (nothing created)"
+    NOT_FOUND = 3, "not found"
+    NOT_READY = 4, "not ready (timed out, Stalled or cannot be placed)"
+    ALREADY_EXISTS = 5, "already exists"
 
 
-EXIT_CODES_HELP = (
-    "Exit codes: 0 ok, 1 error, 2 usage or invalid input (nothing created), 3 not found, "
-    "4 not ready (timed out, Stalled or cannot be placed), 5 already exists."
-)
+EXIT_CODES_HELP = f"Exit codes: {', '.join(f'{code} {code.meaning}' for code in ExitCode)}."
 app.info.epilog = EXIT_CODES_HELP
 
 out = Console(width=None if sys.stdout.isatty() else 200, highlight=False)
@@ -110,19 +113,20 @@ class Stop(Exception):
 T = TypeVar("T")
 
 
-def _run(work: Callable[[Fleet], Awaitable[T]], target: Target) -> T:
-    """Connect, do the work, and turn every failure into a message and an exit code."""
+async def _session(work: Callable[[Fleet], Awaitable[T]], target: Target) -> T:
+    fleet = await connect(target)
+    async with fleet:
+        return await work(fleet)
 
-    async def session() -> T:
-        fleet = await connect(target)
-        async with fleet:
-            return await work(fleet)
 
-    try:
-        return asyncio.run(session())
-    except Stop as stop:
-        _fail(stop.code, stop.message)
-    except FleetError as error:
+def _failure(error: BaseException) -> tuple[ExitCode, str] | None:
+    """The exit code and message for a failure talking to a cluster; None: not one of those."""
+    if isinstance(error, Stop):
+        return error.code, error.message
+    if isinstance(error, ApiError):
+        if error.unreachable:  # aiohttp's own words say best what went wrong
+            detail = str(error.__cause__ or "") or error.message
+            return ExitCode.ERROR, f"cannot reach the Kubernetes API server: {detail}"
         code = ExitCode.ERROR
         if error.not_found:
             code = ExitCode.NOT_FOUND
@@ -130,13 +134,81 @@ def _run(work: Callable[[Fleet], Awaitable[T]], target: Target) -> T:
             code = ExitCode.ALREADY_EXISTS
         elif error.invalid:
             code = ExitCode.USAGE
-        _fail(code, f"Error from server ({error.reason or error.status}): {error.message}")
-    except NoLogs as reason:
-        _fail(ExitCode.ERROR, str(reason))
-    except ConfigException as error:
-        _fail(ExitCode.ERROR, f"cannot use the kubeconfig: {error}")
-    except (aiohttp.ClientError, OSError) as error:
-        _fail(ExitCode.ERROR, f"cannot reach the Kubernetes API server: {error}")
+        return code, f"Error from server ({error.reason or error.status}): {error.message}"
+    if isinstance(error, NoLogs):
+        return ExitCode.ERROR, str(error)
+    if isinstance(error, ConfigError):
+        return ExitCode.ERROR, f"cannot use the kubeconfig: {error}"
+    if isinstance(error, aiohttp.ClientError | OSError):
+        return ExitCode.ERROR, f"cannot reach the Kubernetes API server: {error}"
+    return None
+
+
+def _run(work: Callable[[Fleet], Awaitable[T]], target: Target) -> T:
+    """Connect, do the work, and turn every failure into a message and an exit code."""
+    try:
+        return asyncio.run(_session(work, target))
+    except (Stop, ApiError, NoLogs, ConfigError, aiohttp.ClientError, OSError) as error:
+        failure = _failure(error)
+        assert failure is not None
+        _fail(*failure)
+
+
+ContextsOption = typer.Option(
+    None, "--context", help="A kubeconfig context to use; repeat it for one view of several."
+)
+AllContextsOption = typer.Option(
+    False, "--all-contexts", help="Every context of the kubeconfig (a CLUSTER column)."
+)
+
+
+def _targets(
+    kubeconfig: str | None,
+    contexts: list[str] | None,
+    all_contexts: bool,
+    namespace: str | None = None,
+) -> list[Target]:
+    """One Target per cluster asked for: the contexts named, every context of the kubeconfig,
+    or (neither) the current one."""
+    if all_contexts and contexts:
+        _fail(ExitCode.USAGE, "use --context or --all-contexts, not both")
+    if all_contexts:
+        try:
+            contexts = context_names(Target(kubeconfig))
+        except ConfigError as error:
+            _fail(ExitCode.ERROR, f"cannot use the kubeconfig: {error}")
+        if not contexts:
+            _fail(ExitCode.ERROR, "the kubeconfig has no contexts")
+    names: list[str | None] = list(dict.fromkeys(contexts or [])) or [None]
+    return [Target(kubeconfig, name, namespace) for name in names]
+
+
+def _run_each(
+    work: Callable[[Fleet], Awaitable[T]], targets: list[Target]
+) -> tuple[list[tuple[str, T]], bool]:
+    """The work in every cluster at once: (context, result) of the clusters that answered,
+    and whether any did not. A cluster that cannot be reached is a warning naming its
+    context; the others are still shown. One cluster alone fails as `_run` does."""
+    if len(targets) == 1:
+        return [(targets[0].context or "", _run(work, targets[0]))], False
+
+    async def everywhere() -> list[T | BaseException]:
+        return await asyncio.gather(
+            *(_session(work, target) for target in targets), return_exceptions=True
+        )
+
+    answered: list[tuple[str, T]] = []
+    failed = False
+    for target, result in zip(targets, asyncio.run(everywhere()), strict=True):
+        if isinstance(result, BaseException):
+            failure = _failure(result)
+            if failure is None:
+                raise result
+            _warn(f"context {target.context}: {failure[1]}")
+            failed = True
+        else:
+            answered.append((target.context or "", result))
+    return answered, failed
 
 
 def _fail(code: ExitCode, message: str) -> NoReturn:
@@ -354,15 +426,21 @@ def _agent_row(agent: dict[str, Any], wide: bool, all_namespaces: bool) -> list[
     return row
 
 
-def _agent_table(agents: list[dict[str, Any]], wide: bool, all_namespaces: bool) -> Table:
+def _agent_table(
+    agents: list[tuple[str, dict[str, Any]]], wide: bool, all_namespaces: bool, clusters: bool
+) -> Table:
+    """(context, agent) rows; `clusters` adds the CLUSTER column (the context)."""
     columns = ["NAME", "TYPE", "READY", "AVAILABLE", "NODE/GPU", "VRAM", "ENDPOINT", "AGE"]
     if all_namespaces:
         columns.insert(0, "NAMESPACE")
+    if clusters:
+        columns.insert(0, "CLUSTER")
     if wide:
         columns += ["REASON", "MESSAGE"]
     table = _table(*columns)
-    for agent in agents:
-        table.add_row(*_agent_row(agent, wide, all_namespaces))
+    for context, agent in agents:
+        row = _agent_row(agent, wide, all_namespaces)
+        table.add_row(*([escape(context)] if clusters else []), *row)
     return table
 
 
@@ -385,6 +463,8 @@ def _print_table(table: Table) -> None:
 
 
 OutputOption = typer.Option("", "--output", "-o", help="wide, json, yaml or name.")
+# On each item of `list -o json|yaml` across several clusters: the context it came from.
+CLUSTER_ANNOTATION = f"{c.GROUP}/cluster"
 
 
 @app.command("list", epilog=EXIT_CODES_HELP)
@@ -392,26 +472,43 @@ def list_(
     output: str = OutputOption,
     all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A"),
     kubeconfig: str | None = KubeconfigOption,
-    context: str | None = ContextOption,
+    contexts: list[str] | None = ContextsOption,
+    all_contexts: bool = AllContextsOption,
     namespace: str | None = NamespaceOption,
 ) -> None:
-    """List agents: type, readiness, replicas, placement, VRAM, endpoint, age."""
+    """List agents: type, readiness, replicas, placement, VRAM, endpoint, age. Several
+    --context (or --all-contexts) list every cluster's agents, with a CLUSTER column."""
     _check_output(output, ("", "wide", "json", "yaml", "name"))
 
     async def work(fleet: Fleet) -> list[dict[str, Any]]:
         return await fleet.list_agents(all_namespaces=all_namespaces)
 
-    agents = _run(work, Target(kubeconfig, context, namespace))
+    targets = _targets(kubeconfig, contexts, all_contexts, namespace)
+    clusters = len(targets) > 1
+    answered, failed = _run_each(work, targets)
+    agents = [(context, agent) for context, found in answered for agent in found]
     if output in ("json", "yaml"):
-        items = [without_managed_fields(a) for a in agents]
+        items = [_in_cluster(without_managed_fields(a), ctx, clusters) for ctx, a in agents]
         _print_document({"apiVersion": "v1", "kind": "List", "items": items}, output)
     elif output == "name":
-        for agent in agents:
-            typer.echo(_ref(agent["metadata"]["name"]))
+        for context, agent in agents:
+            ref = _ref(agent["metadata"]["name"])
+            typer.echo(f"{context}/{ref}" if clusters else ref)
     elif not agents:
         err.print("No agents found.")
     else:
-        _print_table(_agent_table(agents, output == "wide", all_namespaces))
+        _print_table(_agent_table(agents, output == "wide", all_namespaces, clusters))
+    if failed:
+        raise typer.Exit(int(ExitCode.ERROR))
+
+
+def _in_cluster(agent: dict[str, Any], context: str, clusters: bool) -> dict[str, Any]:
+    """With several clusters, each item says whose it is (an annotation, so the item stays
+    an AIAgent kubectl can read)."""
+    if clusters:
+        annotations = agent.setdefault("metadata", {}).setdefault("annotations", {})
+        annotations[CLUSTER_ANNOTATION] = context
+    return agent
 
 
 def _check_output(output: str, allowed: tuple[str, ...]) -> None:
@@ -438,7 +535,7 @@ def get(
     if output in ("json", "yaml"):
         _print_document(without_managed_fields(agent), output)
         return
-    _print_table(_agent_table([agent], output == "wide", False))
+    _print_table(_agent_table([("", agent)], output == "wide", False, False))
     conditions = (agent.get("status") or {}).get("conditions") or []
     if conditions:
         out.print()
@@ -487,7 +584,7 @@ def logs(
         )
         problems = [r for r in results if isinstance(r, BaseException)]
         for problem in problems:
-            if not isinstance(problem, NoLogs | FleetError):
+            if not isinstance(problem, NoLogs | ApiError):
                 raise problem
         if problems:
             messages = [str(p) if isinstance(p, NoLogs) else p.message for p in problems]  # type: ignore[attr-defined]
@@ -578,7 +675,7 @@ def nodes(
             view.name,
             ready,
             view.cpu,
-            gibibytes(view.memory_mib),
+            quantity.format_gib(view.memory_mib),
             escape(view.gpu_summary),
             human_age(view.heartbeat_age),
             escape(view.placement),
@@ -599,9 +696,11 @@ def nodes(
 def gpus(
     output: str = typer.Option("", "--output", "-o", help="json or yaml."),
     kubeconfig: str | None = KubeconfigOption,
-    context: str | None = ContextOption,
+    contexts: list[str] | None = ContextsOption,
+    all_contexts: bool = AllContextsOption,
 ) -> None:
-    """Every GPU per node: VRAM total, committed and free, and the agents on it.
+    """Every GPU per node: VRAM total, committed and free, and the agents on it. Several
+    --context (or --all-contexts) show every cluster's GPUs, with a CLUSTER column.
 
     Read from the placement ledger, rebuilt from the Pods' placement annotations."""
     _check_output(output, ("", "json", "yaml"))
@@ -609,48 +708,184 @@ def gpus(
     async def work(fleet: Fleet) -> list[GPURow]:
         return await fleet.gpu_table()
 
-    rows = _run(work, Target(kubeconfig, context, None))
+    targets = _targets(kubeconfig, contexts, all_contexts)
+    clusters = len(targets) > 1
+    answered, failed = _run_each(work, targets)
+    rows = [(context, row) for context, found in answered for row in found]
     if output:
-        _print_document([dataclasses.asdict(row) for row in rows], output)
-        return
-    if not rows:
+        documents = [
+            {**({"cluster": context} if clusters else {}), **dataclasses.asdict(row)}
+            for context, row in rows
+        ]
+        _print_document(documents, output)
+    elif not rows:
         err.print("No GPUs found.")
-        return
-    table = _table(
-        "NODE", "GPU", "PRODUCT", "SHARING", "TOTAL", "COMMITTED", "FREE", "AGENTS", "STATE"
-    )
-    for row in rows:
-        table.add_row(
-            row.node,
-            str(row.index),
-            escape(row.product or "-"),
-            row.sharing,
-            gibibytes(row.total_mib),
-            gibibytes(row.committed_mib),
-            gibibytes(row.free_mib),
-            escape(",".join(row.agents) or "-"),
-            escape(row.state),
-        )
-    _print_table(table)
+    else:
+        columns = ["NODE", "GPU", "PRODUCT", "SHARING", "TOTAL", "COMMITTED", "FREE", "AGENTS"]
+        table = _table(*(["CLUSTER"] if clusters else []), *columns, "STATE")
+        for context, row in rows:
+            table.add_row(
+                *([escape(context)] if clusters else []),
+                row.node,
+                str(row.index),
+                escape(row.product or "-"),
+                row.sharing,
+                quantity.format_gib(row.total_mib),
+                quantity.format_gib(row.committed_mib),
+                quantity.format_gib(row.free_mib),
+                escape(",".join(row.agents) or "-"),
+                escape(row.state),
+            )
+        _print_table(table)
+    if failed:
+        raise typer.Exit(int(ExitCode.ERROR))
 
 
 @app.command()
 def api(
-    host: str = typer.Option("127.0.0.1", help="Bind address."),
-    port: int = typer.Option(9000, help="Port (the deploy agent's is 9000)."),
+    host: str = typer.Option("127.0.0.1", help="Bind address (HTTP and gRPC)."),
+    port: int = typer.Option(9000, help="HTTP port (the deploy agent's is 9000)."),
+    grpc_port: int = typer.Option(
+        50051,
+        help="gRPC port of the compute agent's control API (the compute agent's is 50051); "
+        "0: no gRPC server.",
+    ),
+    tls_cert_file: Path | None = typer.Option(
+        None, help="Serving certificate (PEM), for HTTPS and gRPC. Required unless --insecure."
+    ),
+    tls_private_key_file: Path | None = typer.Option(
+        None, help="Its private key (PEM). Required unless --insecure."
+    ),
+    client_ca_file: Path | None = typer.Option(
+        None,
+        help="CA bundle (PEM) that signs gRPC client certificates (mutual TLS: CN = user, "
+        "O = groups, as Kubernetes reads them). Required for gRPC unless --insecure.",
+    ),
+    insecure: bool = typer.Option(
+        False,
+        "--insecure",
+        help="Plain HTTP and plaintext gRPC, for local use only: tokens travel in the clear.",
+    ),
+    token_audience: str = typer.Option(
+        "agentfleet-api",
+        help="Bearer tokens must be issued for this audience (kubectl create token SA "
+        "--audience agentfleet-api); '': tokens for the API server itself (weaker: a token "
+        "sent here could be replayed to the API server).",
+    ),
     max_wait: float = typer.Option(
         600, help="Longest a POST /deploy waits for Ready, whatever its ready_timeout."
+    ),
+    max_body_bytes: int = typer.Option(
+        1024 * 1024, min=1024, help="Largest request body (HTTP) or message (gRPC) accepted."
+    ),
+    max_deploy_waits: int = typer.Option(
+        64, min=1, help="POST /deploy in progress at once; more are answered 429 (Retry-After)."
+    ),
+    max_watches: int = typer.Option(
+        64, min=1, help="gRPC WatchAgents streams open at once; more are RESOURCE_EXHAUSTED."
     ),
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
     namespace: str | None = typer.Option(
-        None, "--namespace", "-n", help="Namespace of requests that name none (?namespace=)."
+        None, "--namespace", "-n", help="Namespace of HTTP requests that name none (?namespace=)."
     ),
 ) -> None:
-    """Serve the deploy-agent-compatible HTTP API (and Hypercore's POST /spawn)."""
-    import uvicorn
+    """Serve the deploy-agent-compatible HTTP API (and Hypercore's POST /spawn) and the compute
+    agent's gRPC control API (agentfleet.v1.ComputeAgent), TLS by default."""
+    tls_files = {
+        "--tls-cert-file": tls_cert_file,
+        "--tls-private-key-file": tls_private_key_file,
+        **({"--client-ca-file": client_ca_file} if grpc_port else {}),
+    }
+    if not insecure:
+        missing = [flag for flag, path in tls_files.items() if path is None]
+        if missing:
+            _fail(
+                ExitCode.USAGE,
+                f"{', '.join(missing)} required: the API serves TLS (mutual TLS on gRPC); "
+                "--insecure serves plain HTTP and plaintext gRPC, for local use only",
+            )
+        unreadable = [f"{flag} {path}" for flag, path in tls_files.items() if not _readable(path)]
+        if unreadable:
+            _fail(ExitCode.USAGE, f"cannot read {', '.join(unreadable)}")
+    elif host not in ("127.0.0.1", "::1", "localhost"):
+        _warn(f"--insecure on {host}: bearer tokens and agent specs travel in the clear")
+    # grpc and uvicorn only here: the operator (`agentfleet run`) never loads them.
+    from agentfleet.frontends import serve
+    from agentfleet.frontends.grpc.service import TLSFiles
+    from agentfleet.frontends.http.app import ApiSettings
 
-    from agentfleet.frontends.http.app import ApiSettings, create_app
+    tls = None
+    if not insecure:
+        tls = TLSFiles(str(tls_cert_file), str(tls_private_key_file), str(client_ca_file or ""))
+    settings = ApiSettings(
+        target=Target(kubeconfig, context, namespace),
+        max_wait_seconds=max_wait,
+        token_audience=token_audience,
+        max_body_bytes=max_body_bytes,
+        max_deploy_waits=max_deploy_waits,
+    )
+    listen = serve.Listen(host, port, grpc_port, tls, max_watches)
+    asyncio.run(serve.serve(settings, listen))
 
-    settings = ApiSettings(target=Target(kubeconfig, context, namespace), max_wait_seconds=max_wait)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+@app.command()
+def rpc(
+    method: str = typer.Argument(
+        ...,
+        help="ApplyWorkload, DeleteWorkload, GetWorkloadStatus, ListWorkloads, "
+        "HealthCheck or WatchAgents.",
+    ),
+    request: str = typer.Argument("{}", help="The request as JSON, in the proto's field names."),
+    server: str = typer.Option("localhost:50051", help="host:port of `agentfleet api`'s gRPC."),
+    cert: Path | None = typer.Option(None, help="Client certificate (PEM): CN = user, O = groups."),
+    key: Path | None = typer.Option(None, help="Its private key (PEM)."),
+    ca: Path | None = typer.Option(
+        None, help="CA bundle (PEM) that signed the server's certificate."
+    ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Plaintext (a server started with --insecure)."
+    ),
+    token: str | None = typer.Option(
+        None, envvar="AGENTFLEET_TOKEN", help="Bearer token, for --insecure (no certificate)."
+    ),
+    timeout: float = typer.Option(60, help="Seconds before the call is given up."),
+) -> None:
+    """Call the gRPC control API (agentfleet.v1.ComputeAgent) over mutual TLS, JSON in and out,
+    like grpcurl; a stream (WatchAgents) prints one line per event."""
+    import grpc
+
+    from agentfleet.frontends.grpc import client
+
+    if not insecure:
+        files = {"--cert": cert, "--key": key, "--ca": ca}
+        if not all(files.values()):
+            _fail(ExitCode.USAGE, "--cert, --key and --ca are required (mutual TLS), or --insecure")
+        unreadable = [f"{flag} {path}" for flag, path in files.items() if not _readable(path)]
+        if unreadable:
+            _fail(ExitCode.USAGE, f"cannot read {', '.join(unreadable)}")
+    credentials = client.Credentials(
+        None if insecure else cert, None if insecure else key, None if insecure else ca, token
+    )
+    try:
+        message = client.request_of(method, request)
+        for answer in client.call(server, method, message, credentials, timeout):
+            out.print(answer, markup=False, soft_wrap=True)
+    except client.BadRequest as error:
+        _fail(ExitCode.USAGE, str(error))
+    except grpc.RpcError as error:
+        codes = {
+            grpc.StatusCode.INVALID_ARGUMENT: ExitCode.USAGE,
+            grpc.StatusCode.NOT_FOUND: ExitCode.NOT_FOUND,
+        }
+        status = error.code()
+        _fail(codes.get(status, ExitCode.ERROR), f"{status.name}: {error.details()}")
+    except KeyboardInterrupt:
+        return
+
+
+def _readable(path: Path | None) -> bool:
+    try:
+        return path is not None and path.is_file() and bool(path.read_bytes())
+    except OSError:
+        return False

@@ -2,8 +2,8 @@
 
 Both front ends only create, read, scale and delete AIAgents (and read Pods for logs, Nodes
 and Leases for inventory), so whatever they do is what `kubectl` would see and could undo.
-kubernetes_asyncio only (the operator image has no sync client); requests and answers are
-plain dicts, as `kubectl get -o json` shows them.
+Every request goes through kube/client.py (paths, timeouts, errors: `ApiError`); requests and
+answers are plain dicts, as `kubectl get -o json` shows them.
 """
 
 from __future__ import annotations
@@ -11,113 +11,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import json
-import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
-
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from agentfleet import placement
 from agentfleet.api import constants as c
-from agentfleet.api import quantity
+from agentfleet.api import quantity, timestamps
+from agentfleet.kube import client as kube
+from agentfleet.kube import config as kube_config
+from agentfleet.kube.client import AGENTS, LEASES, NODES, PODS, ApiError, Kube, Target
 from agentfleet.placement import labels as placement_labels
 
-AGENTS_PATH = f"/apis/{c.GROUP}/{c.VERSION}"
-# A GPU agent that no node can take gets Placed=False with one of these reasons.
-COND_PLACED = "Placed"
-PLACEMENT_FAILURES = frozenset(
-    {"InsufficientVRAM", "InsufficientGPU", "InsufficientCPU", "InsufficientMemory"}
-)
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
-IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-
-
-class FleetError(Exception):
-    """The API server refused a request: its HTTP status and its own message."""
-
-    def __init__(self, status: int, message: str, reason: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason  # metav1.Status reason, e.g. AlreadyExists, NotFound
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-    @property
-    def already_exists(self) -> bool:
-        return self.status == 409 and self.reason == "AlreadyExists"
-
-    @property
-    def invalid(self) -> bool:
-        """Refused by validation (schema, CEL rules): the input was wrong, nothing created."""
-        return self.status == 422
 
 
 class NoLogs(Exception):
     """A Pod that cannot have logs (not started yet, or on a simulated node)."""
 
 
-# --- connecting ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Target:
-    """Which cluster and namespace, the way kubectl's flags say it."""
-
-    kubeconfig: str | None = None
-    context: str | None = None
-    namespace: str | None = None
-
-
 async def connect(target: Target) -> Fleet:
-    """kubectl's order: --kubeconfig, $KUBECONFIG, ~/.kube/config, then the Pod's own
-    ServiceAccount. The namespace: -n, else the context's, else the Pod's, else default."""
-    config_file = _kubeconfig_file(target)
-    namespace = target.namespace
-    if config_file:
-        api = await config.new_client_from_config(
-            config_file=config_file, context=target.context, persist_config=False
-        )
-        namespace = namespace or _context_namespace(config_file, target.context)
-    else:
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        api = client.ApiClient(configuration=configuration)
-        namespace = namespace or _pod_namespace()
-    return Fleet(api, namespace or "default")
+    """The cluster and namespace kubectl would use with these flags (kube.connect)."""
+    return Fleet(await kube.connect(target))
 
 
-def _kubeconfig_file(target: Target) -> str | None:
-    """The kubeconfig to read (several joined by ':' like $KUBECONFIG); None: in a Pod."""
-    path = target.kubeconfig or os.environ.get("KUBECONFIG")
-    default_file = Path.home() / ".kube" / "config"
-    if not (path or default_file.exists() or target.context):
-        return None
-    config_file = path or str(default_file)
-    files = config_file.split(os.pathsep)
-    if not any(Path(f).expanduser().exists() for f in files):
-        raise config.ConfigException(f"{config_file} does not exist")
-    return config_file
-
-
-def _pod_namespace() -> str | None:
-    if IN_CLUSTER_NAMESPACE_FILE.exists():
-        return IN_CLUSTER_NAMESPACE_FILE.read_text().strip() or None
-    return None
-
-
-def _context_namespace(config_file: str, context: str | None) -> str | None:
-    contexts, active = config.list_kube_config_contexts(config_file)
-    chosen = next((x for x in contexts if x.get("name") == context), None) if context else active
-    namespace = ((chosen or {}).get("context") or {}).get("namespace")
-    return str(namespace) if namespace else None
+def context_names(target: Target) -> list[str]:
+    """Every context of the kubeconfig the target reads, sorted (`--all-contexts`)."""
+    contexts, _ = kube_config.list_contexts(target.kubeconfig)
+    if not contexts:
+        raise kube_config.ConfigError("no kubeconfig to read contexts from")
+    return contexts
 
 
 # --- reading an agent's state ----------------------------------------------------------------
@@ -140,7 +63,7 @@ class Readiness:
 
     @property
     def unplaceable(self) -> bool:
-        return self.state == "failed" and self.reason in PLACEMENT_FAILURES
+        return self.state == "failed" and self.reason in c.PLACEMENT_FAILURES
 
 
 def readiness(agent: dict[str, Any]) -> Readiness:
@@ -150,10 +73,12 @@ def readiness(agent: dict[str, Any]) -> Readiness:
     observed = (agent.get("status") or {}).get("observedGeneration")
     if observed is None or observed < generation:
         return Readiness(
-            "waiting", "Pending", f"waiting for the operator to observe generation {generation}"
+            "waiting",
+            c.Reason.PENDING,
+            f"waiting for the operator to observe generation {generation}",
         )
-    placed = condition(agent, COND_PLACED)
-    if placed and placed.get("status") == "False" and placed.get("reason") in PLACEMENT_FAILURES:
+    placed = condition(agent, c.COND_PLACED)
+    if placed and placed.get("status") == "False" and placed.get("reason") in c.PLACEMENT_FAILURES:
         return Readiness("failed", str(placed["reason"]), str(placed.get("message", "")))
     stalled = condition(agent, c.COND_STALLED)
     if stalled and stalled.get("status") == "True":
@@ -163,20 +88,14 @@ def readiness(agent: dict[str, Any]) -> Readiness:
         return Readiness("ready", str(ready.get("reason", "")), str(ready.get("message", "")))
     return Readiness(
         "waiting",
-        str(ready.get("reason", "Pending")),
+        str(ready.get("reason", c.Reason.PENDING)),
         str(ready.get("message") or "waiting for the operator"),
     )
 
 
-def parse_time(stamp: str | None) -> datetime.datetime | None:
-    """metav1.Time or MicroTime as an aware datetime."""
-    if not stamp:
-        return None
-    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
 def age(stamp: str | None, now: datetime.datetime | None = None) -> float | None:
-    moment = parse_time(stamp)
+    """Seconds since a timestamp of the API server's; None without one."""
+    moment = timestamps.parse(stamp)
     if moment is None:
         return None
     return ((now or datetime.datetime.now(datetime.UTC)) - moment).total_seconds()
@@ -236,30 +155,20 @@ class NodeView:
         for gpu in self.gpus:
             text = f"{gpu['count']}x {gpu['product'] or gpu['vendor']}"
             if gpu.get("vram_mib"):
-                text += f" {gibibytes(gpu['vram_mib'])}"
+                text += f" {quantity.format_gib(gpu['vram_mib'])}"
             if gpu.get("sharing") not in (None, "none"):
                 text += f" ({gpu['sharing']}, {gpu['slots']} slots)"
             parts.append(text)
         return ", ".join(parts)
 
 
-def gibibytes(mib: int) -> str:
-    """MiB for people: '80Gi', '22.5Gi' (one decimal at most)."""
-    text = f"{mib / 1024:.1f}".removesuffix(".0")
-    return f"{text}Gi"
-
-
 def lease_by_node(leases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The node agent's Leases by the Node they speak for (label, else name)."""
     found = {}
     for lease in leases:
-        meta = lease.get("metadata") or {}
-        node = (meta.get("labels") or {}).get(placement_labels.LEASE_NODE_LABEL)
-        name = str(meta.get("name", ""))
-        if not node and name.startswith(placement_labels.LEASE_PREFIX):
-            node = name.removeprefix(placement_labels.LEASE_PREFIX)
+        node = placement_labels.lease_node(lease)
         if node:
-            found[str(node)] = lease
+            found[node] = lease
     return found
 
 
@@ -330,12 +239,16 @@ def node_gpus(inventory: placement.NodeInventory | None) -> list[dict[str, Any]]
 class Fleet:
     """AIAgents (and what the front ends read beside them) in one cluster."""
 
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.api = api
-        self.namespace = namespace
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    @property
+    def namespace(self) -> str:
+        """The namespace of requests that name none (-n, the context's, the Pod's)."""
+        return self.kube.namespace
 
     async def close(self) -> None:
-        await self.api.close()
+        await self.kube.close()
 
     async def __aenter__(self) -> Fleet:
         return self
@@ -343,73 +256,23 @@ class Fleet:
     async def __aexit__(self, *_: object) -> None:
         await self.close()
 
-    # -- plumbing --
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: list[tuple[str, str]] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-    ) -> dict[str, Any]:
-        try:
-            response = await self.api.call_api(
-                path,
-                method,
-                query_params=query or [],
-                body=body,
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                response_types_map={200: "object", 201: "object", 202: "object"},
-            )
-        except ApiException as error:
-            raise _fleet_error(error.status, error.body, error.reason) from error
-        return dict(response or {})
-
-    async def _stream(self, path: str, query: list[tuple[str, str]]) -> Any:
-        """An open response to read line by line (watches, followed logs)."""
-        try:
-            response = await self.api.call_api(
-                path,
-                "GET",
-                query_params=query,
-                header_params={"Accept": "application/json, */*"},
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-            )
-        except ApiException as error:
-            raise _fleet_error(error.status, error.body, error.reason) from error
-        if response.status >= 300:
-            text = await response.text()
-            response.release()
-            raise _fleet_error(response.status, text, response.reason)
-        return response
-
-    def agents_path(self, namespace: str | None = None, name: str | None = None) -> str:
-        ns = namespace or self.namespace
-        path = f"{AGENTS_PATH}/namespaces/{quote(ns)}/{c.PLURAL}"
-        return f"{path}/{quote(name)}" if name else path
-
     # -- agents --
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         namespace = body["metadata"].get("namespace") or self.namespace
         body = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
-        return await self.request("POST", self.agents_path(namespace), body=body)
+        return await self.kube.request("POST", AGENTS.ref(namespace), body=body)
 
     async def get(self, name: str, namespace: str | None = None) -> dict[str, Any]:
-        return await self.request("GET", self.agents_path(namespace, name))
+        return await self.kube.request("GET", AGENTS.ref(namespace or self.namespace, name))
 
     async def list_agents(
         self, namespace: str | None = None, all_namespaces: bool = False
     ) -> list[dict[str, Any]]:
-        path = f"{AGENTS_PATH}/{c.PLURAL}" if all_namespaces else self.agents_path(namespace)
-        items = (await self.request("GET", path)).get("items") or []
+        ref = AGENTS.ref("" if all_namespaces else namespace or self.namespace)
         return sorted(
-            items, key=lambda a: (a["metadata"].get("namespace", ""), a["metadata"]["name"])
+            await self.kube.list(ref),
+            key=lambda a: (a["metadata"].get("namespace", ""), a["metadata"]["name"]),
         )
 
     async def delete(
@@ -421,56 +284,84 @@ class Fleet:
     ) -> None:
         """Delete an agent; its children go with it (ownerReferences). `Foreground` keeps
         the agent visible until its Deployment and Service are gone."""
-        body: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "DeleteOptions",
-            "propagationPolicy": cascade,
-        }
-        if uid:
-            body["preconditions"] = {"uid": uid}
-        await self.request("DELETE", self.agents_path(namespace, name), body=body)
+        ref = AGENTS.ref(namespace or self.namespace, name)
+        await self.kube.request("DELETE", ref, body=kube.delete_options(cascade, uid))
 
     async def scale(self, name: str, replicas: int, namespace: str | None = None) -> dict[str, Any]:
         """Through the scale subresource, exactly as `kubectl scale aia/<name>` does."""
-        return await self.request(
+        return await self.kube.request(
             "PATCH",
-            self.agents_path(namespace, name) + "/scale",
+            AGENTS.ref(namespace or self.namespace, name),
+            subresource="scale",
             body={"spec": {"replicas": replicas}},
-            content_type="application/merge-patch+json",
+            content_type=kube.MERGE_PATCH,
         )
+
+    async def apply(self, body: dict[str, Any], manager: str) -> dict[str, Any]:
+        """Server-side apply of a whole AIAgent as `manager` (forced: the fields it sends are
+        its to own; fields it sent before and leaves out now are removed)."""
+        meta = body["metadata"]
+        body = {**body, "metadata": {**meta, "namespace": meta.get("namespace") or self.namespace}}
+        return await self.kube.apply(body, c.PLURAL, None, manager=manager)
+
+    async def watch_agents(
+        self, namespace: str | None = None
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """("ADDED", agent) for every agent of the namespace now, then (event type, agent) for
+        each change, until the caller stops iterating. A watch the API server ends is resumed
+        from the last version seen (listed again after 410 Gone, with fresh ADDED events)."""
+        ref = AGENTS.ref(namespace or self.namespace)
+        version = ""
+        while True:
+            if not version:
+                listing = await self.kube.request("GET", ref)
+                for agent in listing.get("items") or []:
+                    yield "ADDED", agent
+                version = listing["metadata"]["resourceVersion"]
+            query = [
+                ("resourceVersion", version),
+                ("allowWatchBookmarks", "true"),
+                ("timeoutSeconds", "60"),  # within the client's own 5-minute timeout
+            ]
+            try:
+                async with contextlib.aclosing(self.kube.watch(ref, query)) as events:
+                    async for kind, obj in events:
+                        version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                        if kind in ("ADDED", "MODIFIED", "DELETED"):
+                            yield kind, obj
+            except ApiError as error:
+                if not error.gone:
+                    raise
+                version = ""  # too old to resume from: list again
 
     async def watch_agent(
         self, name: str, namespace: str | None = None
     ) -> AsyncIterator[dict[str, Any] | None]:
         """The agent now and after every change; None once it is gone. Never ends by itself:
         wrap it in a timeout."""
-        ns = namespace or self.namespace
+        ref = AGENTS.ref(namespace or self.namespace)
+        only = ("fieldSelector", f"metadata.name={name}")
         while True:
-            listing = await self.request(
-                "GET", self.agents_path(ns), query=[("fieldSelector", f"metadata.name={name}")]
-            )
+            listing = await self.kube.request("GET", ref, query=[only])
             items = listing.get("items") or []
             yield items[0] if items else None
-            version = listing["metadata"]["resourceVersion"]
             query = [
-                ("watch", "true"),
-                ("fieldSelector", f"metadata.name={name}"),
-                ("resourceVersion", version),
+                only,
+                ("resourceVersion", listing["metadata"]["resourceVersion"]),
                 ("allowWatchBookmarks", "false"),
                 ("timeoutSeconds", "60"),
             ]
-            response = await self._stream(self.agents_path(ns), query)
             try:
-                async for line in response.content:
-                    event = json.loads(line)
-                    if event.get("type") == "ERROR":
-                        break  # e.g. 410 Gone: list again
-                    if event.get("type") == "DELETED":
-                        yield None
-                    elif event.get("type") in ("ADDED", "MODIFIED"):
-                        yield event["object"]
-            finally:
-                response.release()
+                async with contextlib.aclosing(self.kube.watch(ref, query)) as events:
+                    async for kind, agent in events:
+                        if kind == "DELETED":
+                            yield None
+                        elif kind in ("ADDED", "MODIFIED"):
+                            yield agent
+            except ApiError as error:
+                if not error.gone:
+                    raise
+                # the version we listed is too old to watch from: list again
 
     async def wait_ready(
         self,
@@ -481,7 +372,7 @@ class Fleet:
     ) -> Readiness:
         """Follow the agent until it is Ready or failed; on timeout, the last state seen
         (state "waiting"). A deleted agent is failed with reason Deleted."""
-        last = Readiness("waiting", "Pending", "waiting for the operator")
+        last = Readiness("waiting", c.Reason.PENDING, "waiting for the operator")
         try:
             async with asyncio.timeout(within):
                 async for agent in self.watch_agent(name, namespace):
@@ -511,10 +402,11 @@ class Fleet:
     async def agent_pods(self, name: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """The agent's Pods, oldest first: replica i is the i-th of this list."""
         selector = f"{c.LABEL_NAME}={c.APP_NAME},{c.LABEL_INSTANCE}={name}"
-        path = f"/api/v1/namespaces/{quote(namespace or self.namespace)}/pods"
-        items = (await self.request("GET", path, query=[("labelSelector", selector)]))["items"]
+        items = await self.kube.list(
+            PODS.ref(namespace or self.namespace), query=[("labelSelector", selector)]
+        )
         return sorted(
-            items or [],
+            items,
             key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]),
         )
 
@@ -527,7 +419,6 @@ class Fleet:
     ) -> AsyncIterator[str]:
         """Lines of the agent container's log, read through the API server."""
         meta = pod["metadata"]
-        path = f"/api/v1/namespaces/{quote(meta['namespace'])}/pods/{quote(meta['name'])}/log"
         query = [("container", c.CONTAINER_NAME)]
         if follow:
             query.append(("follow", "true"))
@@ -538,24 +429,23 @@ class Fleet:
         if not (pod.get("spec") or {}).get("nodeName"):
             raise NoLogs(f"Pod {meta['name']} is not scheduled to a node yet: it has no logs")
         try:
-            response = await self._stream(path, query)
-        except FleetError as error:
+            async with self.kube.stream(
+                PODS.ref(meta["namespace"], meta["name"]), query, subresource="log"
+            ) as content:
+                async for raw in kube.lines(content):
+                    yield raw.decode(errors="replace")
+        except ApiError as error:
             raise await self._no_logs_reason(pod, error) from error
-        try:
-            async for raw in response.content:
-                yield raw.decode(errors="replace").rstrip("\n")
-        finally:
-            response.release()
 
-    async def _no_logs_reason(self, pod: dict[str, Any], error: FleetError) -> Exception:
+    async def _no_logs_reason(self, pod: dict[str, Any], error: ApiError) -> Exception:
         """Why a Pod that exists has no logs. The API server answers 404 when the node
         serves none (a simulated kwok node has no kubelet); other errors stay errors."""
         if not error.not_found:
             return error
         name, node_name = pod["metadata"]["name"], pod["spec"]["nodeName"]
         try:
-            node = await self.request("GET", f"/api/v1/nodes/{quote(node_name)}")
-        except FleetError:
+            node = await self.kube.request("GET", NODES.ref("", node_name))
+        except ApiError:
             node = {"metadata": {}}
         annotations = node["metadata"].get("annotations") or {}
         if annotations.get(KWOK_NODE_ANNOTATION) == "fake":
@@ -568,23 +458,19 @@ class Fleet:
     # -- nodes and inventory --
 
     async def nodes(self) -> list[dict[str, Any]]:
-        return sorted(
-            (await self.request("GET", "/api/v1/nodes")).get("items") or [],
-            key=lambda n: n["metadata"]["name"],
-        )
+        return sorted(await self.kube.list(NODES.ref()), key=lambda n: n["metadata"]["name"])
 
     async def all_pods(self) -> list[dict[str, Any]]:
         """Every Pod that holds resources (not finished), for the GPU ledger."""
         query = [("fieldSelector", "status.phase!=Succeeded,status.phase!=Failed")]
-        return list((await self.request("GET", "/api/v1/pods", query=query)).get("items") or [])
+        return await self.kube.list(PODS.ref(), query=query)
 
     async def node_leases(self) -> list[dict[str, Any]]:
         """The node agent's heartbeat Leases ([] where there are none, or when they may not
         be read: a heartbeat then shows as unknown, never as an error)."""
-        path = f"/apis/coordination.k8s.io/v1/namespaces/{placement_labels.LEASE_NAMESPACE}/leases"
         try:
-            return list((await self.request("GET", path)).get("items") or [])
-        except FleetError as error:
+            return await self.kube.list(LEASES.ref(c.OPERATOR_NAMESPACE))
+        except ApiError as error:
             if error.status in (403, 404):
                 return []
             raise
@@ -607,19 +493,26 @@ class Fleet:
 
     # -- who is asking (for the HTTP API) --
 
-    async def review_token(self, token: str) -> dict[str, Any] | None:
-        """The user a bearer token belongs to (TokenReview), or None if it is not valid."""
-        review = await self.request(
+    async def review_token(self, token: str, audience: str = "") -> dict[str, Any] | None:
+        """The user a bearer token belongs to (TokenReview), or None if it is not valid.
+
+        With `audience`, only a token issued for that audience is valid (the API server must
+        say so in status.audiences): a token meant for the API server itself, or for another
+        service, is refused, and a token given to us cannot be replayed against the API server."""
+        spec: dict[str, Any] = {"token": token}
+        if audience:
+            spec["audiences"] = [audience]
+        review = await self.kube.request(
             "POST",
-            "/apis/authentication.k8s.io/v1/tokenreviews",
-            body={
-                "apiVersion": "authentication.k8s.io/v1",
-                "kind": "TokenReview",
-                "spec": {"token": token},
-            },
+            kube.TOKEN_REVIEWS.ref(),
+            body=kube.TOKEN_REVIEWS.body(spec=spec),
         )
         status = review.get("status") or {}
-        return dict(status["user"]) if status.get("authenticated") else None
+        if not status.get("authenticated"):
+            return None
+        if audience and audience not in (status.get("audiences") or []):
+            return None
+        return dict(status["user"])
 
     async def may(self, user: dict[str, Any], check: Access) -> bool:
         """Would the API server let this user do this (SubjectAccessReview)?"""
@@ -630,20 +523,18 @@ class Fleet:
             attributes["namespace"] = check.namespace
         if check.name:
             attributes["name"] = check.name
-        review = await self.request(
+        review = await self.kube.request(
             "POST",
-            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
-            body={
-                "apiVersion": "authorization.k8s.io/v1",
-                "kind": "SubjectAccessReview",
-                "spec": {
+            kube.ACCESS_REVIEWS.ref(),
+            body=kube.ACCESS_REVIEWS.body(
+                spec={
                     "user": user.get("username"),
                     "uid": user.get("uid"),
                     "groups": user.get("groups") or [],
                     "extra": user.get("extra") or {},
                     "resourceAttributes": attributes,
                 },
-            },
+            ),
         )
         return bool((review.get("status") or {}).get("allowed"))
 
@@ -662,13 +553,3 @@ class Access:
         where = f" in namespace {self.namespace}" if self.namespace else " cluster-wide"
         kind = f"{self.resource}.{self.group}" if self.group else self.resource
         return f"{self.verb} {kind}{where}"
-
-
-def _fleet_error(status: int, body: Any, reason: Any) -> FleetError:
-    """The API server's own message from its metav1.Status body."""
-    text = body.decode() if isinstance(body, bytes) else body
-    with contextlib.suppress(TypeError, ValueError):
-        parsed = json.loads(text or "")
-        if isinstance(parsed, dict) and parsed.get("message"):
-            return FleetError(status, str(parsed["message"]), str(parsed.get("reason", "")))
-    return FleetError(status, str(text or reason or f"HTTP {status}"))

@@ -70,9 +70,11 @@ class Transport:
         body: Any = None,
         content_type: str = "application/json",
         accept: str = "application/json",
-    ) -> tuple[int, bytes]:
-        """(status, body) of one request. `body`: bytes as they are, anything else as JSON.
-        Connection failures and timeouts raise aiohttp.ClientError / TimeoutError."""
+        limits: aiohttp.ClientTimeout | None = None,
+    ) -> tuple[int, str, bytes]:
+        """(status, HTTP reason, body) of one request. `body`: bytes as they are, anything
+        else as JSON; `limits`: other timeouts than the usual ones. Connection failures and
+        timeouts raise aiohttp.ClientError / TimeoutError."""
         data = None
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -83,9 +85,9 @@ class Transport:
             params=query or None,
             data=data,
             headers=headers,
-            timeout=self.timeout,
+            timeout=limits or self.timeout,
         ) as response:
-            return response.status, await response.read()
+            return response.status, response.reason or "", await response.read()
 
     @asynccontextmanager
     async def stream(
@@ -94,15 +96,12 @@ class Transport:
         *,
         query: Query | None = None,
         accept: str = "application/json",
-        read_timeout: float | None = None,
+        limits: aiohttp.ClientTimeout | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """An open GET response to read as it arrives (watches, followed logs): no total
-        timeout, a connect timeout, and `read_timeout` between two chunks."""
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=self.connect_timeout,
-            sock_connect=self.connect_timeout,
-            sock_read=read_timeout,
+        """An open GET response to read as it arrives (watches, followed logs): without
+        `limits` only connecting is limited (a followed log may stay open for days)."""
+        timeout = limits or aiohttp.ClientTimeout(
+            connect=self.connect_timeout, sock_connect=self.connect_timeout
         )
         headers = await self._headers(None, accept)
         async with self.session.get(

@@ -3,8 +3,8 @@
 kopf calls handlers per event; a level-triggered controller wants per-object *keys*: one
 queued entry per key however many events arrive, never two workers on the same key, a key
 that changes while it is being reconciled is reconciled again afterwards, and failures are
-retried with capped exponential backoff. This is that queue. It must only be touched from
-the event loop's thread (asyncio objects are not thread-safe): every method checks.
+retried with capped exponential backoff (backoff.py). This is that queue. It must only be
+touched from the event loop's thread (asyncio objects are not thread-safe): every method checks.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import time
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
+from agentfleet.kube.backoff import Backoff
 from agentfleet.telemetry import metrics
 
 K = TypeVar("K", bound=Hashable)
 
 
 class WorkQueue(Generic[K]):
-    def __init__(self, name: str, base_delay: float = 0.5, max_delay: float = 30.0) -> None:
+    def __init__(self, name: str, backoff: Backoff = Backoff()) -> None:
         self.name = name
-        self.base_delay = base_delay
-        self.max_delay = max_delay
+        self.backoff = backoff
         self._ready: asyncio.Queue[K] = asyncio.Queue()
         self._dirty: dict[K, float] = {}  # waiting to be processed -> since when (monotonic)
         self._processing: set[K] = set()  # held by a worker right now
@@ -55,10 +55,10 @@ class WorkQueue(Generic[K]):
         self.add(key)
 
     def add_rate_limited(self, key: K) -> float:
-        """Retry a failed key after base*2^n seconds (n = failures so far), capped."""
+        """Retry a failed key after the backoff of its failures so far."""
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
-        delay = float(min(self.base_delay * 2.0 ** min(failures, 30), self.max_delay))
+        delay = self.backoff.delay(failures)
         metrics.WORKQUEUE_RETRIES.labels(self.name).inc()
         self.add_after(key, delay)
         return delay

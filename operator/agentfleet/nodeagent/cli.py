@@ -6,8 +6,8 @@ import logging
 
 import typer
 
+from agentfleet.api.constants import OPERATOR_NAMESPACE
 from agentfleet.nodeagent import publish
-from agentfleet.placement.labels import LEASE_NAMESPACE
 
 
 def node_agent(
@@ -15,7 +15,7 @@ def node_agent(
         ..., envvar="NODE_NAME", help="The Node this agent runs on (the chart: spec.nodeName)."
     ),
     namespace: str = typer.Option(
-        LEASE_NAMESPACE,
+        OPERATOR_NAMESPACE,
         envvar="POD_NAMESPACE",
         help="Namespace of the heartbeat Lease (the chart: the node agent's own namespace).",
     ),

@@ -25,13 +25,15 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import aiohttp
 from aiohttp import web
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
+from agentfleet.api import constants as c
+from agentfleet.api import timestamps
+from agentfleet.kube import client as kube
+from agentfleet.kube.client import LEASES, NODES, ApiError, Kube
 from agentfleet.nodeagent.detect import Capabilities, GPUProbe, HostProbe, NvmlGPUs, detect
 from agentfleet.placement import labels as k
+from agentfleet.telemetry import probes
 
 log = logging.getLogger(__name__)
 
@@ -112,32 +114,26 @@ def owned_keys(node: Mapping[str, Any]) -> tuple[set[str], set[str]]:
     return labels, annotations
 
 
-def micro_time(moment: datetime.datetime) -> str:
-    """metav1.MicroTime as the API server writes it."""
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class NodePublisher:
-    """Writes one node's labels, annotations and heartbeat Lease. Counts its writes."""
+    """Writes one node's labels, annotations and heartbeat Lease (each write is counted in
+    agentfleet_api_writes_total, like every write through kube/client.py)."""
 
     def __init__(
         self,
-        api: client.ApiClient,
+        kube: Kube,
         node_name: str,
         *,
-        namespace: str = k.LEASE_NAMESPACE,
+        namespace: str = c.OPERATOR_NAMESPACE,
         lease_seconds: int = DEFAULT_LEASE_SECONDS,
         resync_seconds: float = DEFAULT_RESYNC_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.api = api
+        self.kube = kube
         self.node_name = node_name
         self.namespace = namespace
         self.lease_seconds = lease_seconds
         self.resync_seconds = resync_seconds
         self.clock = clock
-        self.writes = 0
-        self.heartbeats = 0
         self.renewed_at = float("-inf")  # clock() of the last heartbeat the API server took
         self._last: Metadata | None = None
         self._checked_at = float("-inf")
@@ -152,19 +148,15 @@ class NodePublisher:
         fresh = self.clock() - self._checked_at < self.resync_seconds
         if wanted == self._last and fresh:
             return False
-        node = await self._call("GET", f"/api/v1/nodes/{self.node_name}")
+        node = await self.kube.request("GET", NODES.ref("", self.node_name))
         self._node_uid = node["metadata"]["uid"]
         self._checked_at = self.clock()
         if published(node, wanted):
             self._last = wanted
             return False
         labels, annotations = wanted
-        body = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": self.node_name, "labels": labels, "annotations": annotations},
-        }
-        await self._apply(f"/api/v1/nodes/{self.node_name}", body)
+        metadata = {"name": self.node_name, "labels": labels, "annotations": annotations}
+        await self.kube.apply(NODES.body(metadata=metadata), NODES.plural, None, MANAGER)
         self._last = wanted
         log.info("published %d labels and %d annotations", len(labels), len(annotations))
         return True
@@ -173,72 +165,36 @@ class NodePublisher:
         """Create or renew this node's Lease (one write), owned by the Node so that it goes
         away with it."""
         if self._node_uid is None:
-            node = await self._call("GET", f"/api/v1/nodes/{self.node_name}")
+            node = await self.kube.request("GET", NODES.ref("", self.node_name))
             self._node_uid = node["metadata"]["uid"]
         name = k.lease_name(self.node_name)
-        lease = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
+        lease = LEASES.body(
+            metadata={
                 "name": name,
                 "namespace": self.namespace,
                 "labels": {
                     k.LEASE_NODE_LABEL: self.node_name,
-                    "app.kubernetes.io/managed-by": MANAGER,
+                    c.LABEL_MANAGED_BY: MANAGER,
                 },
-                "ownerReferences": [
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Node",
-                        "name": self.node_name,
-                        "uid": self._node_uid,
-                    }
-                ],
+                "ownerReferences": [NODES.body(name=self.node_name, uid=self._node_uid)],
             },
-            "spec": {
+            spec={
                 "holderIdentity": f"{MANAGER}/{self.node_name}",
                 "leaseDurationSeconds": self.lease_seconds,
-                "renewTime": micro_time(now or datetime.datetime.now(datetime.UTC)),
+                "renewTime": timestamps.format_micro_time(now),
             },
-        }
-        path = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{name}"
-        await self._apply(path, lease)
-        self.heartbeats += 1
-        self.renewed_at = self.clock()
-
-    async def _apply(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.writes += 1
-        query = [("fieldManager", MANAGER), ("force", "true")]
-        return await self._call("PATCH", path, body, "application/apply-patch+yaml", query)
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        content_type: str = "application/json",
-        query: list[tuple[str, str]] | None = None,
-    ) -> dict[str, Any]:
-        response = await self.api.call_api(
-            path,
-            method,
-            query_params=query or [],
-            body=body,
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-            response_types_map={200: "object", 201: "object"},
         )
-        return dict(response or {})
+        await self.kube.apply(lease, LEASES.plural, None, MANAGER)
+        self.renewed_at = self.clock()
 
 
 async def run(
-    api: client.ApiClient,
+    kube: Kube,
     node_name: str,
     *,
     interval: float = DEFAULT_INTERVAL,
     lease_seconds: int = DEFAULT_LEASE_SECONDS,
-    namespace: str = k.LEASE_NAMESPACE,
+    namespace: str = c.OPERATOR_NAMESPACE,
     disk_path: str = "/",
     host: HostProbe | None = None,
     gpus: GPUProbe | None = None,
@@ -253,7 +209,7 @@ async def run(
     next tick: a node agent that stops renewing is exactly what staleness detects."""
     stop = stop or asyncio.Event()
     publisher = publisher or NodePublisher(
-        api, node_name, namespace=namespace, lease_seconds=lease_seconds
+        kube, node_name, namespace=namespace, lease_seconds=lease_seconds
     )
     gpu_probe = gpus or NvmlGPUs()
     try:
@@ -264,12 +220,13 @@ async def run(
             try:
                 await publisher.heartbeat()
                 await publisher.publish(caps)
-            except ApiException as error:
-                log.warning(
-                    "API server refused the node agent (%s): %s", error.status, error.reason
-                )
-            except (aiohttp.ClientError, TimeoutError) as error:
-                log.warning("API server unreachable: %s", error)
+            except ApiError as error:
+                if error.unreachable:
+                    log.warning("API server unreachable: %s", error.message)
+                else:
+                    log.warning(
+                        "API server refused the node agent (%s): %s", error.status, error.message
+                    )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
     finally:
@@ -306,26 +263,21 @@ class NodeAgentHealth:
         return web.json_response({"status": "ok", "renewedSecondsAgo": round(age, 1)})
 
     async def serve(self, address: str, port: int) -> web.AppRunner:
-        app = web.Application()
-        app.add_routes([web.get("/healthz", self.healthz), web.get("/readyz", self.readyz)])
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, address, port).start()
-        return runner
+        return await probes.serve(address, port, self.healthz, self.readyz)
 
 
 def main(
     node_name: str,
     *,
-    interval: float = DEFAULT_INTERVAL,
-    lease_seconds: int = DEFAULT_LEASE_SECONDS,
-    namespace: str = k.LEASE_NAMESPACE,
-    disk_path: str = "/",
-    health_address: str = "0.0.0.0",
-    health_port: int = 8081,
+    interval: float,
+    lease_seconds: int,
+    namespace: str,
+    disk_path: str,
+    health_address: str,
+    health_port: int,
 ) -> None:
-    """Entry point of `agentfleet node-agent`: runs until SIGTERM or SIGINT."""
-    from agentfleet.kube import client as kube
+    """Entry point of `agentfleet node-agent` (its defaults are the command's, in cli.py):
+    runs until SIGTERM or SIGINT."""
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -334,14 +286,14 @@ def main(
             loop.add_signal_handler(signum, stop.set)
         health = NodeAgentHealth(interval, lease_seconds)
         runner = await health.serve(health_address, health_port) if health_port else None
-        api = await kube.connect()
+        connection = await kube.connect(prefer_in_cluster=True)
         try:
-            async with api:
+            async with connection:
                 health.publisher = NodePublisher(
-                    api, node_name, namespace=namespace, lease_seconds=lease_seconds
+                    connection, node_name, namespace=namespace, lease_seconds=lease_seconds
                 )
                 await run(
-                    api,
+                    connection,
                     node_name,
                     interval=interval,
                     disk_path=disk_path,

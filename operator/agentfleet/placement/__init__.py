@@ -10,12 +10,7 @@ asks `place` for one replica at a time, books the answer with `Ledger.assume`, a
 """
 
 from agentfleet.placement.decide import (
-    INSUFFICIENT_CPU,
-    INSUFFICIENT_GPU,
-    INSUFFICIENT_MEMORY,
-    INSUFFICIENT_VRAM,
     Decision,
-    Policy,
     Refusal,
     pin_to_node,
     place,
@@ -33,16 +28,11 @@ from agentfleet.placement.ledger import (
     PlacementRecord,
     format_placement,
     parse_placement,
-    usage_of,
 )
 from agentfleet.placement.request import Request, request_for_pod
 from agentfleet.placement.table import GPURow, gpu_table
 
 __all__ = [
-    "INSUFFICIENT_CPU",
-    "INSUFFICIENT_GPU",
-    "INSUFFICIENT_MEMORY",
-    "INSUFFICIENT_VRAM",
     "Decision",
     "GPUDevice",
     "GPURow",
@@ -51,7 +41,6 @@ __all__ = [
     "Ledger",
     "NodeInventory",
     "PlacementRecord",
-    "Policy",
     "Refusal",
     "Request",
     "format_placement",
@@ -62,5 +51,4 @@ __all__ = [
     "pin_to_node",
     "place",
     "request_for_pod",
-    "usage_of",
 ]

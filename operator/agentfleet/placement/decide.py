@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from agentfleet.api.constants import Reason
+from agentfleet.api.quantity import format_bytes, format_cpu, format_mib
 from agentfleet.placement.inventory import Inventory
 from agentfleet.placement.ledger import (
     GPUFree,
@@ -25,19 +27,17 @@ from agentfleet.placement.ledger import (
     format_placement,
 )
 from agentfleet.placement.request import Request
-from agentfleet.placement.sizes import format_bytes, format_cpu, format_mib
 
 Policy = Literal["spread", "binpack"]
 
-# Condition reasons of Placed=False.
-INSUFFICIENT_GPU: Final = "InsufficientGPU"
-INSUFFICIENT_VRAM: Final = "InsufficientVRAM"
-INSUFFICIENT_CPU: Final = "InsufficientCPU"
-INSUFFICIENT_MEMORY: Final = "InsufficientMemory"
-
 # How far a node got before it failed; the furthest is the most relevant refusal.
 _GPU, _VRAM, _CPU, _MEMORY, _FITS = range(5)
-_REASONS: Final = (INSUFFICIENT_GPU, INSUFFICIENT_VRAM, INSUFFICIENT_CPU, INSUFFICIENT_MEMORY)
+_REASONS: Final = (
+    Reason.INSUFFICIENT_GPU,
+    Reason.INSUFFICIENT_VRAM,
+    Reason.INSUFFICIENT_CPU,
+    Reason.INSUFFICIENT_MEMORY,
+)
 _ANSWERS_PER_NODE: Final = 256  # request shapes remembered per node state
 
 # Why a node was never a candidate for this request (the inventory adds NotReady & co.).
@@ -65,7 +65,7 @@ class Decision:
 
 @dataclass(frozen=True)
 class Refusal:
-    reason: str  # InsufficientGPU | InsufficientVRAM | InsufficientCPU | InsufficientMemory
+    reason: str  # one of constants.PLACEMENT_FAILURES
     message: str
     best: str | None  # the candidate that came closest, if any
     skipped: tuple[tuple[str, int], ...]  # (why, how many nodes), most first
@@ -227,7 +227,7 @@ def _refusal(
         tail = f"; {total} node{'s' if total != 1 else ''} skipped: {parts}"
     want = _wanted(request)
     if closest is None:
-        reason = INSUFFICIENT_GPU if request.gpu_count else INSUFFICIENT_CPU
+        reason = Reason.INSUFFICIENT_GPU if request.gpu_count else Reason.INSUFFICIENT_CPU
         if not inventory.nodes and not inventory.ineligible:
             return Refusal(reason, f"no node has {want}: the cluster has no nodes", None, ordered)
         return Refusal(reason, f"no node has {want}: no candidate node{tail}", None, ordered)

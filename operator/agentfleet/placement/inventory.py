@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentfleet.api import constants as c
+from agentfleet.api import timestamps
 from agentfleet.placement import labels as k
 from agentfleet.placement import sizes
 from agentfleet.placement.selectors import Taint, Term, Toleration, blocking_taint, integer
@@ -91,7 +92,7 @@ def heartbeat_of(lease: Mapping[str, Any]) -> tuple[datetime.datetime | None, in
     seconds = spec.get("leaseDurationSeconds")
     duration = seconds if isinstance(seconds, int) and seconds > 0 else DEFAULT_LEASE_SECONDS
     renew = spec.get("renewTime") or spec.get("acquireTime")
-    return (_timestamp(renew) if isinstance(renew, str) else None), duration
+    return timestamps.parse(renew), duration
 
 
 def node_from_object(
@@ -224,7 +225,7 @@ def _nvidia_sharing(labels: Mapping[str, str]) -> str:
     strategy = labels.get(k.NVIDIA_SHARING)
     replicas = _label_int(labels, k.NVIDIA_REPLICAS, 0)
     if strategy is None:  # GFD before v0.15 had no strategy label, only replicas
-        return "time-slicing" if replicas and replicas > 1 else k.SHARING_NONE
+        return c.TIME_SLICING if replicas and replicas > 1 else k.SHARING_NONE
     if strategy not in (k.SHARING_NONE, *k.SHARED_STRATEGIES):
         raise _Unreadable(f"{k.NVIDIA_SHARING}={strategy!r} is not none, time-slicing or mps")
     return strategy
@@ -342,14 +343,6 @@ def _first(labels: Mapping[str, str], keys: Sequence[str]) -> str | None:
     return labels[key] if key else None
 
 
-def _timestamp(text: str) -> datetime.datetime | None:
-    """RFC 3339 (metav1.Time / MicroTime) to an aware datetime; None if unreadable."""
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 # --- the fleet ---------------------------------------------------------------------------
 
 
@@ -389,9 +382,9 @@ class Inventory:
         """A fleet from listed Nodes and node agent Leases."""
         inventory = cls()
         for lease in leases:
-            node = ((lease.get("metadata") or {}).get("labels") or {}).get(k.LEASE_NODE_LABEL)
-            if node:
-                inventory._heartbeats[node] = heartbeat_of(lease)
+            holder = k.lease_node(lease)
+            if holder:
+                inventory._heartbeats[holder] = heartbeat_of(lease)
         for node in nodes:
             inventory.set_node(node, now)
         return inventory
@@ -422,7 +415,7 @@ class Inventory:
 
     def set_lease(self, lease: Mapping[str, Any], now: datetime.datetime) -> None:
         """A node agent Lease was created or renewed (from a Lease watch event)."""
-        node = ((lease.get("metadata") or {}).get("labels") or {}).get(k.LEASE_NODE_LABEL)
+        node = k.lease_node(lease)
         if node:
             self._heartbeats[node] = heartbeat_of(lease)
             self._reevaluate(node, now)

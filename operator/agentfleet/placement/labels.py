@@ -8,7 +8,8 @@ the operator on each placed Pod. Both sides import them from here, so a rename h
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from agentfleet.api import constants as c
 
@@ -39,15 +40,6 @@ AGENT_GPU_VENDOR: Final = f"{c.GROUP}/gpu.vendor"
 AGENT_CPU_COUNT: Final = f"{c.GROUP}/cpu.count"
 AGENT_MEMORY_MIB: Final = f"{c.GROUP}/memory.mib"
 AGENT_DISK_GIB: Final = f"{c.GROUP}/disk.gib"
-AGENT_LABELS: Final = (
-    AGENT_GPU_COUNT,
-    AGENT_GPU_MEMORY_MIB,
-    AGENT_GPU_PRODUCT,
-    AGENT_GPU_VENDOR,
-    AGENT_CPU_COUNT,
-    AGENT_MEMORY_MIB,
-    AGENT_DISK_GIB,
-)
 # Annotation: JSON list, one object per GPU:
 #   {"index": 0, "name": "NVIDIA L4", "uuid": "GPU-…", "memoryMiB": 23034, "usedMiB": 512}
 AGENT_GPUS: Final = f"{c.GROUP}/gpus"
@@ -57,7 +49,6 @@ MIXED_PRODUCT: Final = "mixed"
 
 # --- the node agent's heartbeat: one coordination.k8s.io/v1 Lease per Node -------------------
 NODE_AGENT_MANAGER: Final = "agentfleet-node-agent"  # field manager and managed-by value
-LEASE_NAMESPACE: Final = c.OPERATOR_NAMESPACE
 LEASE_PREFIX: Final = "agentfleet-node-"
 LEASE_NODE_LABEL: Final = f"{c.GROUP}/node"  # on each Lease: the Node it speaks for
 
@@ -65,6 +56,17 @@ LEASE_NODE_LABEL: Final = f"{c.GROUP}/node"  # on each Lease: the Node it speaks
 def lease_name(node: str) -> str:
     """`agentfleet-node-<node>`: a valid Lease name for every valid Node name (<= 253 chars)."""
     return f"{LEASE_PREFIX}{node}"
+
+
+def lease_node(lease: Mapping[str, Any]) -> str | None:
+    """The Node a node agent's Lease speaks for: its label, else its name (lease_name); None
+    for any other Lease. The operator, `agentfleet nodes` and `agentfleet gpus` all ask this."""
+    meta = lease.get("metadata") or {}
+    node = (meta.get("labels") or {}).get(LEASE_NODE_LABEL)
+    name = str(meta.get("name") or "")
+    if not node and name.startswith(LEASE_PREFIX):
+        node = name.removeprefix(LEASE_PREFIX)
+    return str(node) if node else None
 
 
 # --- the operator's decision on each placed Pod ----------------------------------------------

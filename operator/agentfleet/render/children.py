@@ -14,7 +14,16 @@ from typing import Any
 
 from agentfleet.api import constants as c
 from agentfleet.api.models import AIAgent
-from agentfleet.render import deployment, gateway, istio, keda, service, serviceaccount
+from agentfleet.render import (
+    deployment,
+    gateway,
+    istio,
+    keda,
+    multicluster,
+    service,
+    serviceaccount,
+    tracing,
+)
 from agentfleet.render.context import RenderContext
 
 Renderer = Callable[[AIAgent, RenderContext], list[dict[str, Any]]]
@@ -64,6 +73,15 @@ class ChildKind:
 CHILD_KINDS: tuple[ChildKind, ...] = (
     ChildKind("ServiceAccount", "v1", "serviceaccounts", serviceaccount.render),
     ChildKind("Service", "v1", "services", service.render),
+    ChildKind(
+        multicluster.KIND,
+        multicluster.API_VERSION,
+        "serviceexports",
+        multicluster.service_exports,
+        feature=c.COND_MULTICLUSTER_READY,
+        rbac_group="multicluster",
+        health=multicluster.health,
+    ),
     # The mesh, before the Deployment so that pods start with their policies in place. The
     # AuthorizationPolicy and Gateway rows also hold objects the mesh agents of a namespace
     # share (its default-deny policy and waypoint); an agent's own ones have a controller.
@@ -130,6 +148,14 @@ CHILD_KINDS: tuple[ChildKind, ...] = (
         rbac_group="gatewayApi",
         health=gateway.health,
     ),
+    ChildKind(
+        "Telemetry",
+        tracing.TELEMETRY_API,
+        "telemetries",
+        tracing.telemetries,
+        feature=c.COND_MESH_READY,
+        rbac_group="istio",
+    ),
     ChildKind("Deployment", "apps/v1", "deployments", deployment.render),
     ChildKind(
         keda.KIND,
@@ -141,8 +167,6 @@ CHILD_KINDS: tuple[ChildKind, ...] = (
         health=keda.health,
     ),
 )
-BY_KIND: dict[str, ChildKind] = {row.kind: row for row in CHILD_KINDS}
-FEATURES: tuple[str, ...] = tuple(dict.fromkeys(r.feature for r in CHILD_KINDS if r.feature))
 
 
 def desired_objects(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:

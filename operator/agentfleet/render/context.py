@@ -25,6 +25,7 @@ class Peer:
     agent_type: str
     service_account: str
     mesh: dict[str, Any] | None = None  # its raw spec.mesh, if any
+    exported: bool = False  # spec.multicluster.export: an ambient agent's own waypoint then
 
 
 class LazyPeers(Sequence[Peer]):

@@ -7,7 +7,7 @@ from typing import Any
 
 from agentfleet.api import constants as c
 from agentfleet.api.models import AgentSpec, AIAgent
-from agentfleet.render import gpu, istio, keda
+from agentfleet.render import gpu, istio, keda, tracing
 from agentfleet.render.common import labels, object_meta, selector_labels, service_account_name
 from agentfleet.render.context import RenderContext
 
@@ -44,6 +44,7 @@ def render(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
                     "prometheus.io/scrape": "true",
                     "prometheus.io/port": str(c.METRICS.number),
                     "prometheus.io/path": c.METRICS_PATH,
+                    **istio.pod_annotations(agent, context),
                 },
             },
             "spec": _pod_spec(agent, context),
@@ -73,7 +74,7 @@ def _pod_spec(agent: AIAgent, context: RenderContext) -> dict[str, Any]:
         # Thousands of agent Services per namespace would otherwise each inject env vars.
         "enableServiceLinks": False,
         "securityContext": merged(RESTRICTED_POD_SECURITY, spec.pod_security_context),
-        "containers": [_container(agent)],
+        "containers": [_container(agent, context)],
     }
     optional: dict[str, Any] = {
         "runtimeClassName": spec.runtime_class_name,
@@ -88,14 +89,14 @@ def _pod_spec(agent: AIAgent, context: RenderContext) -> dict[str, Any]:
     return pod
 
 
-def _container(agent: AIAgent) -> dict[str, Any]:
+def _container(agent: AIAgent, context: RenderContext) -> dict[str, Any]:
     spec = agent.spec
     probes = spec.probes
     container: dict[str, Any] = {
         "name": c.CONTAINER_NAME,
         "image": spec.image,
         "ports": [{"name": p.name, "containerPort": p.number, "protocol": "TCP"} for p in c.PORTS],
-        "env": _env(agent),
+        "env": _env(agent, context),
         "livenessProbe": (probes and probes.liveness) or _http_probe(c.LIVENESS_PATH, 10),
         "readinessProbe": (probes and probes.readiness) or _http_probe(c.READINESS_PATH, 5),
         "securityContext": merged(RESTRICTED_CONTAINER_SECURITY, spec.security_context),
@@ -113,8 +114,10 @@ def _container(agent: AIAgent) -> dict[str, Any]:
     return container
 
 
-def _env(agent: AIAgent) -> list[dict[str, Any]]:
-    """Built-in variables first; a user variable of the same name replaces the built-in one."""
+def _env(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
+    """Built-in variables first (the agent's identity and ports, then OpenTelemetry's and
+    proxyless gRPC's, which may refer to the first ones); a user variable of the same name
+    replaces the built-in one."""
 
     def field(path: str) -> dict[str, Any]:
         return {"fieldRef": {"fieldPath": path}}
@@ -128,6 +131,8 @@ def _env(agent: AIAgent) -> list[dict[str, Any]]:
             {"name": f"AGENTFLEET_{p.endpoint_key.upper()}_PORT", "value": str(p.number)}
             for p in c.PORTS
         ),
+        *tracing.container_env(agent, context),
+        *istio.container_env(agent, context),
     ]
     by_name = {var["name"]: var for var in builtin}
     by_name.update({var["name"]: var for var in _dump_list(agent.spec.env) or []})

@@ -10,6 +10,8 @@
   (8080) with the request timeout, and a GRPCRoute for grpc (9090), so the waypoint routes
   gRPC as HTTP/2. Only when the agent's rules fit Gateway API's standard channel; see
   render/istio.py for when a VirtualService carries them instead.
+- Multi-cluster (ambient): an exported agent's own waypoint is global (`istio.io/global` on
+  the Service istiod makes for it, through `spec.infrastructure.labels`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from agentfleet.api.models import AIAgent, MeshMode, WaypointScope
 from agentfleet.render import istio
 from agentfleet.render.common import object_meta
 from agentfleet.render.context import RenderContext
+from agentfleet.render.multicluster import exported
 
 API_VERSION = "gateway.networking.k8s.io/v1"
 
@@ -33,7 +36,7 @@ def waypoints(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
         users = [
             peer
             for peer in istio.namespace_agents(agent, context)
-            if istio.waypoint_scope(peer.mesh, context.config) == WaypointScope.NAMESPACE
+            if istio.peer_waypoint_scope(peer, context.config) == WaypointScope.NAMESPACE
         ]
         meta = istio.shared_meta(mesh_plan.waypoint, agent.metadata.namespace, users)
     else:
@@ -44,6 +47,11 @@ def waypoints(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
         c.LABEL_MANAGED_BY: c.MANAGED_BY,
         c.LABEL_ISTIO_WAYPOINT_FOR: "service",
     }
+    infrastructure = {c.LABEL_PART_OF: c.PART_OF}
+    if not mesh_plan.shared_waypoint and exported(agent):
+        # Ambient multi-cluster: the waypoint's Service must be global too (Istio's
+        # multicluster guide); only an agent's own waypoint ever is (see traffic.py).
+        infrastructure[c.LABEL_ISTIO_GLOBAL] = "true"
     return [
         {
             "apiVersion": API_VERSION,
@@ -53,7 +61,7 @@ def waypoints(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
                 "gatewayClassName": c.WAYPOINT_GATEWAY_CLASS,
                 # What istiod stamps on the waypoint's Deployment, pods and Service instead
                 # of the Gateway's own labels (our managed-by label would mislead there).
-                "infrastructure": {"labels": {c.LABEL_PART_OF: c.PART_OF}},
+                "infrastructure": {"labels": infrastructure},
                 "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}],
             },
         }
@@ -67,7 +75,7 @@ def still_wanted(body: dict[str, Any], context: RenderContext) -> bool:
     if any(ref.get("controller") for ref in meta.get("ownerReferences") or []):
         return False
     return meta["name"] == c.NAMESPACE_WAYPOINT and any(
-        istio.waypoint_scope(peer.mesh, context.config) == WaypointScope.NAMESPACE
+        istio.peer_waypoint_scope(peer, context.config) == WaypointScope.NAMESPACE
         for peer in context.peers
     )
 

@@ -19,11 +19,12 @@ Where the policy is enforced decides its shape (Istio's rules, checked in its so
   scrapes pod IPs). Health (8081) needs no rule: the kubelet's probes bypass both data planes
   (sidecar probe rewrite, ambient's link-local SNAT), so nobody else is let in.
 
-Traffic rules: a DestinationRule (outlier detection, connection pool) whenever they are set;
-timeouts, retries and fault injection on routes. The routes are Gateway API HTTPRoute and
-GRPCRoute in ambient mode when the standard channel can express the rules (timeouts), and a
-VirtualService when it cannot (retries and faults are absent from Gateway API v1.4 standard)
-or in sidecar mode; never both for one host (render/gateway.py holds the Gateway API side).
+Traffic rules (render/traffic.py: retries and outlier detection by default, per agent type):
+a DestinationRule (outlier detection, connection pool) whenever they are on; timeouts, retries
+and fault injection on routes. The routes are Gateway API HTTPRoute and GRPCRoute in ambient
+mode when the standard channel can express the rules (timeouts), and a VirtualService when it
+cannot (retries and faults are absent from Gateway API v1.4 standard) or in sidecar mode;
+never both for one host (render/gateway.py holds the Gateway API side).
 
 Renderers stay pure: what they know of other agents (types, ServiceAccounts, who uses the
 namespace waypoint) comes from `RenderContext.peers`.
@@ -38,9 +39,20 @@ from typing import Any
 
 from agentfleet.api import constants as c
 from agentfleet.api.config import RenderConfig
-from agentfleet.api.models import AIAgent, MeshCaller, MeshMode, MeshPort, Traffic, WaypointScope
+from agentfleet.api.models import (
+    AIAgent,
+    GRPCMode,
+    MeshCaller,
+    MeshMode,
+    MeshPort,
+    MTLSMode,
+    Traffic,
+    WaypointScope,
+)
+from agentfleet.render import traffic as traffic_rules
 from agentfleet.render.common import object_meta, selector_labels, service_account_name
 from agentfleet.render.context import Peer, RenderContext
+from agentfleet.render.multicluster import exported
 
 SECURITY_API: str = "security.istio.io/v1"
 NETWORKING_API: str = "networking.istio.io/v1"
@@ -71,6 +83,7 @@ class MeshPlan:
     shared_waypoint: bool = False  # the namespace's waypoint (several agents own it)
     routes: Routes = Routes.NONE
     destination_rule: bool = False
+    traffic: Traffic | None = None  # every layer applied (render/traffic.py); None: no L7 rules
 
 
 def effective_mode(mesh: dict[str, Any] | None, config: RenderConfig) -> MeshMode:
@@ -81,17 +94,27 @@ def effective_mode(mesh: dict[str, Any] | None, config: RenderConfig) -> MeshMod
         return MeshMode.NONE
 
 
-def waypoint_scope(mesh: dict[str, Any] | None, config: RenderConfig) -> WaypointScope:
-    """Ambient only; unset means a namespace waypoint if traffic rules need one."""
+def waypoint_scope(
+    mesh: dict[str, Any] | None,
+    config: RenderConfig,
+    agent_type: str = "",
+    exported: bool = False,
+) -> WaypointScope:
+    """Ambient only; unset means a waypoint if traffic rules need one (the defaults of the
+    agent's type count): the namespace's, or its own for an agent exported to other clusters
+    (Istio makes every service behind a global waypoint global)."""
     if effective_mode(mesh, config) != MeshMode.AMBIENT:
         return WaypointScope.NONE
     mesh = mesh or {}
     if mesh.get("waypoint"):
         return WaypointScope(mesh["waypoint"])
-    traffic = mesh.get("traffic") or {}
-    # A rule that is set counts, even with every field defaulted (`outlierDetection: {}`).
-    rules = any(value is not None for value in traffic.values())
-    return WaypointScope.NAMESPACE if rules else WaypointScope.NONE
+    if not traffic_rules.has_rules(mesh.get("traffic"), agent_type, config.traffic_defaults):
+        return WaypointScope.NONE
+    return WaypointScope.AGENT if exported else WaypointScope.NAMESPACE
+
+
+def peer_waypoint_scope(peer: Peer, config: RenderConfig) -> WaypointScope:
+    return waypoint_scope(peer.mesh, config, peer.agent_type, peer.exported)
 
 
 def agent_waypoint_name(agent_name: str) -> str:
@@ -111,22 +134,28 @@ def raw_mesh(agent: AIAgent) -> dict[str, Any] | None:
 
 def plan(agent: AIAgent, context: RenderContext) -> MeshPlan:
     mesh = raw_mesh(agent)
-    mode = effective_mode(mesh, context.config)
+    config = context.config
+    mode = effective_mode(mesh, config)
     if mode == MeshMode.NONE:
         return MeshPlan(mode)
-    scope = waypoint_scope(mesh, context.config)
+    agent_type = agent.spec.agent_type.value
+    scope = waypoint_scope(mesh, config, agent_type, exported(agent))
     waypoint = {
         WaypointScope.NONE: None,
         WaypointScope.NAMESPACE: c.NAMESPACE_WAYPOINT,
         WaypointScope.AGENT: agent_waypoint_name(agent.metadata.name),
     }[scope]
-    traffic = agent.spec.mesh.traffic if agent.spec.mesh else None
+    own = agent.spec.mesh.traffic if agent.spec.mesh else None
+    traffic = traffic_rules.effective(agent_type, own, config.traffic_defaults)
+    if mode == MeshMode.AMBIENT and waypoint is None:
+        traffic = None  # ztunnel is L4 only: `waypoint: none` opts out of L7 rules
     return MeshPlan(
         mode,
         waypoint,
         scope == WaypointScope.NAMESPACE,
         _routes(mode, traffic),
         bool(traffic and (traffic.outlier_detection or traffic.connection_pool)),
+        traffic,
     )
 
 
@@ -147,15 +176,59 @@ def pod_labels(agent: AIAgent, context: RenderContext) -> dict[str, str]:
     mode = plan(agent, context).mode
     if mode == MeshMode.AMBIENT:
         return {c.LABEL_ISTIO_DATAPLANE_MODE: "ambient", c.LABEL_ISTIO_SIDECAR_INJECT: "false"}
+    if mode == MeshMode.SIDECAR and proxyless(agent, context) and _strict(agent):
+        # Istio's grpc-agent template leaves this to the user "if gRPC is using mTLS": with
+        # STRICT the agent serves xDS credentials, and callers' proxies must send mTLS.
+        return {c.LABEL_ISTIO_SIDECAR_INJECT: "true", c.LABEL_ISTIO_TLS_MODE: "istio"}
     if mode == MeshMode.SIDECAR:
         return {c.LABEL_ISTIO_SIDECAR_INJECT: "true"}
     return {}
 
 
+def _strict(agent: AIAgent) -> bool:
+    return not agent.spec.mesh or agent.spec.mesh.mtls == MTLSMode.STRICT
+
+
+def proxyless(agent: AIAgent, context: RenderContext) -> bool:
+    """Proxyless gRPC: Istio injects an istio-agent without Envoy (sidecar mode only)."""
+    mesh = agent.spec.mesh
+    return bool(
+        mesh and mesh.grpc == GRPCMode.PROXYLESS and plan(agent, context).mode == MeshMode.SIDECAR
+    )
+
+
+def pod_annotations(agent: AIAgent, context: RenderContext) -> dict[str, str]:
+    """Proxyless gRPC pods ask the injector for the `grpc-agent` template (the istio-agent
+    that serves the xDS bootstrap, certificates and no Envoy) and hold the app until that
+    agent is ready, as Istio's proxyless gRPC guide does."""
+    if not proxyless(agent, context):
+        return {}
+    return {
+        c.ANNOTATION_ISTIO_INJECT_TEMPLATES: c.GRPC_AGENT_TEMPLATE,
+        c.ANNOTATION_ISTIO_PROXY_CONFIG: '{"holdApplicationUntilProxyStarts": true}',
+    }
+
+
+def container_env(agent: AIAgent, context: RenderContext) -> list[dict[str, str]]:
+    """What the grpc-agent template also gives the app container, written here too so the
+    agent's pod template says it (the injector merges the same values): where gRPC finds
+    its xDS bootstrap, and xDS credentials (mTLS from istio-agent's certificates) on."""
+    if not proxyless(agent, context):
+        return []
+    return [
+        {"name": "GRPC_XDS_BOOTSTRAP", "value": c.GRPC_XDS_BOOTSTRAP},
+        {"name": "GRPC_XDS_EXPERIMENTAL_SECURITY_SUPPORT", "value": "true"},
+    ]
+
+
 def service_labels(agent: AIAgent, context: RenderContext) -> dict[str, str]:
-    """Bind the agent's Service to its waypoint, if it has one."""
-    waypoint = plan(agent, context).waypoint
-    return {c.LABEL_ISTIO_USE_WAYPOINT: waypoint} if waypoint else {}
+    """Bind the agent's Service to its waypoint, if it has one; an exported ambient agent's
+    Service is also global (discovered by the mesh's other clusters)."""
+    mesh_plan = plan(agent, context)
+    labels = {c.LABEL_ISTIO_USE_WAYPOINT: mesh_plan.waypoint} if mesh_plan.waypoint else {}
+    if mesh_plan.mode == MeshMode.AMBIENT and exported(agent):
+        labels[c.LABEL_ISTIO_GLOBAL] = "true"
+    return labels
 
 
 # --- who may call the agent --------------------------------------------------------------------
@@ -173,6 +246,7 @@ def namespace_agents(agent: AIAgent, context: RenderContext) -> list[Peer]:
         agent.spec.agent_type.value,
         service_account_name(agent),
         raw_mesh(agent),
+        exported(agent),
     )
     others = [peer for peer in context.peers if peer.name != me.name]
     return sorted([*others, me], key=lambda peer: peer.name)
@@ -343,8 +417,9 @@ def host(agent: AIAgent, context: RenderContext) -> str:
 
 
 def destination_rules(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
-    traffic = agent.spec.mesh.traffic if agent.spec.mesh else None
-    if traffic is None or not plan(agent, context).destination_rule:
+    mesh_plan = plan(agent, context)
+    traffic = mesh_plan.traffic
+    if traffic is None or not mesh_plan.destination_rule:
         return []
     policy: dict[str, Any] = {}
     if traffic.connection_pool:
@@ -381,8 +456,9 @@ def destination_rules(agent: AIAgent, context: RenderContext) -> list[dict[str, 
 def virtual_services(agent: AIAgent, context: RenderContext) -> list[dict[str, Any]]:
     """Every port of the host gets a route (a VirtualService answers 404 on a port without
     one); faults, retries and the timeout only on http and grpc, never on health or metrics."""
-    traffic = agent.spec.mesh.traffic if agent.spec.mesh else None
-    if traffic is None or plan(agent, context).routes != Routes.VIRTUAL_SERVICE:
+    mesh_plan = plan(agent, context)
+    traffic = mesh_plan.traffic
+    if traffic is None or mesh_plan.routes != Routes.VIRTUAL_SERVICE:
         return []
     fqdn = host(agent, context)
     routes = []

@@ -54,6 +54,8 @@ class Flag:
         options: dict[str, Any] = {"help": meta["help"], "envvar": meta.get("envvar")}
         if meta.get("min") is not None:
             options["min"] = meta["min"]
+        if meta.get("max") is not None:
+            options["max"] = meta["max"]
         annotation, default = self.annotation, self.default
         if meta.get("from_file"):
             annotation, default = Path | None, None

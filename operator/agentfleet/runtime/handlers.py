@@ -50,7 +50,6 @@ from agentfleet.runtime.health import Health
 from agentfleet.telemetry import metrics
 
 OURS = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
-CRD_GROUP, CRD_VERSION, CRD_PLURAL = "apiextensions.k8s.io", "v1", "customresourcedefinitions"
 OPTIONAL_RESOURCES = {row.resource: row for row in CHILD_KINDS if row.optional}
 
 
@@ -73,7 +72,7 @@ async def namespace_index(name: str, body: kopf.Body, **_: Any) -> dict[str, boo
     return {name: bool(body["metadata"].get("deletionTimestamp"))}
 
 
-@kopf.index(CRD_GROUP, CRD_VERSION, CRD_PLURAL)
+@kopf.index(c.CRD_API, c.CRD_PLURAL)
 async def crd_index(name: str, body: kopf.Body, **_: Any) -> dict[str, tuple[str, ...]] | None:
     """Resource (plural.group) of an optional child kind -> its served versions, once the
     CRD is Established. Other CRDs are not kept."""
@@ -180,12 +179,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     watches = WatchLiveness()
     watchhealth.install(watches)
     informer_count = len(CHILD_KINDS) * max(1, len(config.namespaces))
-    api = await kube.connect(pool_size=config.workers * 2 + informer_count + 4)
-    writer = kube.Kube(
-        api,
-        kube.RateLimiter(config.qps, config.burst),
-        config.connect_timeout,
-        config.request_timeout,
+    writer = await kube.connect(
+        pool_size=config.workers * 2 + informer_count + 4,
+        limiter=kube.RateLimiter(config.qps, config.burst),
+        connect_timeout=config.connect_timeout,
+        request_timeout=config.request_timeout,
+        prefer_in_cluster=True,  # as kopf's own login: the Pod's ServiceAccount first
     )
     store = ChildStore()
     cache = IndexCache(
@@ -199,7 +198,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     controller = Controller(reconciler, config)
     informers = {
         row.resource: Informer(
-            api,
+            writer,
             row.api_version,
             row.kind,
             row.plural,
@@ -208,7 +207,6 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
             namespaces=config.namespaces,
             server_timeout=config.watch_server_timeout,
             inactivity_seconds=config.watch_inactivity_seconds,
-            connect_timeout=config.connect_timeout,
             liveness=watches,
         )
         for row in CHILD_KINDS
@@ -230,12 +228,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     if config.health_port:
         health = Health(controller, config.unhealthy_after_seconds, watches)
         memo["health"] = await health.serve(config.health_address, config.health_port)
-    memo["api"] = api
+    memo["kube"] = writer
     memo["controller"] = controller
     memo["cache"] = cache
     memo["config"] = config
     memo["informers"] = informers
-    metrics.MAX_CONCURRENT.labels(metrics.CONTROLLER).set(config.workers)
 
 
 def child_event_handler(
@@ -280,7 +277,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await informer.stop()
     if "health" in memo:
         await memo["health"].cleanup()
-    await memo["api"].close()
+    await memo["kube"].close()
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
@@ -315,7 +312,7 @@ async def agent_changed(
             controller.queue.add((key[0], other))
 
 
-@kopf.on.event(CRD_GROUP, CRD_VERSION, CRD_PLURAL)
+@kopf.on.event(c.CRD_API, c.CRD_PLURAL)
 async def crd_changed(name: str, memo: kopf.Memo, **_: Any) -> None:
     """An optional feature's CRD appeared or changed: list its objects, and every agent may
     now converge."""

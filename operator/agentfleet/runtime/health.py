@@ -15,6 +15,7 @@ from aiohttp import web
 
 from agentfleet.controllers.workers import Controller
 from agentfleet.kube.liveness import WatchLiveness
+from agentfleet.telemetry import probes
 
 
 @dataclass
@@ -44,9 +45,4 @@ class Health:
         return web.json_response({"status": "ok"})
 
     async def serve(self, address: str, port: int) -> web.AppRunner:
-        app = web.Application()
-        app.add_routes([web.get("/healthz", self.healthz), web.get("/readyz", self.healthz)])
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, address, port).start()
-        return runner
+        return await probes.serve(address, port, self.healthz, self.healthz)

@@ -14,16 +14,16 @@ import kopf
 
 from agentfleet.api import constants as c
 from agentfleet.controllers.placer import Placer
+from agentfleet.kube.client import LEASES
 from agentfleet.placement import labels as k
 
 POD_SELECTOR = f"{c.LABEL_GPU}=true"
 LEASE_SELECTOR = f"{c.LABEL_MANAGED_BY}={k.NODE_AGENT_MANAGER}"
-COORDINATION = "coordination.k8s.io/v1"
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.label_selectors["v1", "pods"] = POD_SELECTOR
-    settings.watching.label_selectors[COORDINATION, "leases"] = LEASE_SELECTOR
+    settings.watching.label_selectors[LEASES.api_version, LEASES.plural] = LEASE_SELECTOR
 
 
 @kopf.index("v1", "pods")
@@ -54,13 +54,13 @@ async def node_changed(type: str | None, name: str, memo: kopf.Memo, **_: Any) -
         placer.node_gone(name)
 
 
-@kopf.index(COORDINATION, "leases")
+@kopf.index(LEASES.api_version, LEASES.plural)
 async def lease_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     placer: Placer = memo["placer"]
     placer.lease_seen(dict(body))
 
 
-@kopf.on.event(COORDINATION, "leases")
+@kopf.on.event(LEASES.api_version, LEASES.plural)
 async def lease_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if type == "DELETED":
         placer: Placer = memo["placer"]

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentfleet.api import constants as c
-from agentfleet.kube.client import ApiError, Kube, Ref
+from agentfleet.api import timestamps
+from agentfleet.kube.client import LEASES, ApiError, Kube, Ref
 
 log = logging.getLogger(__name__)
-LEASE_API = "coordination.k8s.io/v1"
 
 LEASE_PREFIX = "agentfleet-shard-"
 ANNOTATION_SCOPE = f"{c.GROUP}/shard-scope"
@@ -162,25 +162,17 @@ def claim_of(lease: dict[str, Any]) -> Claim | None:
     name = str(meta.get("name") or "")
     text = (meta.get("annotations") or {}).get(ANNOTATION_SCOPE)
     spec = lease.get("spec") or {}
-    if not name.startswith(LEASE_PREFIX) or text is None or not spec.get("renewTime"):
+    renewed = timestamps.parse(spec.get("renewTime"))
+    if not name.startswith(LEASE_PREFIX) or text is None or renewed is None:
         return None
     duration = datetime.timedelta(seconds=int(spec.get("leaseDurationSeconds") or 0))
-    acquired = spec.get("acquireTime")
     return Claim(
         name.removeprefix(LEASE_PREFIX),
         str(spec.get("holderIdentity") or ""),
         Scope.from_json(text),
-        _time(spec["renewTime"]) + duration,
-        _time(acquired) if acquired else None,
+        renewed + duration,
+        timestamps.parse(spec.get("acquireTime")),
     )
-
-
-def _time(text: Any) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-
-
-def micro_time(when: datetime.datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def conflicts(
@@ -229,30 +221,28 @@ class ShardClaim:
 
     @property
     def ref(self) -> Ref:
-        return Ref(LEASE_API, "leases", self.namespace, LEASE_PREFIX + self.shard, "Lease")
+        return LEASES.ref(self.namespace, LEASE_PREFIX + self.shard)
 
     async def _claims(self) -> list[Claim]:
-        listed = await self.kube.list(Ref(LEASE_API, "leases", self.namespace, "", "Lease"))
+        listed = await self.kube.list(LEASES.ref(self.namespace))
         return [claim for lease in listed if (claim := claim_of(lease)) is not None]
 
     async def _write(self, renew: datetime.datetime) -> None:
-        lease = {
-            "apiVersion": LEASE_API,
-            "kind": "Lease",
-            "metadata": {
+        lease = LEASES.body(
+            metadata={
                 "name": self.ref.name,
                 "namespace": self.namespace,
                 "labels": {c.LABEL_PART_OF: c.PART_OF},
                 "annotations": {ANNOTATION_SCOPE: self.scope.to_json()},
             },
-            "spec": {
+            spec={
                 "holderIdentity": self.holder,
                 "leaseDurationSeconds": self.duration,
-                "acquireTime": micro_time(self.acquired),
-                "renewTime": micro_time(renew),
+                "acquireTime": timestamps.format_micro_time(self.acquired),
+                "renewTime": timestamps.format_micro_time(renew),
             },
-        }
-        await self.kube.apply(lease, "leases", None)
+        )
+        await self.kube.apply(lease, LEASES.plural, None)
 
     async def acquire(self, settle_seconds: float = 1.0) -> None:
         """Claim the share, or raise ShardConflict naming who already serves it."""

@@ -1,1 +1,1 @@
-"""Metrics (and later traces and logs) every layer may report to."""
+"""What every layer may report: metrics, traces (tracing.py) and structured logs (logs.py)."""

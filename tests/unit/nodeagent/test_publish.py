@@ -7,7 +7,7 @@ import re
 
 from agentfleet.nodeagent import publish
 from agentfleet.nodeagent.detect import Capabilities, GPUInfo
-from agentfleet.nodeagent.publish import micro_time, node_metadata, owned_keys, published
+from agentfleet.nodeagent.publish import node_metadata, owned_keys, published
 from agentfleet.placement import GPUDevice, NodeInventory, node_from_object
 from agentfleet.placement import labels as k
 from tests.unit.placement.fleet import NOW, node
@@ -126,10 +126,6 @@ def test_published_needs_equal_values_and_exactly_our_keys() -> None:
     assert not published(node_object, ({}, {"b": "2"}))  # we still own "a": must remove it
     node_object["metadata"]["managedFields"] = []
     assert not published(node_object, wanted)  # someone else set them: take ownership
-
-
-def test_micro_time() -> None:
-    assert micro_time(NOW) == "2026-11-30T12:00:00.000000Z"
 
 
 async def test_health_is_live_while_the_loop_turns_and_ready_while_the_lease_is_fresh() -> None:

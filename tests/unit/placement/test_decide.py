@@ -7,12 +7,9 @@ import re
 
 import pytest
 
+from agentfleet.api.constants import Reason
 from agentfleet.api.models import GPU
 from agentfleet.placement import (
-    INSUFFICIENT_CPU,
-    INSUFFICIENT_GPU,
-    INSUFFICIENT_MEMORY,
-    INSUFFICIENT_VRAM,
     Decision,
     Inventory,
     Ledger,
@@ -78,7 +75,7 @@ def test_forty_agents_of_16gi_shared_exactly_one_fits_on_the_l4() -> None:
     ]
     refusals = [a for a in answers if isinstance(a, Refusal)]
     assert len(refusals) == 39
-    assert {r.reason for r in refusals} == {INSUFFICIENT_VRAM}
+    assert {r.reason for r in refusals} == {Reason.INSUFFICIENT_VRAM}
     assert refusals[0].message == (
         "no node has 16Gi free VRAM on one shared GPU: best is gpu-l4-timeslice-1"
         " (6.4Gi free of 22.5Gi, 1 agent); 6 nodes skipped: 4 no nvidia GPU,"
@@ -91,7 +88,7 @@ def test_1000gi_is_refused_naming_the_best_node() -> None:
     refusal = refuse(
         Request(agent="a/huge", gpu_count=1, vram_mib=1000 * GI), e2e_inventory(), Ledger()
     )
-    assert refusal.reason == INSUFFICIENT_VRAM
+    assert refusal.reason == Reason.INSUFFICIENT_VRAM
     assert refusal.best == "gpu-a100-1"  # 81920 MiB beats the H100's 81559
     assert refusal.message.startswith(
         "no node has 1000Gi free VRAM on one GPU: best is gpu-a100-1 (80Gi free of 80Gi, 0 agents)"
@@ -113,7 +110,7 @@ def test_named_product_only_lands_on_that_product() -> None:
     missing = refuse(
         Request(agent="a/b", gpu_count=1, product="NVIDIA-B200"), e2e_inventory(), Ledger()
     )
-    assert missing.best is None and missing.reason == INSUFFICIENT_GPU
+    assert missing.best is None and missing.reason == Reason.INSUFFICIENT_GPU
     assert "no candidate" in missing.message and "2 other GPU product" in missing.message
 
 
@@ -123,7 +120,7 @@ def test_whole_gpus_run_out_with_insufficient_gpu() -> None:
     for i in range(2):  # the A100 and the H100
         book(ledger, f"eight-{i}", request, decide(request, inventory, ledger))
     refusal = refuse(Request(agent="a/one", gpu_count=1), inventory, ledger)
-    assert refusal.reason == INSUFFICIENT_GPU
+    assert refusal.reason == Reason.INSUFFICIENT_GPU
     assert "best is gpu-a100-1 (0 of 8 GPUs free, 1 agent)" in refusal.message
 
 
@@ -133,7 +130,7 @@ def test_time_slicing_slots_run_out_before_vram() -> None:
     for i in range(4):
         book(ledger, f"s-{i}", small, decide(small, inventory, ledger))
     refusal = refuse(small, inventory, ledger)
-    assert refusal.reason == INSUFFICIENT_GPU
+    assert refusal.reason == Reason.INSUFFICIENT_GPU
     assert "best is gpu-l4-timeslice-1 (0 free slots on 1 GPU, 1 agent)" in refusal.message
 
 
@@ -197,7 +194,7 @@ def test_memory_used_outside_the_scheduler_is_never_handed_out() -> None:
     refusal = refuse(
         Request(agent="a/x", gpu_count=1, vram_mib=8 * GI, sharing="shared"), inventory, Ledger()
     )
-    assert refusal.reason == INSUFFICIENT_VRAM
+    assert refusal.reason == Reason.INSUFFICIENT_VRAM
     assert "(4Gi free of 24Gi, 0 agents)" in refusal.message
 
 
@@ -264,14 +261,14 @@ def test_cpu_and_memory_are_checked_against_allocatable_minus_requests() -> None
     for i in range(2):
         book(ledger, f"p{i}", request, decide(request, inventory, ledger))
     cpu = refuse(request, inventory, ledger)
-    assert cpu.reason == INSUFFICIENT_CPU
+    assert cpu.reason == Reason.INSUFFICIENT_CPU
     assert "best is n1 (1 CPU free, 1 agent)" in cpu.message
     memory = refuse(
         Request(agent="a/y", gpu_count=1, cpu_millis=100, memory_bytes=30 * 2**30),
         inventory,
         ledger,
     )
-    assert memory.reason == INSUFFICIENT_MEMORY
+    assert memory.reason == Reason.INSUFFICIENT_MEMORY
     assert "best is n1 (24Gi memory free, 1 agent)" in memory.message
 
 
@@ -296,7 +293,7 @@ def test_furthest_node_decides_the_reason() -> None:
     )
     refusal = refuse(Request(agent="a/two", gpu_count=1, cpu_millis=2000), inventory, ledger)
     # "full" fails on GPUs, "small-cpu" got further and fails on CPU: CPU is what to fix
-    assert (refusal.reason, refusal.best) == (INSUFFICIENT_CPU, "small-cpu")
+    assert (refusal.reason, refusal.best) == (Reason.INSUFFICIENT_CPU, "small-cpu")
 
 
 def test_empty_cluster() -> None:
@@ -429,4 +426,7 @@ def test_gpus_still_shared_after_time_slicing_is_turned_off_are_not_handed_out_w
     assert decide(whole, inventory, ledger).gpus == (1,)
     book(ledger, "w0", whole, decide(whole, inventory, ledger))
     refusal = refuse(whole, inventory, ledger)
-    assert refusal.reason == INSUFFICIENT_GPU and "0 of 2 GPUs free, 2 agents" in refusal.message
+    assert (
+        refusal.reason == Reason.INSUFFICIENT_GPU
+        and "0 of 2 GPUs free, 2 agents" in refusal.message
+    )

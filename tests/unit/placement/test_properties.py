@@ -19,11 +19,8 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from agentfleet.api.constants import Reason
 from agentfleet.placement import (
-    INSUFFICIENT_CPU,
-    INSUFFICIENT_GPU,
-    INSUFFICIENT_MEMORY,
-    INSUFFICIENT_VRAM,
     Decision,
     Inventory,
     Ledger,
@@ -239,10 +236,10 @@ def check_refusal(
 ) -> None:
     assert feasible_nodes(request, inventory, pods) == [], refusal
     assert refusal.reason in (
-        INSUFFICIENT_GPU,
-        INSUFFICIENT_VRAM,
-        INSUFFICIENT_CPU,
-        INSUFFICIENT_MEMORY,
+        Reason.INSUFFICIENT_GPU,
+        Reason.INSUFFICIENT_VRAM,
+        Reason.INSUFFICIENT_CPU,
+        Reason.INSUFFICIENT_MEMORY,
     )
     if refusal.best is None:
         assert re.search(r": (no candidate node|the cluster has no nodes)", refusal.message)

@@ -15,7 +15,7 @@ from agentfleet.api.models import AIAgent, MeshMode
 from agentfleet.controllers.cache import depends_on_peers
 from agentfleet.controllers.status import pending_features
 from agentfleet.render import gateway, istio
-from agentfleet.render.children import BY_KIND, CHILD_KINDS, desired_objects
+from agentfleet.render.children import CHILD_KINDS, desired_objects
 from agentfleet.render.context import Peer, RenderContext
 from tests.unit.conftest import agent_from
 from tests.unit.render.fleet import generator
@@ -39,8 +39,14 @@ def mesh_kinds(agent: AIAgent, context: RenderContext | None = None) -> set[tupl
     return {key for key in objects(agent, context) if key[0] in MESH_KINDS}
 
 
-def peer(name: str, agent_type: str, mesh: dict[str, Any] | None = None, sa: str = "") -> Peer:
-    return Peer(name, f"uid-{name}", agent_type, sa or name, mesh)
+def peer(
+    name: str,
+    agent_type: str,
+    mesh: dict[str, Any] | None = None,
+    sa: str = "",
+    exported: bool = False,
+) -> Peer:
+    return Peer(name, f"uid-{name}", agent_type, sa or name, mesh, exported)
 
 
 # --- modes ------------------------------------------------------------------------------------
@@ -106,8 +112,12 @@ def test_traffic_rules_in_ambient_bring_the_namespace_waypoint() -> None:
     # istiod copies a Gateway's labels to the waypoint's pods: never an agent's selector.
     assert c.LABEL_INSTANCE not in waypoint["metadata"]["labels"]
     assert c.LABEL_INSTANCE not in waypoint["spec"]["infrastructure"]["labels"]
-    # Without traffic rules ambient needs no waypoint.
-    plain = objects(mesh_agent({"mode": "ambient"}))
+    # The default rules (retries, outlier detection) bring it too ...
+    default = objects(mesh_agent({"mode": "ambient"}))
+    assert default[("Service", "b")]["metadata"]["labels"][c.LABEL_ISTIO_USE_WAYPOINT] == "waypoint"
+    # ... and without any traffic rule ambient needs no waypoint.
+    off = {"retries": {"enabled": False}, "outlierDetection": {"enabled": False}}
+    plain = objects(mesh_agent({"mode": "ambient", "traffic": off}))
     assert c.LABEL_ISTIO_USE_WAYPOINT not in plain[("Service", "b")]["metadata"]["labels"]
     assert not [k for k in plain if k[0] == "Gateway"]
 
@@ -187,7 +197,7 @@ def test_callers_that_do_not_exist_yet_get_no_rule_never_an_empty_list() -> None
 
 
 def test_type_policies_follow_the_agents_of_that_type() -> None:
-    mesh = {"mode": "ambient", "allowFrom": [{"agentType": "testing"}]}
+    mesh = {"mode": "ambient", "waypoint": "none", "allowFrom": [{"agentType": "testing"}]}
     before = RenderContext(peers=(peer("t1", "testing"),))
     after = RenderContext(peers=(peer("t1", "testing"), peer("t2", "testing")))
     gone = RenderContext(peers=(peer("t2", "testing"),))
@@ -223,7 +233,11 @@ def test_behind_a_waypoint_callers_are_checked_there_and_pods_admit_only_the_way
 
 def test_a_ztunnel_policy_never_carries_l7_attributes() -> None:
     """ztunnel turns an L7 rule into a deny: only principals, namespaces and ports."""
-    mesh = {"mode": "ambient", "allowFrom": [{"agentType": "coding"}, {"namespace": "ci"}]}
+    mesh = {
+        "mode": "ambient",
+        "waypoint": "none",
+        "allowFrom": [{"agentType": "coding"}, {"namespace": "ci"}],
+    }
     policy = objects(mesh_agent(mesh))[("AuthorizationPolicy", "b")]
     for rule in policy["spec"]["rules"]:
         assert set(rule) == {"from", "to"}
@@ -260,14 +274,16 @@ def test_the_namespace_waypoint_is_owned_by_the_agents_that_use_it() -> None:
     peers = (
         peer("a", "coding", {"mode": "ambient", "traffic": {"timeout": "1s"}}),
         peer("c", "coding", {"mode": "ambient", "waypoint": "agent"}),
-        peer("d", "coding", {"mode": "ambient"}),
+        peer("d", "coding", {"mode": "ambient"}),  # the default traffic rules need it too
         peer("e", "coding", {"mode": "ambient", "waypoint": "namespace"}),
+        peer("f", "coding", {"mode": "ambient", "waypoint": "none"}),
+        peer("g", "coding", {"mode": "ambient"}, exported=True),  # its own (multi-cluster)
     )
     found = objects(
         mesh_agent({"mode": "ambient", "waypoint": "namespace"}), RenderContext(peers=peers)
     )
     owners = found[("Gateway", "waypoint")]["metadata"]["ownerReferences"]
-    assert [o["name"] for o in owners] == ["a", "b", "e"]
+    assert [o["name"] for o in owners] == ["a", "b", "d", "e"]
     assert not any(o.get("controller") for o in owners)
 
 
@@ -285,7 +301,8 @@ def test_an_agent_and_its_peers_agree_on_who_uses_the_namespace_waypoint() -> No
 
 
 def test_shared_objects_are_kept_while_another_agent_wants_them() -> None:
-    deny_row, gateway_row = BY_KIND["AuthorizationPolicy"], BY_KIND["Gateway"]
+    rows = {row.kind: row for row in CHILD_KINDS}
+    deny_row, gateway_row = rows["AuthorizationPolicy"], rows["Gateway"]
     assert deny_row.shared and gateway_row.shared
     assert deny_row.still_wanted is istio.still_wanted
     assert gateway_row.still_wanted is gateway.still_wanted
@@ -306,7 +323,9 @@ def test_shared_objects_are_kept_while_another_agent_wants_them() -> None:
 
 
 def test_ambient_timeouts_go_on_gateway_api_routes_through_the_waypoint() -> None:
-    found = objects(mesh_agent({"mode": "ambient", "traffic": {"timeout": "30s"}}))
+    """Only with retries off: the default retries need a VirtualService (below)."""
+    traffic = {"timeout": "30s", "retries": {"enabled": False}}
+    found = objects(mesh_agent({"mode": "ambient", "traffic": traffic}))
     http = found[("HTTPRoute", "b")]["spec"]
     assert http["parentRefs"] == [{"group": "", "kind": "Service", "name": "b", "port": 8080}]
     assert http["rules"] == [
@@ -382,6 +401,7 @@ def test_destination_rule_carries_outlier_detection_and_connection_pool() -> Non
     traffic = {
         "outlierDetection": {"consecutive5xxErrors": 7, "maxEjectionPercent": 30},
         "connectionPool": {"maxConnections": 10, "maxRequests": 100},
+        "retries": {"enabled": False},
     }
     for mode in ("ambient", "sidecar"):
         found = objects(mesh_agent({"mode": mode, "traffic": traffic}))

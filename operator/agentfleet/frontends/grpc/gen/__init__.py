@@ -1,0 +1,1 @@
+"""Generated from proto/ by `make protos` (grpcio-tools). Do not edit."""
