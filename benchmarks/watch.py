@@ -37,6 +37,21 @@ class Gone(Exception):
     """The watch's resourceVersion is too old (410): list again."""
 
 
+class Busy(Exception):
+    """429: the API server asks to come back later, e.g. while the watch cache of a kind
+    whose CRD was just created is still initializing ("storage is (re)initializing")."""
+
+    def __init__(self, retry_after: str | None) -> None:
+        super().__init__(retry_after)
+        try:
+            self.seconds = min(max(float(retry_after or 1), 0.1), 5.0)
+        except ValueError:
+            self.seconds = 1.0
+
+
+BUSY_LIMIT = 120.0  # seconds of 429s in a row before a watch counts as failed
+
+
 class Watches:
     def __init__(self, kubeconfig: Path) -> None:
         self.kubeconfig = kubeconfig
@@ -114,17 +129,25 @@ class Watches:
         base = [("labelSelector", selector)] if selector else []
         version = ""
         failures = 0
+        busy = 0.0
         while True:
             try:
                 if not version:
                     version = await self._list(path, base, handler)
                     listed.set()
                 version = await self._watch(path, base, version, handler)
-                failures = 0
+                failures, busy = 0, 0.0
             except asyncio.CancelledError:
                 raise
             except Gone:
                 version = ""
+            except Busy as waiting:
+                busy += waiting.seconds
+                if busy > BUSY_LIMIT:
+                    self.error = BenchError(f"{path}: 429 for {busy:.0f} s")
+                    listed.set()
+                    return
+                await asyncio.sleep(waiting.seconds)
             except (aiohttp.ClientError, TimeoutError, ValueError) as error:
                 failures += 1
                 if failures > 20:  # a dead watch must fail the waits, not hang them
@@ -146,6 +169,8 @@ class Watches:
             if status == 410:
                 token = ""  # the continue token expired: start over
                 continue
+            if status == 429:
+                raise Busy(None)
             if status >= 300:
                 raise BenchError(f"GET {path}: {status} {body[:300]!r}")
             page = json.loads(body)
@@ -171,6 +196,8 @@ class Watches:
         ) as response:
             if response.status == 410:
                 raise Gone
+            if response.status == 429:
+                raise Busy(response.headers.get("Retry-After"))
             if response.status >= 300:
                 raise BenchError(f"watch {path}: {response.status}")
             buffer = b""
