@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks import controlplane, harness, readme, report
+from benchmarks import controlplane, harness, readme, report, runtime_env
 from benchmarks.context import FLEETS, SCENARIOS, BenchConfig
 from benchmarks.kube import ROOT, ClusterAccess
 
@@ -73,6 +73,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-main", action="store_true", help="skip the baseline and the main fleet"
     )
+    parser.add_argument(
+        "--operator-python",
+        default="",
+        help="the interpreter to run the operator with (default: a runtime-only environment "
+        "made from requirements/operator.txt in _output/bench-runtime; `dev`: this one)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="where to save the result")
     parser.add_argument(
         "--cluster-dir",
@@ -99,7 +105,18 @@ def config_of(args: argparse.Namespace) -> BenchConfig:
         fleets=_names(args.fleets, FLEETS, "fleet(s)"),
         mesh_growth=tuple(int(size) for size in args.mesh_growth.split(",") if size.strip()),
         main=not args.no_main,
+        operator_python=operator_python(args.operator_python),
     )
+
+
+def operator_python(asked: str) -> str:
+    """The operator's interpreter: by default one with only the runtime dependencies, as in
+    the image (the dev environment's extra libraries change what kopf imports)."""
+    if asked == "dev":
+        return sys.executable
+    if asked:
+        return asked
+    return str(runtime_env.python(log=log))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,13 +155,17 @@ def main(argv: list[str] | None = None) -> None:
             result["rows"] = [row.as_dict() for row in report.rows(result)]
             runs.append(result)
             print_run(result, number, args.repeat)
+            # After every run: an interrupted --repeat keeps the runs it finished.
+            saved = combine(runs)
+            path = args.json or RESULTS / file_name(saved)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(saved, indent=1) + "\n")
+            log(f"saved {path} ({number} of {args.repeat} runs)")
         finally:
             if local is not None and not (args.keep_cluster and number == args.repeat):
                 local.down()
     saved = combine(runs)
     path = args.json or RESULTS / file_name(saved)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(saved, indent=1) + "\n")
     table = [report.Row.of(row) for row in saved["rows"]]
     meta = saved["meta"]
     print(

@@ -41,6 +41,9 @@ class BenchConfig:
     # mesh agents in one namespace at each size: shared objects must not grow (e.g. 100, 10000)
     mesh_growth: tuple[int, ...] = ()
     main: bool = True  # False: only the later rows / the mesh growth (no main fleet)
+    # The interpreter the operator runs with ("": the harness's own); `python -m benchmarks`
+    # gives it a runtime-only environment (benchmarks/runtime_env.py).
+    operator_python: str = ""
 
     @property
     def clients(self) -> int:
@@ -187,6 +190,7 @@ class Bench:
                 self.workdir / f"operator-{suffix}.log",
                 workers=self.config.workers,
                 args=self.config.operator_args,
+                python=self.config.operator_python,
             )
         return Fleet(self, namespace, flavour, agents, children, process)
 

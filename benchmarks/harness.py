@@ -11,12 +11,13 @@ import datetime
 import os
 import platform
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import baseline, extras, nodes, report, scenarios
+from benchmarks import baseline, extras, nodes, report, runtime_env, scenarios
 from benchmarks.context import Bench, BenchConfig, Fleet, Log
 from benchmarks.fleet import RUN_LABEL
 from benchmarks.identity import install_client, install_operator
@@ -44,6 +45,12 @@ def run(
     meter = Meter(access, {"operator": operator, "client": client})
     meter.install()
     result["meta"]["writes_by_identity"] = meter.by_identity
+    operator_python = Path(config.operator_python or sys.executable)
+    # kopf imports the synchronous kubernetes client when installed: say whether it was.
+    result["meta"]["operator_python"] = {
+        "path": str(operator_python),
+        "kubernetes_client_installed": "kubernetes" in runtime_env.distributions(operator_python),
+    }
     result["meta"]["control_plane"] = sorted(meter.pids)
     if access.local:
         result["meta"]["bench_nodes"] = nodes.ensure_capacity(

@@ -105,7 +105,9 @@ class OperatorProcess:
         log_path: Path,
         workers: int | None = None,
         args: tuple[str, ...] = (),
+        python: str = "",
     ) -> None:
+        self.python = python or sys.executable  # see benchmarks/runtime_env.py
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.workers = workers
@@ -126,7 +128,7 @@ class OperatorProcess:
         """Start the operator and wait for /healthz and /metrics; seconds it took."""
         self.metrics_port, self.health_port = free_ports(2)
         command = [
-            sys.executable,
+            self.python,
             "-m",
             "agentfleet",
             "run",
