@@ -180,8 +180,8 @@ def main(argv: list[str] | None = None) -> None:
         print("\nWhat the control plane spent per window:\n")
         print(report.cost_markdown(costs))
     print(f"\nsaved {path}")
-    if args.strict and any(row.passed is False for row in table):
-        failed = [f"{row.scenario}: {row.measure}" for row in table if row.passed is False]
+    failed = report.failures(table)
+    if args.strict and failed:
         log(f"--strict: {len(failed)} target(s) failed: {'; '.join(failed)}")
         sys.exit(1)
 

@@ -597,6 +597,11 @@ def write_agreement(scenarios: dict[str, Any]) -> Row:
     )
 
 
+def failures(table: list[Row]) -> list[str]:
+    """The targets a table fails (`--strict` exits 1 on any); an unmeasured target fails."""
+    return [f"{row.scenario}: {row.measure}" for row in table if row.passed is False]
+
+
 # --- several runs -----------------------------------------------------------------------------
 
 

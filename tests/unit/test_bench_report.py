@@ -80,3 +80,11 @@ def test_a_run_that_measured_nothing_fails_the_target_of_the_series() -> None:
     runs = [[converge_row(60.0, 1.1)], [converge_row(61.0, 1.1)], [failed]]
     (row,) = report.aggregate(runs)
     assert row.passed is False and row.note.startswith("measured in 2 of 3 runs")
+
+
+def test_strict_fails_on_a_failed_or_unmeasured_target_only() -> None:
+    rows = report.rows(result({"create": {"error": "operator exited"}}))
+    failed = report.failures(rows)
+    assert "1. 10,000 created at once: operator peak RSS (VmHWM), start-up to converged" in failed
+    assert not any(name.startswith("baseline") for name in failed)  # no target, no failure
+    assert report.failures([converge_row(60.0, 1.1)]) == []
