@@ -1,4 +1,4 @@
-"""What every scenario works with: the knobs, the cluster, the operator, the meters."""
+"""What every scenario works with: the knobs, the cluster, the meters, the fleets."""
 
 from __future__ import annotations
 
@@ -8,12 +8,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.fleet import RUN_LABEL, AgentTracker, agent_manifest, write_chunks
+from agentfleet.api.config import OperatorConfig
+from benchmarks.fleet import RUN_LABEL, AgentTracker, ChildTracker, agent_manifest
 from benchmarks.kube import ClusterAccess
 from benchmarks.operator_process import OperatorProcess
-from benchmarks.writes import Snapshot, WriteCount, WriteMeter
+from benchmarks.plain import PlainClient
+from benchmarks.watch import Watches
+from benchmarks.writes import Meter, ServerCost, Snapshot, WriteCount
 
 Log = Callable[[str], None]
+SCENARIOS = ("create", "idle", "restart", "edit", "kill")
+FLEETS = ("gpu", "mesh", "keda")
+_DEFAULTS = OperatorConfig()
 
 
 @dataclass(frozen=True)
@@ -24,22 +30,39 @@ class BenchConfig:
     probe_interval: float = 1.0
     late_fraction: float = 0.25  # agents added for the SIGKILL scenario, as a share of N
     kill_fraction: float = 0.2  # SIGKILL once this share of those has converged
-    create_parallel: int = 4  # concurrent `kubectl apply --server-side` for agents and edits
-    baseline_parallel: int = 1  # ... and for the baseline (1: one kubectl, as in issue 17)
-    baseline_ready: bool = True  # also time the baseline Deployments to all available
-    baseline: bool = True  # False: no baseline (no ratios; e.g. a second 10,000 run)
+    baseline: bool = True  # False: no baseline (no ratios)
     quiet_seconds: float = 3.0  # "idle" = empty work queue and no reconcile for this long
     workers: int | None = None  # the operator's --workers (None: its default)
     operator_args: tuple[str, ...] = ()  # more `agentfleet run` flags (e.g. --agent-selector)
     agent_labels: tuple[tuple[str, str], ...] = ()  # more labels on every agent (e.g. a shard)
-    extras: bool = True  # later rows: placement (mesh, KEDA when they land)
     # which of create, idle, restart, edit, kill run (in that order); create always runs
-    scenarios: tuple[str, ...] = ("create", "idle", "restart", "edit", "kill")
+    scenarios: tuple[str, ...] = SCENARIOS
+    fleets: tuple[str, ...] = FLEETS  # the later rows: GPU burst, mesh, autoscaled
+    # mesh agents in one namespace at each size: shared objects must not grow (e.g. 100, 10000)
+    mesh_growth: tuple[int, ...] = ()
+    main: bool = True  # False: only the later rows / the mesh growth (no main fleet)
+    # The interpreter the operator runs with ("": the harness's own); `python -m benchmarks`
+    # gives it a runtime-only environment (benchmarks/runtime_env.py).
+    operator_python: str = ""
 
     @property
-    def timeout(self) -> float:
+    def clients(self) -> int:
+        """The operator's workers: the baseline's concurrent clients, and the clients that
+        create and edit the AIAgents on both sides."""
+        return self.workers or _DEFAULTS.workers
+
+    @property
+    def qps(self) -> float:
+        """The operator's default client-side rate limit, which the client keeps too."""
+        return _DEFAULTS.qps
+
+    @property
+    def burst(self) -> int:
+        return _DEFAULTS.burst
+
+    def timeout(self, agents: int | None = None) -> float:
         """Upper bound for one wait; generous, a timeout is a failure to measure."""
-        return 300 + 0.6 * self.agents
+        return 300 + 0.6 * (agents or self.agents)
 
     @property
     def restart_timeout(self) -> float:
@@ -48,12 +71,12 @@ class BenchConfig:
         return 180 + 0.06 * self.agents
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "clients": self.clients, "qps": self.qps, "burst": self.burst}
 
 
 @dataclass
 class Window:
-    """The start of a measured stretch: the writes so far, the operator's CPU, the clock."""
+    """The start of a measured stretch: the API server's counters, the operator's, the clock."""
 
     snapshot: Snapshot
     operator_writes: int
@@ -62,63 +85,117 @@ class Window:
 
 
 @dataclass
-class Bench:
-    access: ClusterAccess
-    config: BenchConfig
-    meter: WriteMeter
-    operator: OperatorProcess
-    tracker: AgentTracker
+class Fleet:
+    """One namespace of agents, the watches on it, and the operator serving it (if any)."""
+
+    bench: Bench
     namespace: str
-    run_id: str
-    workdir: Path
-    log: Log
-    agents: list[dict[str, Any]] = field(default_factory=list)  # the N agents of scenario 1
+    flavour: str
+    agents: AgentTracker
+    children: ChildTracker
+    operator: OperatorProcess | None = None
+    manifests: list[dict[str, Any]] = field(default_factory=list)  # the N agents
     probes: list[str] = field(default_factory=list)
     late: list[str] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
-        return [a["metadata"]["name"] for a in self.agents]
+        return [a["metadata"]["name"] for a in self.manifests]
 
     @property
     def all_names(self) -> list[str]:
         return [*self.names, *self.probes, *self.late]
 
-    def manifests(self, prefix: str, count: int, tag: str) -> list[dict[str, Any]]:
+    @property
+    def running(self) -> OperatorProcess:
+        assert self.operator is not None, "this fleet has no operator"
+        return self.operator
+
+    def make(self, prefix: str, count: int, tag: str) -> list[dict[str, Any]]:
+        labels = {RUN_LABEL: self.bench.run_id, **dict(self.bench.config.agent_labels)}
         return [
-            agent_manifest(
-                f"{prefix}-{i:05d}",
-                self.namespace,
-                i,
-                {RUN_LABEL: self.run_id, **dict(self.config.agent_labels)},
-                tag,
-            )
+            agent_manifest(f"{prefix}-{i:05d}", self.namespace, i, labels, tag, self.flavour)
             for i in range(count)
         ]
 
-    def chunk_files(self, objects: list[dict[str, Any]], stem: str, parts: int) -> list[Path]:
-        return write_chunks(objects, self.workdir / "manifests", stem, parts)
-
     def open_window(self) -> Window:
+        operator = self.operator
+        running = operator is not None and operator.process is not None
         return Window(
-            self.meter.snapshot(),
-            self.operator.writes(),
-            self.operator.stats().cpu_seconds,
+            self.bench.meter.snapshot(),
+            operator.writes() if running and operator else 0,
+            operator.stats().cpu_seconds if running and operator else 0.0,
             time.monotonic(),
         )
 
-    def writes_since(self, window: Window, operator_writes: int | None = None) -> WriteCount:
-        """Writes from the window's start until now. `operator_writes` overrides the
-        operator-counter delta when the process changed in between."""
-        count = self.meter.between(window.snapshot, self.meter.snapshot())
-        count.operator_metric = (
-            operator_writes
-            if operator_writes is not None
-            else self.operator.writes() - window.operator_writes
-        )
-        return count
+    def close_window(
+        self, window: Window, operator_writes: int | None = None
+    ) -> tuple[WriteCount, ServerCost]:
+        """Writes and costs from the window's start until now. `operator_writes` overrides
+        the operator-counter delta when the process changed in between."""
+        after = self.bench.meter.snapshot()
+        count = self.bench.meter.between(window.snapshot, after)
+        if self.operator is not None:
+            count.operator_metric = (
+                operator_writes
+                if operator_writes is not None
+                else self.operator.writes() - window.operator_writes
+            )
+        return count, self.bench.meter.cost(window.snapshot, after)
 
     def wait_idle(self, seen_at_least: int = 0, timeout: float | None = None) -> float:
-        return self.operator.wait_idle(
-            self.config.quiet_seconds, seen_at_least, timeout=timeout or self.config.timeout
+        config = self.bench.config
+        return self.running.wait_idle(
+            config.quiet_seconds, seen_at_least, timeout=timeout or config.timeout()
         )
+
+    def close(self) -> None:
+        if self.operator is not None:
+            self.operator.close()
+        self.agents.stop()
+        self.children.stop()
+
+
+@dataclass
+class Bench:
+    """One run: the cluster, the identities' kubeconfigs, the meters."""
+
+    access: ClusterAccess
+    config: BenchConfig
+    meter: Meter
+    watches: Watches
+    run_id: str
+    workdir: Path
+    log: Log
+    operator_kubeconfig: Path
+    client_kubeconfig: Path
+
+    @property
+    def client(self) -> PlainClient:
+        """The user: creates and edits AIAgents, and is the baseline."""
+        return PlainClient(self.client_kubeconfig, self.config.qps, self.config.burst)
+
+    def fleet(self, suffix: str, flavour: str = "plain", operator: bool = True) -> Fleet:
+        """A new namespace with its watches, and an operator (not started yet) if asked."""
+        namespace = f"bench-{self.run_id}-{suffix}"
+        self.access.create_namespace(namespace, {RUN_LABEL: self.run_id})
+        agents = AgentTracker(self.watches, namespace, self.log)
+        children = ChildTracker(self.watches, self.access, namespace)
+        agents.start()
+        children.start()
+        process = None
+        if operator:
+            process = OperatorProcess(
+                self.operator_kubeconfig,
+                self.workdir / f"operator-{suffix}.log",
+                workers=self.config.workers,
+                args=self.config.operator_args,
+                python=self.config.operator_python,
+            )
+        return Fleet(self, namespace, flavour, agents, children, process)
+
+    def drop(self, fleet: Fleet) -> None:
+        """Stop the fleet's operator and watches and delete its namespace, waiting until it
+        is gone so that the garbage collector's work stays out of the next window."""
+        fleet.close()
+        self.access.delete_namespaces(f"kubernetes.io/metadata.name={fleet.namespace}")

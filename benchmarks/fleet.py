@@ -1,7 +1,7 @@
-"""The benchmark fleet: AIAgent manifests, the baseline's objects, and a watch that records
-when each agent's status says what.
+"""The benchmark fleets: AIAgent manifests, the objects the renderers want for them, and the
+watches that record when each agent's status and each child's content said what.
 
-Times are the harness's monotonic clock at the moment a watch event arrived, so a scenario's
+Times are the harness's monotonic clock at the moment a watch event arrived, so a window's
 duration is measured from the same clock it started on.
 """
 
@@ -9,32 +9,51 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from agentfleet.api import constants as c
+from agentfleet.api.config import RenderConfig
 from agentfleet.api.models import AgentType, AIAgent
-from agentfleet.render.children import desired_objects
+from agentfleet.controllers.cache import peer_of
+from agentfleet.controllers.drift import stamp
+from agentfleet.render.children import CHILD_KINDS, ChildKind, desired_objects
 from agentfleet.render.context import RenderContext
 from benchmarks.kube import BenchError, ClusterAccess
+from benchmarks.plain import BY_KIND, content_digest, owner_placeholder
+from benchmarks.watch import Watches
 
-log = logging.getLogger(__name__)
 Log = Callable[[str], None]
 
 # The rollout plan's types, in the models' order (custom is anything else).
 AGENT_TYPES = tuple(t.value for t in AgentType if t is not AgentType.CUSTOM)
 RUN_LABEL = f"{c.GROUP}/bench-run"
 IMAGE = "registry.example.com/agentfleet-bench/agent-{type}:{tag}"
-CHILD_COLLECTIONS = {
-    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
-    "Service": "/api/v1/namespaces/{ns}/services",
-    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+# What each fleet's agents ask for besides one replica of a small image.
+FLAVOURS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    # A slice of a time-sliced GPU: four fit one 80 GiB GPU by VRAM and by slots (nodes.py).
+    "gpu": {"gpu": {"count": 1, "vram": "20Gi", "sharing": "shared"}},
+    # Ambient, callers by type, a timeout: a namespace waypoint and the default-deny policy
+    # that the mesh agents of the namespace share.
+    "mesh": {
+        "mesh": {
+            "mode": "ambient",
+            "allowFrom": [{"agentType": "orchestrator"}],
+            "traffic": {"timeout": "30s"},
+        }
+    },
+    # A cpu trigger (KEDA takes it without any metrics source) and a small range.
+    "keda": {
+        "autoscaling": {
+            "minReplicas": 1,
+            "maxReplicas": 3,
+            "triggers": [{"cpu": {"utilization": 75}}],
+        }
+    },
 }
 
 
@@ -42,10 +61,15 @@ def agents_path(namespace: str) -> str:
     return f"/apis/{c.GROUP}/{c.VERSION}/namespaces/{namespace}/{c.PLURAL}"
 
 
+def collection_path(row: ChildKind, namespace: str) -> str:
+    base = "/api/v1" if row.api_version == "v1" else f"/apis/{row.api_version}"
+    return f"{base}/namespaces/{namespace}/{row.plural}"
+
+
 def agent_manifest(
-    name: str, namespace: str, index: int, labels: dict[str, str], tag: str
+    name: str, namespace: str, index: int, labels: dict[str, str], tag: str, flavour: str = "plain"
 ) -> dict[str, Any]:
-    """One replica, no GPU, no mesh or autoscaling: the plain agent the fleet is made of."""
+    """One replica of a small image and what the fleet's flavour adds."""
     agent_type = AGENT_TYPES[index % len(AGENT_TYPES)]
     return {
         "apiVersion": c.API_VERSION,
@@ -56,44 +80,44 @@ def agent_manifest(
             "image": IMAGE.format(type=agent_type, tag=tag),
             "replicas": 1,
             "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+            **copy.deepcopy(FLAVOURS[flavour]),
         },
     }
 
 
-def rendered_children(agent: dict[str, Any]) -> list[dict[str, Any]]:
-    """The objects the operator renders for an agent, with the render settings of an operator
-    started with default flags (as the harness starts it). The one call into its renderers,
-    so a change of their signature is a change here only."""
-    return desired_objects(AIAgent.from_body(agent), RenderContext())
+def desired_children(
+    agents: Sequence[dict[str, Any]], kinds: Iterable[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """What the operator, started with default flags, applies for these agents (bodies with
+    their uids; all of one namespace): every object the renderers produce, stamped with
+    its applied-hash exactly as the operator stamps it, by API path. Objects the agents of
+    a namespace share are rendered by each of them and are the same. `kinds`: only the
+    kinds the API server serves (the operator skips the others)."""
+    from benchmarks.plain import object_path
 
-
-def baseline_objects(agents: Iterable[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
-    """What the operator would apply for these agents, in another namespace and without
-    ownerReferences (their owners do not exist there, and the garbage collector would
-    delete them)."""
-    objects = []
-    for agent in agents:
-        moved = copy.deepcopy(agent)
-        moved["metadata"]["namespace"] = namespace
-        for obj in rendered_children(moved):
-            obj["metadata"].pop("ownerReferences", None)
-            objects.append(obj)
+    peers = tuple(sorted((peer_of(body) for body in agents), key=lambda p: p.name))
+    context = RenderContext(RenderConfig(), peers)
+    wanted = {row.kind for row in CHILD_KINDS} if kinds is None else set(kinds)
+    objects: dict[str, dict[str, Any]] = {}
+    for body in agents:
+        for obj in desired_objects(AIAgent.from_body(body), context):
+            if obj["kind"] in wanted:
+                objects[object_path(obj)] = stamp(obj)
     return objects
 
 
-def write_chunks(
-    objects: Sequence[dict[str, Any]], directory: Path, stem: str, parts: int
-) -> list[Path]:
-    """Split `objects` (in order) over `parts` multi-document files for parallel applies.
-    Each document is JSON, which is YAML, and much faster to write."""
-    directory.mkdir(parents=True, exist_ok=True)
-    size = max(math.ceil(len(objects) / max(parts, 1)), 1)
-    paths = []
-    for number, start in enumerate(range(0, len(objects), size)):
-        path = directory / f"{stem}-{number}.yaml"
-        path.write_text("\n---\n".join(json.dumps(o) for o in objects[start : start + size]))
-        paths.append(path)
-    return paths
+def baseline_children(agents: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same objects for agents that do not exist yet: their owner uids are placeholders
+    that plain.Prepared.with_owners replaces once the agents are created."""
+    bodies = []
+    for agent in agents:
+        body = copy.deepcopy(agent)
+        body["metadata"]["uid"] = owner_placeholder(agent["metadata"]["name"])
+        bodies.append(body)
+    return list(desired_children(bodies).values())
+
+
+# --- what the watches saw --------------------------------------------------------------------
 
 
 @dataclass
@@ -103,9 +127,7 @@ class AgentState:
     uid: str
     generation: int
     first_status_at: float | None = None  # any condition at all (Reconciling at least)
-    # generation -> first time status.observedGeneration was it with a Ready condition present
-    converged_at: dict[int, float] = field(default_factory=dict)
-    # generation -> first time Ready was True for it
+    # generation -> first time Ready was True with status.observedGeneration at it
     ready_at: dict[int, float] = field(default_factory=dict)
 
     def observe(self, body: dict[str, Any], now: float) -> None:
@@ -115,81 +137,49 @@ class AgentState:
         conditions = {cond.get("type"): cond for cond in status.get("conditions") or []}
         if conditions and self.first_status_at is None:
             self.first_status_at = now
-        if status.get("observedGeneration") != self.generation or c.COND_READY not in conditions:
-            return
-        self.converged_at.setdefault(self.generation, now)
-        if conditions[c.COND_READY].get("status") == "True":
+        ready = conditions.get(c.COND_READY) or {}
+        # Ready for *this* generation: the status's own observedGeneration, and the
+        # condition's where it carries one.
+        if (
+            status.get("observedGeneration") == self.generation
+            and ready.get("status") == "True"
+            and ready.get("observedGeneration", self.generation) == self.generation
+        ):
             self.ready_at.setdefault(self.generation, now)
 
 
-class AgentTracker:
-    """List, then watch, the AIAgents of one namespace in a background thread."""
+Moment = Callable[[str, AgentState], float | None]
 
-    def __init__(self, access: ClusterAccess, namespace: str, progress: Log) -> None:
-        self.access = access
+
+def ready(name: str, state: AgentState) -> float | None:
+    """Ready=True for the agent's current generation."""
+    return state.ready_at.get(state.generation)
+
+
+class AgentTracker:
+    """The AIAgents of one namespace, as their watch shows them."""
+
+    def __init__(self, watches: Watches, namespace: str, progress: Log) -> None:
+        self.watches = watches
         self.namespace = namespace
         self.progress = progress
         self.agents: dict[str, AgentState] = {}
         self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="agent-watch", daemon=True)
-        self._watch: Any = None
+        self._handle: int | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        self._handle = self.watches.add(agents_path(self.namespace), self._observe)
 
     def stop(self) -> None:
-        self._stopped.set()
-        if self._watch is not None:
-            self._watch.stop()
-        self._thread.join(timeout=15)
-
-    def _run(self) -> None:
-        from kubernetes import client, watch
-        from kubernetes.client.exceptions import ApiException
-
-        api: Any = client.CustomObjectsApi(self.access.api)
-        resource_version = ""
-        while not self._stopped.is_set():
-            try:
-                if not resource_version:
-                    listed = api.list_namespaced_custom_object(
-                        c.GROUP, c.VERSION, self.namespace, c.PLURAL
-                    )
-                    now = time.monotonic()
-                    with self._lock:
-                        for body in listed["items"]:
-                            self._observe("ADDED", body, now)
-                    resource_version = listed["metadata"]["resourceVersion"]
-                self._watch = watch.Watch()  # type: ignore[no-untyped-call]
-                for event in self._watch.stream(
-                    api.list_namespaced_custom_object,
-                    c.GROUP,
-                    c.VERSION,
-                    self.namespace,
-                    c.PLURAL,
-                    resource_version=resource_version,
-                    allow_watch_bookmarks=True,
-                    timeout_seconds=30,
-                ):
-                    with self._lock:
-                        self._observe(event["type"], event["raw_object"], time.monotonic())
-                resource_version = self._watch.resource_version or resource_version
-            except ApiException as error:
-                if error.status != 410:  # 410 Gone: too old to resume, list again
-                    log.warning("agent watch failed: %s", error)
-                    time.sleep(0.5)
-                resource_version = ""
-            except Exception as error:  # a dead watch must fail the wait, not hang it
-                self._error = error
-                return
+        if self._handle is not None:
+            self.watches.remove(self._handle)
 
     def _observe(self, kind: str, body: dict[str, Any], now: float) -> None:
-        if kind == "DELETED":
-            self.agents.pop(body["metadata"]["name"], None)
-        elif kind in ("ADDED", "MODIFIED"):  # not BOOKMARK: it carries a resourceVersion only
-            meta = body["metadata"]
+        meta = body["metadata"]
+        with self._lock:
+            if kind == "DELETED":
+                self.agents.pop(meta["name"], None)
+                return
             state = self.agents.setdefault(meta["name"], AgentState(meta["uid"], 0))
             state.observe(body, now)
 
@@ -197,7 +187,7 @@ class AgentTracker:
         with self._lock:
             return copy.deepcopy(self.agents)
 
-    def count(self, names: Sequence[str], moment: Callable[[str, AgentState], float | None]) -> int:
+    def count(self, names: Sequence[str], moment: Moment) -> int:
         """How many of the named agents `moment` has a time for (cheap enough to poll)."""
         with self._lock:
             return sum(
@@ -206,19 +196,12 @@ class AgentTracker:
                 if (state := self.agents.get(name)) and moment(name, state) is not None
             )
 
-    def when_all(
-        self,
-        names: Sequence[str],
-        moment: Callable[[str, AgentState], float | None],
-        what: str,
-        timeout: float,
-    ) -> float:
+    def when_all(self, names: Sequence[str], moment: Moment, what: str, timeout: float) -> float:
         """Wait until `moment` has a time for every named agent; return the latest one."""
         deadline = time.monotonic() + timeout
         next_report = time.monotonic() + 10
         while True:
-            if self._error is not None:
-                raise BenchError(f"the AIAgent watch failed: {self._error}")
+            self.watches.check()
             with self._lock:
                 times = [
                     moment(name, state) if (state := self.agents.get(name)) else None
@@ -236,64 +219,120 @@ class AgentTracker:
             if now > next_report:
                 self.progress(f"  {what}: {len(done)} of {len(names)}")
                 next_report = now + 10
-            time.sleep(0.2)
-
-
-def converged(name: str, state: AgentState) -> float | None:
-    return state.converged_at.get(state.generation)
-
-
-def ready(name: str, state: AgentState) -> float | None:
-    return state.ready_at.get(state.generation)
+            time.sleep(0.5)
 
 
 @dataclass
-class ChildAudit:
-    """Every child of the namespace's agents, checked against the agents that exist."""
-
-    agents: int
-    children: int
-    missing: list[str]  # "<Kind>/<agent>": a wanted child that does not exist
-    orphans: list[str]  # a child whose controlling owner is no existing agent
-    duplicates: list[str]  # an agent controlling two children of one kind
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "agents": self.agents,
-            "children": self.children,
-            "missing": self.missing[:20],
-            "orphans": self.orphans[:20],
-            "duplicates": self.duplicates[:20],
-            "missing_count": len(self.missing),
-            "orphan_count": len(self.orphans),
-            "duplicate_count": len(self.duplicates),
-        }
+class ChildState:
+    digest: str  # plain.content_digest of the object as last seen
+    since: float  # when the object first showed this content
+    owners: int  # ownerReferences
+    shared: bool  # no controller: an object the agents of a namespace share
+    managed: bool  # labelled as the operator's (app.kubernetes.io/managed-by)
+    size: int = 0  # bytes of its JSON as last seen, for shared objects (they may grow)
+    # Deployments: generation -> first time every replica was updated and available
+    rolled_out_at: dict[int, float] = field(default_factory=dict)
+    generation: int = 0
+    image: str = ""
 
 
-def audit_children(
-    access: ClusterAccess, namespace: str, names: Iterable[str] | None = None, cached: bool = False
-) -> ChildAudit:
-    """Check that each (named) agent has exactly one ServiceAccount, Service and Deployment
-    that it controls, and that every object the operator labels as its own in the namespace
-    has an existing controlling AIAgent."""
-    agents = {
-        a["metadata"]["uid"]: a["metadata"]["name"]
-        for a in access.list_items(agents_path(namespace), cached=cached)
-    }
-    wanted = set(agents.values()) if names is None else set(names)
-    selector = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
-    missing, orphans, duplicates, total = [], [], [], 0
-    for kind, path in CHILD_COLLECTIONS.items():
-        owned: dict[str, int] = {}
-        for child in access.list_items(path.format(ns=namespace), selector, cached=cached):
-            total += 1
-            refs = child["metadata"].get("ownerReferences") or []
-            owner = next((r for r in refs if r.get("controller") and r.get("kind") == c.KIND), None)
-            if owner is None or owner.get("uid") not in agents:
-                orphans.append(f"{kind}/{child['metadata']['name']}")
-                continue
-            name = agents[owner["uid"]]
-            owned[name] = owned.get(name, 0) + 1
-        missing += [f"{kind}/{name}" for name in sorted(wanted) if name not in owned]
-        duplicates += [f"{kind}/{name}" for name, count in sorted(owned.items()) if count > 1]
-    return ChildAudit(len(wanted), total, missing, orphans, duplicates)
+def rolled_out(body: dict[str, Any]) -> bool:
+    """A Deployment whose controller saw its spec and has exactly its replicas, all of
+    them updated and available (what `kubectl rollout status` waits for)."""
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    wanted = spec.get("replicas", 1)
+    return bool(
+        status.get("observedGeneration", 0) >= body["metadata"].get("generation", 0)
+        and status.get("updatedReplicas", 0) >= wanted
+        and status.get("availableReplicas", 0) >= wanted
+        and status.get("replicas", 0) <= wanted
+    )
+
+
+class ChildTracker:
+    """Every object of the operator's kinds in one namespace: its content digest and since
+    when it has had it, and when each Deployment generation was rolled out."""
+
+    def __init__(self, watches: Watches, access: ClusterAccess, namespace: str) -> None:
+        self.watches = watches
+        self.namespace = namespace
+        self.kinds = [row for row in CHILD_KINDS if access.served(row.api_version, row.plural)]
+        self.objects: dict[str, ChildState] = {}  # API path -> state
+        self._lock = threading.Lock()
+        self._handles: list[int] = []
+
+    @property
+    def served_kinds(self) -> list[str]:
+        return [row.kind for row in self.kinds]
+
+    def start(self) -> None:
+        for row in self.kinds:
+            path = collection_path(row, self.namespace)
+            self._handles.append(self.watches.add(path, self._observer(path)))
+
+    def stop(self) -> None:
+        for handle in self._handles:
+            self.watches.remove(handle)
+
+    def _observer(self, collection: str) -> Callable[[str, dict[str, Any], float], None]:
+        def observe(kind: str, body: dict[str, Any], now: float) -> None:
+            meta = body["metadata"]
+            path = f"{collection}/{meta['name']}"
+            with self._lock:
+                if kind == "DELETED":
+                    self.objects.pop(path, None)
+                    return
+                digest = content_digest(body)
+                refs = meta.get("ownerReferences") or []
+                state = self.objects.get(path)
+                if state is None or state.digest != digest:
+                    state = self.objects[path] = ChildState(
+                        digest,
+                        now,
+                        len(refs),
+                        bool(refs) and not any(ref.get("controller") for ref in refs),
+                        (meta.get("labels") or {}).get(c.LABEL_MANAGED_BY) == c.MANAGED_BY,
+                        rolled_out_at=state.rolled_out_at if state else {},
+                    )
+                    if state.shared:
+                        state.size = len(json.dumps(body, separators=(",", ":")))
+                if "/deployments/" in path:
+                    state.generation = meta.get("generation", 0)
+                    containers = body["spec"]["template"]["spec"].get("containers") or [{}]
+                    state.image = containers[0].get("image", "")
+                    if rolled_out(body):
+                        state.rolled_out_at.setdefault(state.generation, now)
+
+        return observe
+
+    def snapshot(self) -> dict[str, ChildState]:
+        with self._lock:
+            return copy.deepcopy(self.objects)
+
+    def when_rolled_out(
+        self, names: Sequence[str], image: dict[str, str] | None, timeout: float, progress: Log
+    ) -> float:
+        """Wait until each named Deployment (with `image`, when given) has its current
+        generation rolled out; the latest moment."""
+        deadline = time.monotonic() + timeout
+        next_report = time.monotonic() + 10
+        collection = collection_path(BY_KIND["Deployment"], self.namespace)
+        while True:
+            self.watches.check()
+            times = []
+            with self._lock:  # no copies: this runs every half second beside the operator
+                for name in names:
+                    state = self.objects.get(f"{collection}/{name}")
+                    if state is None or (image and state.image != image[name]):
+                        continue
+                    if (at := state.rolled_out_at.get(state.generation)) is not None:
+                        times.append(at)
+            if len(times) == len(names):
+                return max(times, default=time.monotonic())
+            now = time.monotonic()
+            if now > deadline:
+                raise BenchError(f"{len(names) - len(times)} Deployments not rolled out")
+            if now > next_report:
+                progress(f"  Deployments rolled out: {len(times)} of {len(names)}")
+                next_report = now + 10
+            time.sleep(0.5)

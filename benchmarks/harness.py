@@ -1,4 +1,9 @@
-"""One benchmark run: set up, the five scenarios, the baseline, the later rows, the table."""
+"""One benchmark run: set up, the baseline, the main fleet's scenarios, the later rows.
+
+Order: the baseline variants first (each in a namespace deleted before the next thing runs),
+then the main fleet with its operator, then each later fleet with an operator of its own.
+Every measured stretch starts on a cluster holding none of the previous stretch's objects.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,19 @@ import datetime
 import os
 import platform
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import baseline, nodes, report, scenarios
-from benchmarks.context import Bench, BenchConfig, Log
-from benchmarks.fleet import RUN_LABEL, AgentTracker
-from benchmarks.kube import ROOT, BenchError, ClusterAccess, operator_kubeconfig
-from benchmarks.operator_process import OperatorProcess
-from benchmarks.writes import WriteMeter
+from benchmarks import baseline, extras, nodes, report, runtime_env, scenarios
+from benchmarks.context import Bench, BenchConfig, Fleet, Log
+from benchmarks.fleet import RUN_LABEL
+from benchmarks.identity import install_client, install_operator
+from benchmarks.kube import ROOT, BenchError, ClusterAccess
+from benchmarks.watch import Watches
+from benchmarks.writes import Meter
 
 
 def run(
@@ -26,82 +33,59 @@ def run(
     log: Log,
     delete_namespaces: bool = True,
 ) -> dict[str, Any]:
-    """Measure the operator; returns everything measured plus the table's rows. Namespaces
-    are left to the cluster's teardown when `delete_namespaces` is false (a throwaway
-    cluster), deleted otherwise."""
+    """Measure the operator; returns everything measured plus the table's rows."""
     run_id = uuid.uuid4().hex[:6]
-    namespace = f"bench-{run_id}"
     workdir.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"meta": meta(config, run_id), "config": config.as_dict()}
+    result: dict[str, Any] = {"meta": meta(run_id), "config": config.as_dict()}
 
-    log("installing the CRD, the operator's RBAC and the write-counting FlowSchemas")
+    log("installing the CRD, the identities and the request-counting FlowSchemas")
     access.install_crd()
-    identity = operator_kubeconfig(access, workdir / "operator.kubeconfig")
-    meter = WriteMeter(access, identity)
+    operator = install_operator(access, workdir / "operator.kubeconfig")
+    client = install_client(access, workdir / "client.kubeconfig")
+    meter = Meter(access, {"operator": operator, "client": client})
     meter.install()
     result["meta"]["writes_by_identity"] = meter.by_identity
+    operator_python = Path(config.operator_python or sys.executable)
+    # kopf imports the synchronous kubernetes client when installed: say whether it was.
+    result["meta"]["operator_python"] = {
+        "path": str(operator_python),
+        "kubernetes_client_installed": "kubernetes" in runtime_env.distributions(operator_python),
+    }
+    result["meta"]["control_plane"] = sorted(meter.pids)
     if access.local:
-        added = nodes.ensure_capacity(
+        result["meta"]["bench_nodes"] = nodes.ensure_capacity(
             access, nodes.pods_needed(config.agents, config.probes, config.late_fraction)
         )
-        result["meta"]["bench_nodes"] = added
-    access.create_namespace(namespace, {RUN_LABEL: run_id})
-    tracker = AgentTracker(access, namespace, log)
-    operator = OperatorProcess(
+    watches = Watches(access.kubeconfig)
+    watches.start()
+    bench = Bench(
+        access,
+        config,
+        meter,
+        watches,
+        run_id,
+        workdir,
+        log,
         workdir / "operator.kubeconfig",
-        workdir / "operator.log",
-        workers=config.workers,
-        args=config.operator_args,
+        workdir / "client.kubeconfig",
     )
-    bench = Bench(access, config, meter, operator, tracker, namespace, run_id, workdir, log)
-    tracker.start()
     try:
-        log(f"starting the operator (log: {operator.log_path})")
-        result["operator_empty"] = scenarios.start_operator(bench)
-        steps: list[tuple[str, str, Callable[[Bench], dict[str, Any]]]] = [
-            ("create", f"1+6. {config.agents} agents at once", scenarios.create_at_once),
-            ("idle", f"2. idle {config.idle_seconds:g} s", scenarios.idle_window),
-            ("restart", "3. restart with all converged", scenarios.restart),
-            ("edit", f"4. {config.agents} spec edits", scenarios.edit_all),
-            ("kill", "5. SIGKILL mid-converge, restart", scenarios.kill_mid_converge),
-        ]
-        result["scenarios"] = {}
-        failed = ""
-        for key, title, scenario in steps:
-            if key not in config.scenarios and key != "create":
-                result["scenarios"][key] = {"skipped": "not chosen (--scenarios)"}
-                continue
-            if failed:
-                result["scenarios"][key] = {"error": f"skipped after `{failed}` failed"}
-                continue
-            log(title)
-            try:
-                result["scenarios"][key] = scenario(bench)
-            except BenchError as error:  # the operator did not do it: a result, not a crash
-                log(f"  FAILED: {error}")
-                result["scenarios"][key] = {"error": str(error)}
-                if operator.process and operator.process.poll() is None:  # what it holds
-                    result["scenarios"][key]["process"] = operator.stats().as_dict()
-                failed = key
-                continue
-            log(f"  {summary(result['scenarios'][key])}")
-        operator.close()
-        if config.baseline:
-            log("baseline: kubectl apply --server-side of the rendered objects")
-            result["baseline"] = baseline.measure(bench, f"{namespace}-baseline")
-            log(f"  {summary(result['baseline'])}")
-        else:
-            result["baseline"] = {"skipped": "not measured (--no-baseline): no ratios"}
-        result["extras"] = []
-        if config.extras:
-            for extra in report.EXTRA_ROWS:
-                result["extras"] += extra()
-    except BaseException:
-        log(f"operator log tail:\n{operator.log_tail()}")
-        raise
+        if config.main:
+            if config.baseline:
+                result["baseline"] = baseline.measure(bench)
+            else:
+                result["baseline"] = {"skipped": "not measured (--no-baseline): no ratios"}
+            main_fleet(bench, result)
+        result["extras"] = {}
+        for flavour in config.fleets:
+            log(f"{flavour} fleet: {config.agents:,} agents")
+            result["extras"][flavour] = extras.run_fleet(bench, flavour, config.agents)
+            log(f"  {summary(result['extras'][flavour])}")
+        if config.mesh_growth:
+            log(f"mesh growth: {', '.join(map(str, config.mesh_growth))} agents in one namespace")
+            result["mesh_growth"] = extras.mesh_growth(bench, config.mesh_growth)
     finally:
-        tracker.stop()
-        operator.close()
+        watches.stop()
         if delete_namespaces:
             access.kubectl(
                 "delete", "namespace", "-l", f"{RUN_LABEL}={run_id}", "--wait=true", check=False
@@ -112,7 +96,70 @@ def run(
     return result
 
 
-def meta(config: BenchConfig, run_id: str) -> dict[str, Any]:
+def main_fleet(bench: Bench, result: dict[str, Any]) -> None:
+    """The five scenarios, in one namespace, with one operator (restarted by two of them)."""
+    config, log = bench.config, bench.log
+    fleet = bench.fleet("main")
+    steps: list[tuple[str, str, Callable[[Fleet], dict[str, Any]]]] = [
+        ("create", f"1+6. {config.agents} agents at once", scenarios.create_at_once),
+        ("idle", f"2. idle {config.idle_seconds:g} s", scenarios.idle_window),
+        ("restart", "3. restart with all converged", scenarios.restart),
+        ("edit", f"4. {config.agents} spec edits", scenarios.edit_all),
+        ("kill", "5. SIGKILL mid-converge, restart", scenarios.kill_mid_converge),
+    ]
+    result["scenarios"] = {}
+    try:
+        log(f"starting the operator (log: {fleet.running.log_path})")
+        result["operator_empty"] = scenarios.start_operator(fleet)
+        failed = ""
+        for key, title, scenario in steps:
+            if key not in config.scenarios and key != "create":
+                result["scenarios"][key] = {"skipped": "not chosen (--scenarios)"}
+                continue
+            if failed:
+                result["scenarios"][key] = {"error": f"skipped after `{failed}` failed"}
+                continue
+            log(title)
+            try:
+                result["scenarios"][key] = scenario(fleet)
+            except BenchError as error:  # the operator did not do it: a result, not a crash
+                log(f"  FAILED: {error}")
+                result["scenarios"][key] = {"error": str(error)}
+                operator = fleet.running
+                if operator.process and operator.process.poll() is None:  # what it holds
+                    result["scenarios"][key]["process"] = operator.stats().as_dict()
+                failed = key
+                continue
+            log(f"  {summary(result['scenarios'][key])}")
+    except BaseException:
+        log(f"operator log tail:\n{fleet.running.log_tail()}")
+        raise
+    finally:
+        bench.drop(fleet)
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.partition(":")[2].strip()
+            break
+    memory_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            memory_kib = int(line.split()[1])
+    return {
+        "cpu_model": model,
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "memory_gib": round(memory_kib / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def meta(run_id: str) -> dict[str, Any]:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
@@ -127,14 +174,15 @@ def meta(config: BenchConfig, run_id: str) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "commit": commit,
         "uncommitted_changes": bool(dirty),
-        "cpus": os.cpu_count(),
+        "machine": machine(),
         "load_average_at_start": os.getloadavg(),
-        "python": platform.python_version(),
     }
 
 
 def summary(measured: dict[str, Any]) -> str:
-    """One progress line: the scenario's top-level numbers."""
+    """One progress line: the top-level numbers."""
+    if "error" in measured:
+        return f"FAILED: {measured['error']}"
     return ", ".join(
         f"{key}={value}" for key, value in measured.items() if isinstance(value, int | float)
     )

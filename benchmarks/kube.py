@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 OPERATOR_MANIFESTS = ROOT / "manifests" / "operator"
 CRD_FILE = ROOT / "crds" / "aiagents.agentfleet.io.yaml"
@@ -147,55 +145,22 @@ class ClusterAccess:
             "wait", "--for=condition=Established", "crd/aiagents.agentfleet.io", "--timeout=60s"
         )
 
+    def delete_namespaces(self, selector: str, timeout: float = 900) -> None:
+        """Delete the namespaces with this label and wait until they are gone (their objects
+        and Pods with them), so that the garbage collector's work stays out of the next
+        measured window."""
+        self.kubectl("delete", "namespace", "-l", selector, "--wait=false", check=False)
+        deadline = time.monotonic() + timeout
+        while self.list_items("/api/v1/namespaces", selector):
+            if time.monotonic() > deadline:
+                raise BenchError(f"namespaces {selector} not gone after {timeout:.0f} s")
+            time.sleep(1.0)
 
-@dataclass(frozen=True)
-class OperatorIdentity:
-    """The operator's ServiceAccount from manifests/operator/rbac.yaml."""
-
-    name: str
-    namespace: str
-
-    @classmethod
-    def from_manifests(cls) -> OperatorIdentity:
-        for doc in yaml.safe_load_all((OPERATOR_MANIFESTS / "rbac.yaml").read_text()):
-            if doc and doc.get("kind") == "ServiceAccount":
-                meta = doc["metadata"]
-                return cls(meta["name"], meta["namespace"])
-        raise BenchError("manifests/operator/rbac.yaml has no ServiceAccount")
-
-    @property
-    def username(self) -> str:
-        return f"system:serviceaccount:{self.namespace}:{self.name}"
-
-
-def operator_kubeconfig(access: ClusterAccess, path: Path) -> OperatorIdentity:
-    """Install the operator's namespace and RBAC, and write a kubeconfig with a token of its
-    ServiceAccount, so that the operator is measured with exactly the permissions it ships."""
-    identity = OperatorIdentity.from_manifests()
-    access.kubectl(
-        "apply",
-        "-f",
-        str(OPERATOR_MANIFESTS / "namespace.yaml"),
-        "-f",
-        str(OPERATOR_MANIFESTS / "rbac.yaml"),
-    )
-    token = access.kubectl(
-        "create", "token", identity.name, "-n", identity.namespace, "--duration=6h"
-    ).stdout.strip()
-    admin = json.loads(
-        access.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json").stdout
-    )
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": "operator",
-        "clusters": [{"name": "cluster", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": identity.name, "user": {"token": token}}],
-        "contexts": [
-            {"name": "operator", "context": {"cluster": "cluster", "user": identity.name}}
-        ],
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    return identity
+    def served(self, api_version: str, plural: str) -> bool:
+        """Does the API server serve this resource (an optional CRD installed)?"""
+        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        try:
+            found = json.loads(self.get_raw(path))
+        except BenchError:
+            return False
+        return any(r.get("name") == plural for r in found.get("resources") or [])

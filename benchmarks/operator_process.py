@@ -7,10 +7,13 @@ working while the operator's internals change.
 
 from __future__ import annotations
 
+import bisect
+import math
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import asdict, dataclass
@@ -34,6 +37,41 @@ class ProcStats:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+class Sampler:
+    """/proc of one process every `interval` seconds on a thread, so that a moment known
+    only later (the audit finds when the fleet converged) still has its CPU and memory."""
+
+    def __init__(self, pid: int, interval: float = 0.25) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.times: list[float] = []
+        self.samples: list[ProcStats] = []
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="proc-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                sample = proc_stats(self.pid)
+            except (OSError, KeyError):
+                return  # the process is gone
+            self.times.append(time.monotonic())
+            self.samples.append(sample)
+            self._stopped.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+
+    def at(self, moment: float) -> ProcStats | None:
+        """The first sample at or after `moment` (the last one if none is later)."""
+        if not self.samples:
+            return None
+        index = min(bisect.bisect_left(self.times, moment), len(self.samples) - 1)
+        return self.samples[index]
 
 
 def proc_stats(pid: int) -> ProcStats:
@@ -67,13 +105,17 @@ class OperatorProcess:
         log_path: Path,
         workers: int | None = None,
         args: tuple[str, ...] = (),
+        python: str = "",
     ) -> None:
+        self.python = python or sys.executable  # see benchmarks/runtime_env.py
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.workers = workers
         self.args = args
         self.process: subprocess.Popen[bytes] | None = None
         self.metrics_port = self.health_port = 0
+        self.sampler: Sampler | None = None
+        self.started_at = 0.0
         self._log: IO[bytes] | None = None
 
     @property
@@ -86,7 +128,7 @@ class OperatorProcess:
         """Start the operator and wait for /healthz and /metrics; seconds it took."""
         self.metrics_port, self.health_port = free_ports(2)
         command = [
-            sys.executable,
+            self.python,
             "-m",
             "agentfleet",
             "run",
@@ -100,7 +142,7 @@ class OperatorProcess:
             *self.args,
         ]
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in _reap)
-        started = time.monotonic()
+        started = self.started_at = time.monotonic()
         self.process = subprocess.Popen(
             command,
             stdout=self._log,
@@ -108,6 +150,7 @@ class OperatorProcess:
             stdin=subprocess.DEVNULL,
             env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
         )
+        self.sampler = Sampler(self.process.pid)
         deadline = started + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -170,12 +213,19 @@ class OperatorProcess:
 
     def _reap(self) -> None:
         self.process = None
+        if self.sampler:
+            self.sampler.stop()
         if self._log:
             self._log.close()
             self._log = None
 
     def stats(self) -> ProcStats:
         return proc_stats(self.pid)
+
+    def stats_at(self, moment: float) -> ProcStats:
+        """The process as it was at `moment` (sampled), or now."""
+        sampled = self.sampler.at(moment) if self.sampler else None
+        return sampled or self.stats()
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_path.exists():
@@ -192,6 +242,20 @@ class OperatorProcess:
             for sample in family.samples:
                 totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
         return totals
+
+    def quantile(self, histogram: str, q: float) -> float | None:
+        """The q-quantile of one of the operator's histograms (all labels together), as
+        Prometheus' histogram_quantile estimates it: linear within the bucket."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        buckets: dict[float, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == f"{histogram}_bucket":
+                    bound = float(sample.labels["le"])
+                    buckets[bound] = buckets.get(bound, 0.0) + sample.value
+        return histogram_quantile(q, sorted(buckets.items()))
 
     def progress(self) -> Progress:
         m = self.metrics()
@@ -249,3 +313,24 @@ class OperatorProcess:
             f"workqueue_adds_total {p.adds:.0f}, workqueue_depth {p.depth:.0f}, "
             f"controller_runtime_reconcile_total {p.reconciles:.0f}"
         )
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """Prometheus' estimate from cumulative (upper bound, count) buckets, sorted by bound:
+    the bucket holding rank q * total, interpolated linearly; None without observations."""
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound  # above the last finite bucket: its bound, as Prometheus
+            if count == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
+                count - lower_count
+            )
+        lower_bound, lower_count = bound, count
+    return buckets[-1][0]

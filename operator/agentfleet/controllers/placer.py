@@ -58,7 +58,7 @@ from agentfleet.placement.owners import (
     genuine_agent,
     replicaset_owner,
 )
-from agentfleet.telemetry import logs, tracing
+from agentfleet.telemetry import logs, metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -537,7 +537,8 @@ class Placer:
         """One decision, in the placement span: the node and GPUs, or why not."""
         self.inventory.refresh(self.now())  # a heartbeat may have run out since
         request = request_for_pod(pod, agent.spec.gpu, f"{agent_key[0]}/{agent_key[1]}")
-        result = place(request, self.inventory, self.ledger, self.policy)
+        with metrics.PLACEMENT_DECISION.time():
+            result = place(request, self.inventory, self.ledger, self.policy)
         if isinstance(result, Refusal):
             tracing.annotate(span, **{"agentfleet.placement.refused": result.reason})
             if self.refusals.get(agent_key) != result:
