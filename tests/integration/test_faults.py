@@ -296,12 +296,12 @@ def wait_converged(
 def assert_no_orphans_or_duplicates(cluster: Cluster, namespace: str) -> None:
     """Every object the operator labels as its own is controlled by an existing AIAgent, and
     each agent has exactly one ServiceAccount, Service and Deployment."""
-    from benchmarks.fleet import audit_children
+    from benchmarks.audit import audit_ownership
     from benchmarks.kube import ClusterAccess
 
     def clean() -> None:
         access = ClusterAccess(Path(cluster.kubeconfig), Path(cluster.kubectl_path), True)
-        found = audit_children(access, namespace)
+        found = audit_ownership(access, namespace)
         assert not (found.orphans or found.duplicates or found.missing), found
 
     eventually(clean, timeout=60, what="no orphan, duplicate or missing child")
