@@ -23,6 +23,7 @@ import yaml
 from agentfleet.api import constants as c
 from agentfleet.render.children import CHILD_KINDS
 from tests.conftest import OUTPUT, ROOT, SUMMARY, Cluster, eventually
+from tests.integration.api_process import token_kubeconfig
 
 pytestmark = pytest.mark.cluster
 
@@ -126,23 +127,6 @@ def test_kustomize_install_is_accepted_by_the_api_server(cluster: Cluster, crd: 
 
 
 # --- helm install, the operator from the rendered Deployment, upgrade, uninstall ---------------
-
-
-def token_kubeconfig(cluster: Cluster, token: str, path: Path) -> Path:
-    admin = json.loads(
-        cluster.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json").stdout
-    )
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": "sa",
-        "clusters": [{"name": "cluster", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": "sa", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "cluster", "user": "sa"}}],
-    }
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    return path
 
 
 def manifest_objects(helm: Helm, release: str, namespace: str) -> list[dict[str, Any]]:
